@@ -1,0 +1,113 @@
+"""Commands and events. No connection string (or any secret) ever travels in a message.
+
+Each message names its contract and version in the AMQP `type` header, e.g.
+``edfi.instances.InstanceRequested.v1``. A new incompatible shape gets a new version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TYPE_PREFIX = "edfi.instances"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Operation(StrEnum):
+    CREATE = "create"
+    RENAME = "rename"
+    DELETE = "delete"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    VERSION: ClassVar[int] = 1
+
+    job_id: uuid.UUID
+    instance_id: int = Field(ge=1)
+    tenant: str | None = None
+    occurred_at: datetime = Field(default_factory=_now)
+
+
+def message_type(model: type[Message] | Message) -> str:
+    cls = model if isinstance(model, type) else type(model)
+    return f"{TYPE_PREFIX}.{cls.__name__}.v{cls.VERSION}"
+
+
+class InstanceRequested(Message):
+    """Command: perform one operation on one instance's database (sent to its shard)."""
+
+    operation: Operation
+    database_name: str = Field(min_length=1, max_length=128)
+    database_template: str | None = Field(
+        default=None, description="The template database to clone (create only)."
+    )
+    new_name: str | None = None
+    new_database_name: str | None = None
+
+
+class InstanceOperationStarted(Message):
+    """Event: a provisioner began an attempt at the job."""
+
+    operation: Operation
+    attempt: int = Field(ge=1)
+    worker: str
+
+
+class InstanceOperationProgress(Message):
+    """Event: progress of a running job; also serves as its heartbeat."""
+
+    operation: Operation
+    message: str
+    percent: int = Field(ge=0, le=100)
+
+
+class InstanceCreated(Message):
+    """Event: the instance's database exists and belongs to this instance."""
+
+    database_name: str
+
+
+class InstanceCreateFailed(Message):
+    """Event: the create failed and will not be retried."""
+
+    database_name: str
+    reason: str
+
+
+InstanceEvent = (
+    InstanceOperationStarted | InstanceOperationProgress | InstanceCreated | InstanceCreateFailed
+)
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    message_type(cls): cls
+    for cls in (
+        InstanceOperationStarted,
+        InstanceOperationProgress,
+        InstanceCreated,
+        InstanceCreateFailed,
+    )
+}
+
+ALL_MESSAGES: tuple[type[Message], ...] = (InstanceRequested, *EVENT_TYPES.values())
+
+
+class UnknownMessageTypeError(ValueError):
+    """The message's type header names no contract this service knows."""
+
+
+def parse_event(type_header: str | None, body: bytes | str | dict[str, Any]) -> Message:
+    cls = EVENT_TYPES.get(type_header or "")
+    if cls is None:
+        raise UnknownMessageTypeError(f"unknown message type {type_header!r}")
+    if isinstance(body, dict):
+        return cls.model_validate(body)
+    return cls.model_validate_json(body)

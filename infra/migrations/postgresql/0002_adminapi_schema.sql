@@ -1,0 +1,68 @@
+-- This project's own schema: instances (the seed's DbInstances plus name), jobs, outbox, inbox.
+CREATE SCHEMA IF NOT EXISTS adminapi;
+
+CREATE TABLE adminapi.dbinstances (
+    id SERIAL PRIMARY KEY,
+    name VARCHAR(100) NOT NULL,
+    odsinstanceid INT NULL,
+    odsinstancename VARCHAR(100) NULL,
+    status VARCHAR(75) NOT NULL,
+    databasetemplate VARCHAR(100) NOT NULL,
+    databasename VARCHAR(255) NULL,
+    lastrefreshed TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lastmodifieddate TIMESTAMPTZ NULL,
+    currentjobid UUID NULL,
+    error TEXT NULL,
+    createdat TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Names and database names are unique among live instances, case-insensitively
+-- ("Grand Bend" and "grand_bend" would map to the same database).
+CREATE UNIQUE INDEX dbinstances_live_name_uq
+    ON adminapi.dbinstances (lower(name)) WHERE status <> 'Deleted';
+CREATE UNIQUE INDEX dbinstances_live_databasename_uq
+    ON adminapi.dbinstances (lower(databasename)) WHERE status <> 'Deleted';
+CREATE INDEX dbinstances_status_ix ON adminapi.dbinstances (status);
+CREATE INDEX dbinstances_odsinstanceid_ix ON adminapi.dbinstances (odsinstanceid);
+
+CREATE TABLE adminapi.jobs (
+    id UUID PRIMARY KEY,
+    type VARCHAR(50) NOT NULL,
+    instance_id INT NULL REFERENCES adminapi.dbinstances (id),
+    status VARCHAR(20) NOT NULL,
+    progress_message TEXT NULL,
+    progress_percent INT NULL,
+    attempts INT NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    started_at TIMESTAMPTZ NULL,
+    finished_at TIMESTAMPTZ NULL,
+    heartbeat_at TIMESTAMPTZ NULL,
+    error TEXT NULL,
+    worker VARCHAR(200) NULL,
+    correlation_id VARCHAR(100) NULL,
+    data JSONB NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX jobs_instance_ix ON adminapi.jobs (instance_id, created_at);
+CREATE INDEX jobs_status_ix ON adminapi.jobs (status);
+
+CREATE TABLE adminapi.outbox (
+    id BIGSERIAL PRIMARY KEY,
+    message_id UUID NOT NULL UNIQUE,
+    exchange VARCHAR(200) NOT NULL,
+    routing_key VARCHAR(200) NOT NULL,
+    message_type VARCHAR(200) NOT NULL,
+    body JSONB NOT NULL,
+    correlation_id VARCHAR(100) NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    sent_at TIMESTAMPTZ NULL,
+    attempts INT NOT NULL DEFAULT 0,
+    last_error TEXT NULL
+);
+CREATE INDEX outbox_unsent_ix ON adminapi.outbox (id) WHERE sent_at IS NULL;
+
+CREATE TABLE adminapi.inbox (
+    consumer VARCHAR(100) NOT NULL,
+    message_id VARCHAR(200) NOT NULL,
+    message_type VARCHAR(200) NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, message_id)
+);

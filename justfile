@@ -1,0 +1,71 @@
+# Ed-Fi ODS instance manager. `just up` runs the system; `just test` runs every test.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the locked dependencies into .venv.
+sync:
+    uv sync --frozen
+
+# Make sure PostgreSQL and RabbitMQ are up, enable the broker plugins, raise consumer_timeout.
+services:
+    bash infra/scripts/services.sh
+
+# Migrate the admin database, declare the broker topology, create development templates.
+setup: sync services
+    uv run --frozen edfi-im setup
+
+# Set everything up and run gateway, provisioner and status in the foreground (Ctrl-C stops all).
+up: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}"
+    export EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}"
+    if [ -z "${ODS_CONNECTION_STRING_ENCRYPTION_KEY:-}" ]; then
+        echo "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: using the public development key."
+    fi
+    echo "Gateway: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/docs"
+    exec uv run --frozen honcho -f infra/Procfile -d . start
+
+# Run one service alone (start it twice for two replicas): gateway | provisioner | status.
+run service:
+    EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}" uv run --frozen edfi-im run {{service}}
+
+# Apply admin-database migrations.
+migrate: sync
+    uv run --frozen edfi-im migrate
+
+# Declare the RabbitMQ topology (and rewrite infra/rabbitmq/definitions.json).
+topology: sync
+    uv run --frozen edfi-im topology
+    uv run --frozen edfi-im topology --export
+
+# Create the development template databases if they are missing.
+templates: sync
+    uv run --frozen edfi-im templates
+
+# Export the contracts' JSON Schema to contracts/schemas/.
+schemas: sync
+    uv run --frozen edfi-im schemas
+
+# Run every test (unit, integration, end-to-end) against the local PostgreSQL and RabbitMQ.
+test *args: sync services
+    uv run --frozen edfi-im templates
+    uv run --frozen pytest {{args}}
+
+# ruff (lint + format check) and mypy --strict.
+lint: sync
+    uv run --frozen ruff check .
+    uv run --frozen ruff format --check .
+    uv run --frozen mypy
+
+# Format the code.
+fmt: sync
+    uv run --frozen ruff format .
+    uv run --frozen ruff check --fix .
+
+# Follow the logs of the docker compose stack.
+logs:
+    docker compose logs -f

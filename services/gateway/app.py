@@ -1,0 +1,92 @@
+"""The gateway: validates, writes request + job + outbox in one transaction, answers 202."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from services.gateway import problems
+from services.gateway.routes import router
+from services.gateway.state import GatewayState
+from services.runtime.db import create_admin_engine
+from services.runtime.logging import get_logger
+from services.runtime.outbox import OutboxRelay
+from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.settings import Settings
+from services.runtime.topology import declare_topology
+
+log = get_logger(__name__)
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
+        engine = create_admin_engine(settings.admin_database_url, pool_size=10)
+        publisher = ConfirmingPublisher(settings.rabbitmq_url)
+        await publisher.connect()
+        relay = OutboxRelay(
+            engine,
+            publisher,
+            poll_interval=settings.outbox_poll_interval_seconds,
+            batch_size=settings.outbox_batch_size,
+        )
+        relay.start()
+        app.state.gateway = GatewayState(settings, engine, publisher, relay)
+        log.info("gateway started", host=settings.gateway_host, port=settings.gateway_port)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await publisher.close()
+            await engine.dispose()
+            log.info("gateway stopped")
+
+    app = FastAPI(
+        title="Ed-Fi ODS instance manager",
+        version="0.1.0",
+        description="Creates ODS databases asynchronously; every request is a job.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+
+    @app.middleware("http")
+    async def correlation(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        request.state.correlation_id = correlation_id[:100]
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id[:100]):
+            response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = correlation_id[:100]
+        return response
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        state: GatewayState = request.app.state.gateway
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            async with state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        if not state.publisher.connected:
+            checks["broker"] = "unavailable"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    app.include_router(router, tags=["instances"])
+    return app

@@ -1,0 +1,97 @@
+"""RFC 9457 problem details for every error the gateway returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemError(Exception):
+    """An error answered as problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+
+def validation_problem(field: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Validation failed",
+        f"{field}: {message}",
+        errors={field: [message]},
+    )
+
+
+def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    body.update(problem.extra)
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "json_invalid":
+                errors.setdefault("body", []).append("the body is not valid JSON")
+                continue
+            errors.setdefault(_field_name(loc), []).append(str(err.get("msg", "invalid")))
+        detail = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in errors.items())
+        return problem_response(
+            request, ProblemError(422, "Validation failed", detail, errors=errors)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        return problem_response(request, ProblemError(exc.status_code, title, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(
+            request,
+            ProblemError(500, "Internal error", "The request failed; see the gateway log."),
+        )

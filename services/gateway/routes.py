@@ -1,0 +1,139 @@
+"""`/v2/dbInstances` and `/v2/jobs`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+
+from services.gateway.problems import ProblemError, validation_problem
+from services.gateway.repository import accept_create, instance_out, job_out
+from services.gateway.schemas import CreateDbInstance, DbInstance, Job
+from services.gateway.state import GatewayState
+from services.runtime.logging import get_logger
+from services.runtime.naming import database_name, database_name_problem
+from services.runtime.states import InstanceStatus, JobStatus
+from services.runtime.tables import db_instances, jobs
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/v2")
+
+Offset = Annotated[int, Query(ge=0, description="Rows to skip")]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by a setting)")]
+
+PROBLEM = {"content": {"application/problem+json": {}}}
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def _limit(state: GatewayState, limit: int) -> int:
+    if limit > state.settings.max_page_size:
+        raise validation_problem(
+            "limit", f"must be at most {state.settings.max_page_size}"
+        )
+    return limit
+
+
+@router.post(
+    "/dbInstances",
+    status_code=202,
+    response_model=DbInstance,
+    responses={409: PROBLEM, 422: PROBLEM},
+    summary="Accept the creation of an ODS instance",
+)
+async def create_db_instance(
+    body: CreateDbInstance, request: Request, response: Response
+) -> DbInstance:
+    state = _state(request)
+    settings = state.settings
+    template_database = settings.templates.get(body.database_template)
+    if template_database is None:
+        raise validation_problem(
+            "databaseTemplate", f"must be one of {', '.join(sorted(settings.templates))}"
+        )
+    db_name = database_name(body.name, settings.database_name_pattern)
+    problem = database_name_problem(db_name)
+    if problem:
+        raise validation_problem("name", problem)
+    correlation_id = request.state.correlation_id
+    async with state.engine.begin() as conn:
+        row = await accept_create(
+            conn,
+            name=body.name,
+            template_key=body.database_template,
+            template_database=template_database,
+            database_name=db_name,
+            correlation_id=correlation_id,
+        )
+    state.relay.wake()
+    log.info(
+        "create accepted",
+        instance_id=row.id,
+        job_id=str(row.currentjobid),
+        name=row.name,
+        database_name=db_name,
+    )
+    response.headers["Location"] = f"/v2/dbInstances/{row.id}"
+    return instance_out(row)
+
+
+@router.get("/dbInstances", response_model=list[DbInstance], responses={422: PROBLEM})
+async def list_db_instances(
+    request: Request,
+    offset: Offset = 0,
+    limit: Limit = 25,
+    status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
+) -> list[DbInstance]:
+    state = _state(request)
+    query = select(db_instances).order_by(db_instances.c.id).offset(offset)
+    query = query.limit(_limit(state, limit))
+    if status is not None:
+        query = query.where(db_instances.c.status == status.value)
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [instance_out(r) for r in rows]
+
+
+@router.get("/dbInstances/{instance_id}", response_model=DbInstance, responses={404: PROBLEM})
+async def get_db_instance(instance_id: int, request: Request) -> DbInstance:
+    async with _state(request).engine.connect() as conn:
+        row = (
+            await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
+        ).first()
+    if row is None:
+        raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
+    return instance_out(row)
+
+
+@router.get("/jobs", response_model=list[Job], responses={422: PROBLEM})
+async def list_jobs(
+    request: Request,
+    offset: Offset = 0,
+    limit: Limit = 25,
+    status: Annotated[JobStatus | None, Query()] = None,
+    instance_id: Annotated[int | None, Query(alias="instanceId")] = None,
+) -> list[Job]:
+    state = _state(request)
+    query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).offset(offset)
+    query = query.limit(_limit(state, limit))
+    if status is not None:
+        query = query.where(jobs.c.status == status.value)
+    if instance_id is not None:
+        query = query.where(jobs.c.instance_id == instance_id)
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [job_out(r) for r in rows]
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM})
+async def get_job(job_id: uuid.UUID, request: Request) -> Job:
+    async with _state(request).engine.connect() as conn:
+        row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    if row is None:
+        raise ProblemError(404, "Not found", f"no job with id {job_id}")
+    return job_out(row)

@@ -1,0 +1,67 @@
+"""HTTP request and response bodies (camelCase JSON, like Ed-Fi Admin API 2)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from services.runtime.naming import name_problem
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class CreateDbInstance(CamelModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Grand Bend", "databaseTemplate": "Minimal"}]},
+    )
+
+    name: str = Field(description="1-46 characters: ASCII letters, digits, space, underscore")
+    database_template: str = Field(description="A configured template, e.g. Minimal or Sample")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class DbInstance(CamelModel):
+    id: int
+    name: str
+    status: str
+    database_template: str
+    database_name: str | None
+    job_id: uuid.UUID | None
+    ods_instance_id: int | None
+    ods_instance_name: str | None
+    error: str | None
+    created_date: datetime
+    last_modified_date: datetime | None
+    last_refreshed: datetime
+
+
+class Job(CamelModel):
+    id: uuid.UUID
+    type: str
+    instance_id: int | None
+    status: str
+    progress_message: str | None
+    progress_percent: int | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    error: str | None
+    worker: str | None
+    correlation_id: str | None

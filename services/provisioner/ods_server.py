@@ -1,0 +1,172 @@
+"""Operations on the ODS database server (PostgreSQL). Identifiers always go through psycopg's
+quoting (`sql.Identifier`), never string formatting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from services.runtime.errors import PermanentError, TransientError
+
+MANAGED_BY = "edfi-instance-manager"
+# pg advisory lock class id for clone slots: "edfi-im clone".
+CLONE_SLOT_CLASS = 0x0ED1F1
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Written as the database comment: which instance (and job) this system created it for."""
+
+    instance_id: int
+    job_id: uuid.UUID
+
+    def render(self) -> str:
+        return json.dumps(
+            {"managedBy": MANAGED_BY, "instanceId": self.instance_id, "jobId": str(self.job_id)}
+        )
+
+    @staticmethod
+    def parse(comment: str | None) -> Marker | None:
+        if not comment:
+            return None
+        try:
+            data = json.loads(comment)
+            if data.get("managedBy") != MANAGED_BY:
+                return None
+            return Marker(int(data["instanceId"]), uuid.UUID(data["jobId"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    name: str
+    marker: Marker | None
+
+
+TRANSIENT_SQLSTATES = {
+    "55006",  # object_in_use: e.g. someone is connected to the template
+    "55P03",  # lock_not_available
+    "57P03",  # cannot_connect_now
+    "53300",  # too_many_connections
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+}
+
+
+def classify(exc: BaseException) -> Exception:
+    """Wrap a driver error as transient or permanent."""
+    if isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None:
+        return TransientError(f"database server unreachable: {exc}")
+    state = getattr(exc, "sqlstate", None)
+    if state in TRANSIENT_SQLSTATES or (state or "").startswith("08"):
+        return TransientError(f"{exc} (SQLSTATE {state})")
+    return PermanentError(f"{exc}".strip() + (f" (SQLSTATE {state})" if state else ""))
+
+
+class PostgresOdsServer:
+    """The ODS server, reached through its maintenance database (never the template)."""
+
+    def __init__(self, url: str, clone_slots: int) -> None:
+        self._url = url
+        self._clone_slots = clone_slots
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        finally:
+            await conn.close()
+
+    async def database(self, name: str) -> DatabaseInfo | None:
+        async with self._connect() as conn:
+            cur = await conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database') "
+                "FROM pg_database WHERE datname = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return DatabaseInfo(str(row[0]), Marker.parse(row[1] if row[1] is None else str(row[1])))
+
+    @asynccontextmanager
+    async def clone_slot(self) -> AsyncIterator[int]:
+        """Hold one of N server-wide clone slots (advisory locks), across all replicas."""
+        async with self._connect() as conn:
+            slot = await self._acquire_slot(conn)
+            try:
+                yield slot
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)", (CLONE_SLOT_CLASS, slot)
+                )
+
+    async def _acquire_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
+        delay = 0.05
+        while True:
+            for slot in range(self._clone_slots):
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (CLONE_SLOT_CLASS, slot)
+                )
+                row = await cur.fetchone()
+                if row and row[0]:
+                    return slot
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def clone(self, template: str, target: str) -> None:
+        async with self._connect() as conn:
+            await conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(target), sql.Identifier(template)
+                )
+            )
+
+    async def mark(self, name: str, marker: Marker) -> None:
+        async with self._connect() as conn:
+            await conn.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(name), sql.Literal(marker.render())
+                )
+            )
+
+    async def rename(self, old: str, new: str) -> None:
+        async with self._connect() as conn:
+            await conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(new)
+                )
+            )
+
+    async def drop(self, name: str) -> None:
+        async with self._connect() as conn:
+            await conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    async def ping(self) -> None:
+        async with self._connect() as conn:
+            await conn.execute("SELECT 1")
+
+
+def staging_name(job_id: uuid.UUID) -> str:
+    """Where a clone is built before it gets its real name; derived from the job, so ours."""
+    return f"edfi_im_staging_{job_id.hex}"
+
+
+class OdsServerError(PermanentError):
+    """The ODS server refused the operation."""

@@ -1,0 +1,168 @@
+"""Transactional outbox: commands commit with the state change; a relay publishes them.
+
+Order: one relay publishes at a time (a transaction-level advisory lock), in outbox id order,
+and stops at the first failure, so rows are published in the order they committed. Two rows of
+one instance can never commit out of order because the gateway holds the instance's row lock
+while writing an operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.messages import Message, message_type
+from services.runtime.logging import get_logger
+from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.tables import outbox
+
+log = get_logger(__name__)
+
+# pg advisory lock key: "edfi-im outbox relay".
+RELAY_LOCK_KEY = 0x0ED1F1_0B0C
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    message: Message,
+    *,
+    exchange: str,
+    routing_key: str,
+    correlation_id: str | None,
+) -> uuid.UUID:
+    """Add a message to the outbox inside the caller's transaction."""
+    message_id = uuid.uuid4()
+    await conn.execute(
+        insert(outbox).values(
+            message_id=message_id,
+            exchange=exchange,
+            routing_key=routing_key,
+            message_type=message_type(message),
+            body=message.model_dump(mode="json"),
+            correlation_id=correlation_id,
+            created_at=func.now(),
+            attempts=0,
+        )
+    )
+    return message_id
+
+
+async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch: int) -> int:
+    """Publish up to `batch` unsent rows in order; the number published (0 if another relay runs)."""
+    async with engine.begin() as conn:
+        leader = await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
+        if not leader:
+            return 0
+        rows = (
+            await conn.execute(
+                select(outbox)
+                .where(outbox.c.sent_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(batch)
+            )
+        ).all()
+        sent: list[int] = []
+        for row in rows:
+            try:
+                await publisher.publish(
+                    exchange=row.exchange,
+                    routing_key=row.routing_key,
+                    body=row.body,
+                    message_id=str(row.message_id),
+                    message_type=row.message_type,
+                    correlation_id=row.correlation_id,
+                )
+            except Exception as exc:
+                log.warning(
+                    "outbox publish failed; will retry",
+                    outbox_id=row.id,
+                    message_id=str(row.message_id),
+                    error=str(exc),
+                )
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000])
+                )
+                break
+            sent.append(row.id)
+        if sent:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(sent))
+                .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
+            )
+            log.debug("outbox relayed", count=len(sent), last_id=sent[-1])
+    # Raised after the commit, so the rows that did go out stay marked sent.
+    if len(sent) < len(rows):
+        raise RelayStalledError(f"published {len(sent)} of {len(rows)} rows")
+    return len(sent)
+
+
+class RelayStalledError(Exception):
+    """A publish failed; the relay backs off before trying the same row again."""
+
+
+class OutboxRelay:
+    """Background task: relays on a poll interval, or at once when `wake()` is called."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: ConfirmingPublisher,
+        *,
+        poll_interval: float,
+        batch_size: int,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._poll = poll_interval
+        self._batch = batch_size
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self._poll
+        while True:
+            try:
+                count = await relay_once(self._engine, self._publisher, self._batch)
+                self.published += count
+                backoff = self._poll
+                if count == self._batch:
+                    continue  # more may be waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                backoff = min(self._max_backoff, backoff * 2)
+                log.warning("outbox relay error; backing off", error=repr(exc), seconds=backoff)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+
+def unsent_count_query() -> Any:
+    return select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))

@@ -1,0 +1,131 @@
+"""Settings for every service, read once from the environment (prefix ``EDFI_IM_``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cached_property
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.errors import ConfigurationError
+
+# A fixed, public key for development only: `just up` uses it when no key is set and says so.
+DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE="
+
+DEFAULT_TEMPLATES = {
+    "Minimal": "EdFi_Ods_Minimal_Template",
+    "Sample": "EdFi_Ods_Populated_Template",
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of every service; the README has the same table."""
+
+    model_config = SettingsConfigDict(env_prefix="EDFI_IM_", extra="ignore")
+
+    environment: Literal["development", "production"] = "production"
+    service_name: str = "edfi-im"
+
+    admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/EdFi_Admin"
+    ods_server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    ods_connection_string_template: str | None = None
+    ods_connection_string_options: str = "pooling=true;Application Name=EdFi.Ods.WebApi"
+    database_name_pattern: str = "EdFi_Ods_{name}"
+    templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    clone_concurrency: int = Field(default=2, ge=1, le=64)
+
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    shard_count: int = Field(default=8, ge=1, le=1024)
+    owned_shards: str | None = None
+    standby_delay_seconds: float = Field(default=3.0, ge=0)
+    delivery_limit: int = Field(default=5, ge=1)
+    graceful_timeout_seconds: float = Field(default=600.0, gt=0)
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    step_retry_attempts: int = Field(default=5, ge=1)
+
+    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    health_port: int | None = None
+    max_page_size: int = Field(default=500, ge=1)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ODS_CONNECTION_STRING_ENCRYPTION_KEY", "EDFI_IM_ENCRYPTION_KEY"
+        ),
+    )
+
+    @field_validator("database_name_pattern")
+    @classmethod
+    def _pattern_has_name(cls, value: str) -> str:
+        if "{name}" not in value:
+            raise ValueError("database_name_pattern must contain {name}")
+        return value
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def encryption_key_bytes(self) -> bytes:
+        """The 32-byte key; outside development a missing key is a start-up error."""
+        raw = self.encryption_key.get_secret_value() if self.encryption_key else None
+        if not raw:
+            if not self.is_development:
+                raise ConfigurationError(
+                    "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set; it must hold a base64 "
+                    "32-byte key (the one the ODS/API uses). Set EDFI_IM_ENVIRONMENT=development "
+                    "to use the public development key."
+                )
+            raw = DEVELOPMENT_ENCRYPTION_KEY
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ConfigurationError(
+                "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not valid base64"
+            ) from exc
+        if len(key) != 32:
+            raise ConfigurationError(
+                f"ODS_CONNECTION_STRING_ENCRYPTION_KEY must decode to 32 bytes, not {len(key)}"
+            )
+        return key
+
+    @property
+    def uses_development_key(self) -> bool:
+        return self.encryption_key is None or not self.encryption_key.get_secret_value()
+
+    @cached_property
+    def admin_database_name(self) -> str:
+        return unquote(urlsplit(self.admin_database_url).path.lstrip("/"))
+
+    def owned_shard_set(self) -> list[int]:
+        """Shards this replica consumes first; the rest it joins later as standby."""
+        if not self.owned_shards:
+            return list(range(self.shard_count))
+        owned: set[int] = set()
+        for part in self.owned_shards.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not match:
+                raise ConfigurationError(f"EDFI_IM_OWNED_SHARDS: cannot read {part!r}")
+            low = int(match.group(1))
+            high = int(match.group(2) or low)
+            owned.update(range(low, high + 1))
+        bad = sorted(s for s in owned if s >= self.shard_count)
+        if bad:
+            raise ConfigurationError(
+                f"EDFI_IM_OWNED_SHARDS names shards {bad} but there are {self.shard_count}"
+            )
+        return sorted(owned)

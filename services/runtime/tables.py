@@ -1,0 +1,119 @@
+"""The admin database tables, as the migrations in infra/migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# --- Ed-Fi's own EdFi_Admin tables (the subset this system touches) ---
+ods_instances = Table(
+    "odsinstances",
+    metadata,
+    Column("odsinstanceid", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("instancetype", String(100)),
+    Column("connectionstring", Text),
+    schema="dbo",
+)
+ods_instance_contexts = Table(
+    "odsinstancecontexts",
+    metadata,
+    Column("odsinstancecontextid", Integer, primary_key=True),
+    Column("odsinstance_odsinstanceid", Integer, nullable=False),
+    Column("contextkey", String(50), nullable=False),
+    Column("contextvalue", String(50), nullable=False),
+    schema="dbo",
+)
+ods_instance_derivatives = Table(
+    "odsinstancederivatives",
+    metadata,
+    Column("odsinstancederivativeid", Integer, primary_key=True),
+    Column("odsinstance_odsinstanceid", Integer, nullable=False),
+    Column("derivativetype", String(50), nullable=False),
+    Column("connectionstring", String(1500), nullable=False),
+    schema="dbo",
+)
+api_client_ods_instances = Table(
+    "apiclientodsinstances",
+    metadata,
+    Column("apiclientodsinstanceid", Integer, primary_key=True),
+    Column("apiclient_apiclientid", Integer, nullable=False),
+    Column("odsinstance_odsinstanceid", Integer, nullable=False),
+    schema="dbo",
+)
+
+# --- this project's own schema ---
+db_instances = Table(
+    "dbinstances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("odsinstanceid", Integer),
+    Column("odsinstancename", String(100)),
+    Column("status", String(75), nullable=False),
+    Column("databasetemplate", String(100), nullable=False),
+    Column("databasename", String(255)),
+    Column("lastrefreshed", DateTime(timezone=True), nullable=False),
+    Column("lastmodifieddate", DateTime(timezone=True)),
+    Column("currentjobid", Uuid),
+    Column("error", Text),
+    Column("createdat", DateTime(timezone=True), nullable=False),
+    schema="adminapi",
+)
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("type", String(50), nullable=False),
+    Column("instance_id", Integer),
+    Column("status", String(20), nullable=False),
+    Column("progress_message", Text),
+    Column("progress_percent", Integer),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("worker", String(200)),
+    Column("correlation_id", String(100)),
+    Column("data", JSONB, nullable=False),
+    schema="adminapi",
+)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("message_id", Uuid, nullable=False, unique=True),
+    Column("exchange", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("message_type", String(200), nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("correlation_id", String(100)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    schema="adminapi",
+)
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("message_id", String(200), primary_key=True),
+    Column("message_type", String(200)),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    schema="adminapi",
+)
