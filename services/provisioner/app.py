@@ -7,7 +7,7 @@ import os
 import socket
 
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream
+from faststream._internal.application import Application
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 
@@ -16,7 +16,7 @@ from services.provisioner.handler import Provisioner
 from services.provisioner.ods_server import PostgresOdsServer
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
-    asgi_app,
+    consumer_app,
     delivery_attempt,
     make_broker,
     message_context,
@@ -57,7 +57,7 @@ def subscribe_shard(broker: RabbitBroker, shard: int, provisioner: Provisioner) 
     return subscriber
 
 
-def create_app(settings: Settings) -> AsgiFastStream:
+def create_app(settings: Settings) -> Application:
     broker = make_broker(settings)
     server = PostgresOdsServer(settings.ods_server_url, settings.clone_concurrency)
 
@@ -98,8 +98,9 @@ def create_app(settings: Settings) -> AsgiFastStream:
             task.cancel()
         log.info("provisioner stopping")
 
-    return asgi_app(
+    return consumer_app(
         broker,
+        settings,
         on_startup=[on_startup],
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],

@@ -97,7 +97,7 @@ class Provisioner:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(self._retry_attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=self._retry_max_wait),
+            wait=wait_exponential_jitter(multiplier=0.5, max=self._retry_max_wait),
             reraise=True,
         ):
             with attempt:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from contextvars import ContextVar
 
 import structlog
 import uvicorn
+from faststream import FastStream
+from faststream._internal.application import Application
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
 
@@ -21,12 +25,16 @@ from services.runtime.topology import EVENTS_EXCHANGE
 current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
 
 
+# FastStream's own lines go through the root handler, so they are structlog lines too.
+faststream_logger = logging.getLogger("edfi_im.faststream")
+
+
 def make_broker(settings: Settings) -> RabbitBroker:
     return RabbitBroker(
         settings.rabbitmq_url,
         graceful_timeout=settings.graceful_timeout_seconds,
         reconnect_interval=2.0,
-        log_level=20,
+        logger=faststream_logger,
     )
 
 
@@ -70,20 +78,28 @@ async def publish_event(broker: RabbitBroker, event: Message) -> None:
     )
 
 
-async def serve(app: AsgiFastStream, settings: Settings) -> None:
+async def serve(app: Application, settings: Settings) -> None:
     """Run the consumer app; with a health port also answer `GET /health` over HTTP."""
-    if settings.health_port is None:
+    if isinstance(app, AsgiFastStream):
+        config = uvicorn.Config(
+            app,
+            host="0.0.0.0",  # noqa: S104 - the health port is for container health checks
+            port=settings.health_port or 8080,
+            log_config=None,
+            lifespan="on",
+        )
+        await uvicorn.Server(config).serve()
+    else:
         await app.run()
-        return
-    config = uvicorn.Config(
-        app, host="0.0.0.0", port=settings.health_port, log_config=None, lifespan="on"  # noqa: S104
-    )
-    await uvicorn.Server(config).serve()
 
 
-def asgi_app(broker: RabbitBroker, **kwargs: object) -> AsgiFastStream:
+def consumer_app(broker: RabbitBroker, settings: Settings, **hooks: Any) -> Application:
+    """A FastStream app; an ASGI one serving `/health` only when a health port is set."""
+    if settings.health_port is None:
+        return FastStream(broker, logger=faststream_logger, **hooks)
     return AsgiFastStream(
         broker,
         asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0))],
-        **kwargs,  # type: ignore[arg-type]
+        logger=faststream_logger,
+        **hooks,
     )

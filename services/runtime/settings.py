@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.runtime.errors import ConfigurationError
 
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
-DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE="
+DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="
 
 DEFAULT_TEMPLATES = {
     "Minimal": "EdFi_Ods_Minimal_Template",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream
+from faststream._internal.application import Application
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import ValidationError
@@ -11,7 +14,7 @@ from pydantic import ValidationError
 from contracts.messages import UnknownMessageTypeError, parse_event
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
-from services.runtime.messaging import asgi_app, make_broker, message_context
+from services.runtime.messaging import consumer_app, make_broker, message_context
 from services.runtime.settings import Settings
 from services.runtime.topology import STATUS_QUEUE, declare_topology
 from services.status.apply import StatusApplier
@@ -20,7 +23,12 @@ from services.status.connection_strings import ods_connection_string
 log = get_logger(__name__)
 
 
-def create_app(settings: Settings) -> AsgiFastStream:
+def message_key(message: RabbitMessage) -> str:
+    """The inbox key: the message id, or a digest of the body for a message sent without one."""
+    return message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
+
+
+def create_app(settings: Settings) -> Application:
     key = settings.encryption_key_bytes()  # a start-up error when missing in production
     if settings.uses_development_key:
         log.warning(
@@ -38,10 +46,11 @@ def create_app(settings: Settings) -> AsgiFastStream:
         title=STATUS_QUEUE,
         description="Progress and outcome events, applied in one transaction each",
     )
-    async def on_event(body: bytes, message: RabbitMessage) -> None:
+    async def on_event(body: Any, message: RabbitMessage) -> None:
+        # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
         type_header = (message.headers or {}).get("type") or message.raw_message.type
         try:
-            event = parse_event(str(type_header) if type_header else None, body)
+            event = parse_event(str(type_header) if type_header else None, message.body)
         except (UnknownMessageTypeError, ValidationError) as exc:
             log.error(
                 "unreadable event dead-lettered",
@@ -53,8 +62,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
             return
         with message_context(event, message):
             async with engine.begin() as conn:
-                outcome = await applier.apply(conn, event, message.message_id or "")
-            log.debug("event processed", event=type(event).__name__, outcome=outcome)
+                outcome = await applier.apply(conn, event, message_key(message))
+            log.debug("event processed", event_type=type(event).__name__, outcome=outcome)
 
     async def on_startup() -> None:
         await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
@@ -62,4 +71,4 @@ def create_app(settings: Settings) -> AsgiFastStream:
     async def after_shutdown() -> None:
         await engine.dispose()
 
-    return asgi_app(broker, on_startup=[on_startup], after_shutdown=[after_shutdown])
+    return consumer_app(broker, settings, on_startup=[on_startup], after_shutdown=[after_shutdown])

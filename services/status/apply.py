@@ -60,7 +60,7 @@ class StatusApplier:
             log.warning("event for an unknown instance or job; ignored")
             return "stale"
         if is_terminal(job.status) or instance.currentjobid != job.id:
-            log.info("stale event ignored", job_status=job.status, event=type(event).__name__)
+            log.info("stale event ignored", job_status=job.status, event_type=type(event).__name__)
             return "stale"
         if isinstance(event, InstanceOperationStarted):
             await self._started(conn, instance, event)
@@ -72,7 +72,7 @@ class StatusApplier:
         elif isinstance(event, InstanceCreateFailed):
             await self._finish(conn, event, InstanceStatus.ERROR, JobStatus.FAILED, event.reason)
         else:
-            log.warning("event type not handled", event=type(event).__name__)
+            log.warning("event type not handled", event_type=type(event).__name__)
             return "stale"
         return "applied"
 

@@ -1,0 +1,106 @@
+"""Session fixtures: each test run gets its own RabbitMQ vhost, its own admin database and its
+own ODS database-name prefix, so runs never collide with each other or with `just up`."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.runtime.db import create_admin_engine
+from services.runtime.migrate import migrate
+from services.runtime.settings import Settings
+from services.runtime.topology import declare_topology
+from tests.support import pg, rabbit
+
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return RUN_ID
+
+
+@pytest.fixture(scope="session")
+def encryption_key() -> bytes:
+    return base64.b64decode(TEST_KEY)
+
+
+@pytest.fixture(scope="session")
+def vhost() -> Iterator[str]:
+    name = f"edfi_im_test_{RUN_ID}"
+    rabbit.create_vhost(name)
+    yield name
+    rabbit.delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
+def admin_database() -> Iterator[str]:
+    name = f"edfi_admin_test_{RUN_ID}"
+    migrate(pg.database_url(name))
+    yield name
+    pg.drop(name)
+
+
+@pytest.fixture(scope="session")
+def db_prefix() -> Iterator[str]:
+    prefix = f"EdFi_Ods_t{RUN_ID}_"
+    yield prefix
+    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
+        pg.drop(name)
+
+
+@pytest.fixture(scope="session")
+def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, str]:
+    """The environment every service of this run gets (the e2e tests pass it to subprocesses)."""
+    return {
+        "EDFI_IM_ENVIRONMENT": "production",
+        "ODS_CONNECTION_STRING_ENCRYPTION_KEY": TEST_KEY,
+        "EDFI_IM_ADMIN_DATABASE_URL": pg.database_url(admin_database),
+        "EDFI_IM_ODS_SERVER_URL": pg.SERVER,
+        "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(vhost),
+        "EDFI_IM_DATABASE_NAME_PATTERN": db_prefix + "{name}",
+        "EDFI_IM_SHARD_COUNT": "4",
+        "EDFI_IM_OUTBOX_POLL_INTERVAL_SECONDS": "0.1",
+        "EDFI_IM_HEARTBEAT_INTERVAL_SECONDS": "1",
+        "EDFI_IM_STANDBY_DELAY_SECONDS": "1",
+        "EDFI_IM_GRACEFUL_TIMEOUT_SECONDS": "20",
+        "EDFI_IM_LOG_FORMAT": "json",
+        "EDFI_IM_LOG_LEVEL": "DEBUG",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(settings_env: dict[str, str], monkeypatch_session: pytest.MonkeyPatch) -> Settings:
+    for key, value in settings_env.items():
+        monkeypatch_session.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+async def topology(settings: Settings) -> Settings:
+    await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    eng = create_admin_engine(settings.admin_database_url)
+    yield eng
+    await eng.dispose()
+
+
+def unique_name(prefix: str = "Inst") -> str:
+    return f"{prefix} {uuid.uuid4().hex[:10]}"

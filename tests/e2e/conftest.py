@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.runtime.settings import Settings
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(
+    settings_env: dict[str, str],
+    settings: Settings,
+    topology: Settings,
+    vhost: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    s = Stack(
+        env=settings_env,
+        log_dir=Path(tmp_path_factory.mktemp("logs")),
+        vhost=vhost,
+        shard_count=settings.shard_count,
+    )
+    for name in ("status", "provisioner", "gateway"):
+        s.start(name)
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop_all()
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        yield client

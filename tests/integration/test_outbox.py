@@ -1,0 +1,137 @@
+"""Invariant 1: a committed outbox row is published (with confirms) and only then marked sent;
+rows go out in commit order; a broker that is down loses nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import aio_pika
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.messages import InstanceRequested, Operation
+from services.runtime import outbox
+from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.settings import Settings
+from services.runtime.tables import outbox as outbox_table
+from tests.support import rabbit
+
+pytestmark = pytest.mark.integration
+
+
+async def _queue_for_test(settings: Settings) -> tuple[aio_pika.abc.AbstractConnection, str, str]:
+    """A private exchange + queue so the test sees only its own messages."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    channel = await connection.channel()
+    name = f"test.outbox.{uuid.uuid4().hex[:8]}"
+    exchange = await channel.declare_exchange(name, "direct", auto_delete=True)
+    queue = await channel.declare_queue(name, auto_delete=False)
+    await queue.bind(exchange, routing_key="k")
+    return connection, name, name
+
+
+async def _enqueue(engine: AsyncEngine, exchange: str, count: int) -> list[uuid.UUID]:
+    jobs = [uuid.uuid4() for _ in range(count)]
+    async with engine.begin() as conn:
+        for job in jobs:
+            await outbox.enqueue(
+                conn,
+                InstanceRequested(
+                    job_id=job,
+                    instance_id=1,
+                    operation=Operation.CREATE,
+                    database_name="x",
+                    database_template="t",
+                ),
+                exchange=exchange,
+                routing_key="k",
+                correlation_id="c",
+            )
+    return jobs
+
+
+async def _drain(engine: AsyncEngine, publisher: ConfirmingPublisher) -> None:
+    while await outbox.relay_once(engine, publisher, batch=7):
+        pass
+
+
+async def test_rows_are_published_in_order_and_marked_sent(
+    settings: Settings, engine: AsyncEngine, vhost: str
+) -> None:
+    connection, exchange, queue = await _queue_for_test(settings)
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    try:
+        jobs = await _enqueue(engine, exchange, 20)
+        await _drain(engine, publisher)
+        got = rabbit.take_messages(vhost, queue, count=50)
+        assert [uuid.UUID(m["body"]["job_id"]) for m in got] == jobs
+        assert all(m["properties"]["delivery_mode"] == 2 for m in got)
+        assert got[0]["properties"]["headers"]["type"] == "edfi.instances.InstanceRequested.v1"
+        async with engine.connect() as conn:
+            unsent = await conn.scalar(
+                select(outbox_table.c.id)
+                .where(outbox_table.c.exchange == exchange)
+                .where(outbox_table.c.sent_at.is_(None))
+            )
+        assert unsent is None
+    finally:
+        await publisher.close()
+        await connection.close()
+
+
+async def test_nothing_is_lost_while_the_broker_is_unreachable(
+    settings: Settings, engine: AsyncEngine, vhost: str
+) -> None:
+    connection, exchange, queue = await _queue_for_test(settings)
+    down = ConfirmingPublisher("amqp://guest:guest@127.0.0.1:1/")  # nothing listens there
+    up = ConfirmingPublisher(settings.rabbitmq_url)
+    try:
+        jobs = await _enqueue(engine, exchange, 3)
+        with pytest.raises(Exception):  # noqa: B017 - any connection error
+            await outbox.relay_once(engine, down, batch=10)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox_table.c.sent_at).where(outbox_table.c.exchange == exchange)
+                )
+            ).all()
+        assert len(rows) == 3
+        assert all(r.sent_at is None for r in rows)
+        await _drain(engine, up)
+        got = rabbit.take_messages(vhost, queue, count=50)
+        assert [uuid.UUID(m["body"]["job_id"]) for m in got] == jobs
+    finally:
+        await up.close()
+        await connection.close()
+
+
+async def test_a_message_the_broker_cannot_route_stays_unsent(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    channel = await connection.channel()
+    name = f"test.unrouted.{uuid.uuid4().hex[:8]}"
+    await channel.declare_exchange(name, "direct", auto_delete=False)
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    try:
+        await _enqueue(engine, name, 1)
+        with pytest.raises(outbox.RelayStalledError):
+            await outbox.relay_once(engine, publisher, batch=10)
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(outbox_table.c.sent_at, outbox_table.c.last_error).where(
+                        outbox_table.c.exchange == name
+                    )
+                )
+            ).one()
+        assert row.sent_at is None
+        assert row.last_error
+        # Leave the table clean for the other tests' relays.
+        async with engine.begin() as conn:
+            await conn.execute(outbox_table.delete().where(outbox_table.c.exchange == name))
+    finally:
+        await publisher.close()
+        await channel.exchange_delete(name)
+        await connection.close()

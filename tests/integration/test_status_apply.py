@@ -1,0 +1,143 @@
+"""The status service's transaction: invariant 3 (a redelivered event changes nothing), a stale
+event changes nothing, and invariant 5 (dbinstances and dbo.odsinstances change together)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.messages import (
+    InstanceCreated,
+    InstanceCreateFailed,
+    InstanceOperationProgress,
+    InstanceOperationStarted,
+    Message,
+    Operation,
+)
+from services.gateway.repository import accept_create
+from services.runtime import crypto
+from services.runtime.settings import Settings
+from services.runtime.tables import db_instances, jobs, ods_instances
+from services.status.apply import StatusApplier
+from services.status.connection_strings import ods_connection_string
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.integration
+
+
+async def _accepted(engine: AsyncEngine, db_prefix: str) -> tuple[int, uuid.UUID, str]:
+    name = unique_name()
+    db = db_prefix + name.replace(" ", "_")
+    async with engine.begin() as conn:
+        row = await accept_create(
+            conn,
+            name=name,
+            template_key="Minimal",
+            template_database="EdFi_Ods_Minimal_Template",
+            database_name=db,
+            correlation_id="test",
+        )
+    return row.id, row.currentjobid, db
+
+
+async def _apply(engine: AsyncEngine, applier: StatusApplier, event: Message, mid: str) -> str:
+    async with engine.begin() as conn:
+        return await applier.apply(conn, event, mid)
+
+
+async def _state(engine: AsyncEngine, instance_id: int, job_id: uuid.UUID) -> tuple[object, ...]:
+    async with engine.connect() as conn:
+        inst = (
+            await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
+        ).one()
+        job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(ods_instances)
+            .where(ods_instances.c.name == inst.name)
+        )
+    return inst, job, count
+
+
+@pytest.fixture
+def applier(settings: Settings, encryption_key: bytes) -> StatusApplier:
+    return StatusApplier(encryption_key, lambda db: ods_connection_string(settings, db))
+
+
+async def test_a_create_goes_pending_running_completed_once(
+    engine: AsyncEngine, applier: StatusApplier, db_prefix: str, encryption_key: bytes
+) -> None:
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    started = InstanceOperationStarted(
+        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, attempt=1, worker="w"
+    )
+    assert await _apply(engine, applier, started, "m1") == "applied"
+    assert await _apply(engine, applier, started, "m1") == "duplicate"
+    inst, job, _ = await _state(engine, instance_id, job_id)
+    assert (inst.status, job.status, job.attempts) == ("InProgress", "Running", 1)  # type: ignore[attr-defined]
+
+    progress = InstanceOperationProgress(
+        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, message="Cloning",
+        percent=30,
+    )
+    await _apply(engine, applier, progress, "m2")
+    _, job, _ = await _state(engine, instance_id, job_id)
+    assert (job.progress_message, job.progress_percent) == ("Cloning", 30)  # type: ignore[attr-defined]
+
+    created = InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db)
+    assert await _apply(engine, applier, created, "m3") == "applied"
+    # The provisioner may publish the outcome again after a redelivery (new message id).
+    assert await _apply(engine, applier, created, "m4") == "stale"
+    inst, job, count = await _state(engine, instance_id, job_id)
+    assert (inst.status, job.status, count) == ("Completed", "Completed", 1)  # type: ignore[attr-defined]
+    assert job.finished_at is not None  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(ods_instances.c.connectionstring).where(
+                ods_instances.c.odsinstanceid == inst.odsinstanceid  # type: ignore[attr-defined]
+            )
+        )
+    assert f"database={db}" in crypto.decrypt(stored, encryption_key)
+
+
+async def test_a_late_failure_after_completion_changes_nothing(
+    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+) -> None:
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    await _apply(
+        engine, applier, InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db),
+        "a",
+    )
+    late = InstanceCreateFailed(
+        job_id=job_id, instance_id=instance_id, database_name=db, reason="late"
+    )
+    assert await _apply(engine, applier, late, "b") == "stale"
+    inst, job, _ = await _state(engine, instance_id, job_id)
+    assert (inst.status, job.status, inst.error) == ("Completed", "Completed", None)  # type: ignore[attr-defined]
+
+
+async def test_a_failure_records_the_reason_on_instance_and_job(
+    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+) -> None:
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    failed = InstanceCreateFailed(
+        job_id=job_id, instance_id=instance_id, database_name=db, reason="template missing"
+    )
+    assert await _apply(engine, applier, failed, str(uuid.uuid4())) == "applied"
+    inst, job, count = await _state(engine, instance_id, job_id)
+    assert (inst.status, inst.error) == ("Error", "template missing")  # type: ignore[attr-defined]
+    assert (job.status, job.error) == ("Failed", "template missing")  # type: ignore[attr-defined]
+    assert count == 0
+
+
+async def test_an_event_of_another_job_is_ignored(
+    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+) -> None:
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    other = InstanceCreated(job_id=uuid.uuid4(), instance_id=instance_id, database_name=db)
+    assert await _apply(engine, applier, other, str(uuid.uuid4())) == "stale"
+    inst, _, _ = await _state(engine, instance_id, job_id)
+    assert inst.status == "Pending"  # type: ignore[attr-defined]

@@ -1,0 +1,60 @@
+"""PostgreSQL helpers for tests (synchronous psycopg on the maintenance database)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def database_url(name: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def exists(name: str) -> bool:
+    with psycopg.connect(SERVER, autocommit=True) as c:
+        return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def comment(name: str) -> str | None:
+    with psycopg.connect(SERVER, autocommit=True) as c:
+        row = c.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+        return None if row is None else row[0]
+
+
+def create(name: str, comment_text: str | None = None) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if comment_text is not None:
+            c.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(name), sql.Literal(comment_text)
+                )
+            )
+
+
+def drop(name: str) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def databases_like(pattern: str) -> list[str]:
+    with psycopg.connect(SERVER, autocommit=True) as c:
+        rows = c.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+def query(database: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(database_url(database), autocommit=True) as c:
+        return c.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def execute(database: str, statement: str) -> None:
+    with psycopg.connect(database_url(database), autocommit=True) as c:
+        c.execute(statement)  # type: ignore[arg-type]
