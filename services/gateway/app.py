@@ -85,8 +85,10 @@ def create_app(settings: Settings) -> FastAPI:
         if not state.publisher.connected:
             checks["broker"] = "unavailable"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     app.include_router(router, tags=["instances"])
     return app

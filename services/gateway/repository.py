@@ -149,4 +149,5 @@ async def accept_create(
         routing_key=str(row.id),
         correlation_id=correlation_id,
     )
-    return row
+    created: Row[Any] = row
+    return created

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v2")
 Offset = Annotated[int, Query(ge=0, description="Rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by a setting)")]
 
-PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 def _state(request: Request) -> GatewayState:
@@ -33,9 +33,7 @@ def _state(request: Request) -> GatewayState:
 
 def _limit(state: GatewayState, limit: int) -> int:
     if limit > state.settings.max_page_size:
-        raise validation_problem(
-            "limit", f"must be at most {state.settings.max_page_size}"
-        )
+        raise validation_problem("limit", f"must be at most {state.settings.max_page_size}")
     return limit
 
 

@@ -7,7 +7,8 @@ import os
 import socket
 
 from faststream import AckPolicy
-from faststream._internal.application import Application
+from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 
@@ -57,7 +58,7 @@ def subscribe_shard(broker: RabbitBroker, shard: int, provisioner: Provisioner) 
     return subscriber
 
 
-def create_app(settings: Settings) -> Application:
+def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings)
     server = PostgresOdsServer(settings.ods_server_url, settings.clone_concurrency)
 

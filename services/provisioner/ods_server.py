@@ -111,9 +111,7 @@ class PostgresOdsServer:
             try:
                 yield slot
             finally:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(%s, %s)", (CLONE_SLOT_CLASS, slot)
-                )
+                await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (CLONE_SLOT_CLASS, slot))
 
     async def _acquire_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
         delay = 0.05

@@ -6,20 +6,18 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 import uvicorn
 from faststream import FastStream
-from faststream._internal.application import Application
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
 
 from contracts.messages import Message, message_type
 from services.runtime.settings import Settings
 from services.runtime.topology import EVENTS_EXCHANGE
-
 
 # The correlation id of the message being handled, carried onto the events it causes.
 current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
@@ -42,10 +40,7 @@ def delivery_attempt(message: RabbitMessage) -> int:
     """1 for the first delivery; quorum queues count redeliveries in `x-delivery-count`."""
     headers = message.raw_message.headers or {}
     count = headers.get("x-delivery-count", 0)
-    try:
-        return int(count) + 1  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return 1
+    return int(count) + 1 if isinstance(count, int | str) and str(count).isdigit() else 1
 
 
 @contextlib.contextmanager
@@ -78,7 +73,7 @@ async def publish_event(broker: RabbitBroker, event: Message) -> None:
     )
 
 
-async def serve(app: Application, settings: Settings) -> None:
+async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:
     """Run the consumer app; with a health port also answer `GET /health` over HTTP."""
     if isinstance(app, AsgiFastStream):
         config = uvicorn.Config(
@@ -93,7 +88,9 @@ async def serve(app: Application, settings: Settings) -> None:
         await app.run()
 
 
-def consumer_app(broker: RabbitBroker, settings: Settings, **hooks: Any) -> Application:
+def consumer_app(
+    broker: RabbitBroker, settings: Settings, **hooks: Any
+) -> FastStream | AsgiFastStream:
     """A FastStream app; an ASGI one serving `/health` only when a health port is set."""
     if settings.health_port is None:
         return FastStream(broker, logger=faststream_logger, **hooks)

@@ -9,6 +9,7 @@ while writing an operation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -52,17 +53,14 @@ async def enqueue(
 
 
 async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch: int) -> int:
-    """Publish up to `batch` unsent rows in order; the number published (0 if another relay runs)."""
+    """Publish up to `batch` unsent rows in order; returns how many (0 if another relay runs)."""
     async with engine.begin() as conn:
         leader = await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
         if not leader:
             return 0
         rows = (
             await conn.execute(
-                select(outbox)
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(batch)
+                select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(batch)
             )
         ).all()
         sent: list[int] = []
@@ -137,10 +135,8 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _run(self) -> None:
@@ -157,10 +153,8 @@ class OutboxRelay:
             except Exception as exc:
                 backoff = min(self._max_backoff, backoff * 2)
                 log.warning("outbox relay error; backing off", error=repr(exc), seconds=backoff)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
 

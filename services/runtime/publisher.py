@@ -23,7 +23,7 @@ class ConfirmingPublisher:
     async def connect(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel  # type: ignore[assignment]
+        self._channel = channel
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -119,7 +119,9 @@ async def declare(channel: AbstractChannel, topology: Topology) -> None:
     queues = {}
     for q in topology.queues:
         try:
-            queues[q.name] = await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
+            queues[q.name] = await channel.declare_queue(
+                q.name, durable=True, arguments=q.arguments
+            )
         except ChannelPreconditionFailed as exc:
             raise ConfigurationError(
                 f"queue {q.name!r} exists with other arguments ({exc}); it was declared by an "

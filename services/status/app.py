@@ -6,7 +6,8 @@ import hashlib
 from typing import Any
 
 from faststream import AckPolicy
-from faststream._internal.application import Application
+from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ def message_key(message: RabbitMessage) -> str:
     return message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
 
 
-def create_app(settings: Settings) -> Application:
+def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     key = settings.encryption_key_bytes()  # a start-up error when missing in production
     if settings.uses_development_key:
         log.warning(

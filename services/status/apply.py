@@ -33,7 +33,9 @@ async def claim_inbox(conn: AsyncConnection, message_id: str, kind: str) -> bool
     """True the first time this message id is seen (in this transaction's view)."""
     result = await conn.execute(
         pg_insert(inbox)
-        .values(consumer=CONSUMER, message_id=message_id, message_type=kind, processed_at=func.now())
+        .values(
+            consumer=CONSUMER, message_id=message_id, message_type=kind, processed_at=func.now()
+        )
         .on_conflict_do_nothing()
         .returning(inbox.c.message_id)
     )
@@ -65,8 +67,9 @@ class StatusApplier:
         if isinstance(event, InstanceOperationStarted):
             await self._started(conn, instance, event)
         elif isinstance(event, InstanceOperationProgress):
-            await self._job(conn, event, progress_message=event.message,
-                            progress_percent=event.percent)
+            await self._job(
+                conn, event, progress_message=event.message, progress_percent=event.percent
+            )
         elif isinstance(event, InstanceCreated):
             await self._created(conn, instance, event)
         elif isinstance(event, InstanceCreateFailed):

@@ -55,9 +55,7 @@ async def _state(engine: AsyncEngine, instance_id: int, job_id: uuid.UUID) -> tu
         ).one()
         job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
         count = await conn.scalar(
-            select(func.count())
-            .select_from(ods_instances)
-            .where(ods_instances.c.name == inst.name)
+            select(func.count()).select_from(ods_instances).where(ods_instances.c.name == inst.name)
         )
     return inst, job, count
 
@@ -80,7 +78,10 @@ async def test_a_create_goes_pending_running_completed_once(
     assert (inst.status, job.status, job.attempts) == ("InProgress", "Running", 1)  # type: ignore[attr-defined]
 
     progress = InstanceOperationProgress(
-        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, message="Cloning",
+        job_id=job_id,
+        instance_id=instance_id,
+        operation=Operation.CREATE,
+        message="Cloning",
         percent=30,
     )
     await _apply(engine, applier, progress, "m2")
@@ -100,6 +101,7 @@ async def test_a_create_goes_pending_running_completed_once(
                 ods_instances.c.odsinstanceid == inst.odsinstanceid  # type: ignore[attr-defined]
             )
         )
+    assert isinstance(stored, str)
     assert f"database={db}" in crypto.decrypt(stored, encryption_key)
 
 
@@ -108,7 +110,9 @@ async def test_a_late_failure_after_completion_changes_nothing(
 ) -> None:
     instance_id, job_id, db = await _accepted(engine, db_prefix)
     await _apply(
-        engine, applier, InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db),
+        engine,
+        applier,
+        InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db),
         "a",
     )
     late = InstanceCreateFailed(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -14,7 +16,10 @@ def database_url(name: str) -> str:
 
 def exists(name: str) -> bool:
     with psycopg.connect(SERVER, autocommit=True) as c:
-        return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        return (
+            c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
 
 
 def comment(name: str) -> str | None:
@@ -50,11 +55,11 @@ def databases_like(pattern: str) -> list[str]:
         return [r[0] for r in rows]
 
 
-def query(database: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+def query(database: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url(database), autocommit=True) as c:
-        return c.execute(statement, params).fetchall()  # type: ignore[arg-type]
+        return c.execute(statement, params).fetchall()
 
 
 def execute(database: str, statement: str) -> None:
     with psycopg.connect(database_url(database), autocommit=True) as c:
-        c.execute(statement)  # type: ignore[arg-type]
+        c.execute(statement)

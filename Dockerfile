@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# One image for every part of the instance manager; the command picks what runs:
+#   docker run IMAGE setup                 migrate the admin DB, declare the topology, templates
+#   docker run IMAGE run gateway|provisioner|status
+# Nothing secret is baked in: URLs and ODS_CONNECTION_STRING_ENCRYPTION_KEY come from the
+# environment at run time (docker-compose.yml shows a development set).
+FROM python:3.11-slim
+
+# uv from PyPI, pinned so that the image builds the same way from the same lock.
+ARG UV_VERSION=0.13.8
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+
+RUN pip install "uv==${UV_VERSION}" \
+    && useradd --system --uid 10001 --user-group --create-home --home-dir /home/edfi edfi
+
+WORKDIR /app
+
+# The locked dependencies first: this layer is rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+# Then the code. uv installs the project itself editable (its default): `services` is imported
+# from /app, where it finds /app/infra (migrations, template SQL, broker definitions).
+COPY services/ services/
+COPY contracts/ contracts/
+COPY infra/ infra/
+RUN uv sync --frozen --no-dev \
+    && /app/.venv/bin/python -m compileall -q services contracts
+
+# The code stays owned by root (read-only for the service user); nothing here writes to /app.
+USER edfi
+ENV PATH="/app/.venv/bin:${PATH}"
+
+# 8000: the gateway; 8080: GET /health of provisioner and status when EDFI_IM_HEALTH_PORT=8080.
+EXPOSE 8000 8080
+
+ENTRYPOINT ["/app/.venv/bin/edfi-im"]
+CMD ["--help"]
