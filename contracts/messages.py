@@ -50,8 +50,17 @@ class InstanceRequested(Message):
     database_template: str | None = Field(
         default=None, description="The template database to clone (create only)."
     )
-    new_name: str | None = None
-    new_database_name: str | None = None
+    new_name: str | None = Field(default=None, description="The new instance name (rename only).")
+    new_database_name: str | None = Field(
+        default=None, description="The database's new name (rename only)."
+    )
+    expect_database: bool = Field(
+        default=True,
+        description=(
+            "Delete only: False when the instance never got a database (its create failed), so "
+            "a database of that name that is not the instance's is left alone and not an error."
+        ),
+    )
 
 
 class InstanceOperationStarted(Message):
@@ -83,18 +92,58 @@ class InstanceCreateFailed(Message):
     reason: str
 
 
+class InstanceRenamed(Message):
+    """Event: the database now has its new name."""
+
+    old_database_name: str
+    database_name: str
+    new_name: str
+
+
+class InstanceRenameFailed(Message):
+    """Event: the rename failed; the database keeps its old name."""
+
+    database_name: str
+    reason: str
+
+
+class InstanceDeleted(Message):
+    """Event: the instance's database is gone (dropped now, or already absent)."""
+
+    database_name: str
+    dropped: bool
+
+
+class InstanceDeleteFailed(Message):
+    """Event: the database could not be dropped; it is left as it was."""
+
+    database_name: str
+    reason: str
+
+
+OUTCOMES: dict[type[Message], tuple[Operation, bool]] = {
+    InstanceCreated: (Operation.CREATE, True),
+    InstanceCreateFailed: (Operation.CREATE, False),
+    InstanceRenamed: (Operation.RENAME, True),
+    InstanceRenameFailed: (Operation.RENAME, False),
+    InstanceDeleted: (Operation.DELETE, True),
+    InstanceDeleteFailed: (Operation.DELETE, False),
+}
+
 InstanceEvent = (
-    InstanceOperationStarted | InstanceOperationProgress | InstanceCreated | InstanceCreateFailed
+    InstanceOperationStarted
+    | InstanceOperationProgress
+    | InstanceCreated
+    | InstanceCreateFailed
+    | InstanceRenamed
+    | InstanceRenameFailed
+    | InstanceDeleted
+    | InstanceDeleteFailed
 )
 
 EVENT_TYPES: dict[str, type[Message]] = {
     message_type(cls): cls
-    for cls in (
-        InstanceOperationStarted,
-        InstanceOperationProgress,
-        InstanceCreated,
-        InstanceCreateFailed,
-    )
+    for cls in (InstanceOperationStarted, InstanceOperationProgress, *OUTCOMES)
 }
 
 ALL_MESSAGES: tuple[type[Message], ...] = (InstanceRequested, *EVENT_TYPES.values())

@@ -54,6 +54,8 @@ class DatabaseInfo:
 TRANSIENT_SQLSTATES = {
     "55006",  # object_in_use: e.g. someone is connected to the template
     "55P03",  # lock_not_available
+    "57P01",  # admin_shutdown: the server restarted mid-statement
+    "57P02",  # crash_shutdown
     "57P03",  # cannot_connect_now
     "53300",  # too_many_connections
     "40001",  # serialization_failure

@@ -24,7 +24,17 @@ class DecryptionError(PermanentError):
     """The value is not a connection string encrypted with this key."""
 
 
+KEY_BYTES = 32
+
+
+def _check_key(key: bytes) -> None:
+    # AES would accept 16 or 24 bytes too; the ODS/API uses AES-256 only.
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"the key must be {KEY_BYTES} bytes, not {len(key)}")
+
+
 def encrypt(plaintext: str, key: bytes) -> str:
+    _check_key(key)
     iv = os.urandom(IV_BYTES)
     padder = padding.PKCS7(algorithms.AES.block_size).padder()
     padded = padder.update(plaintext.encode("utf-8")) + padder.finalize()
@@ -35,6 +45,7 @@ def encrypt(plaintext: str, key: bytes) -> str:
 
 
 def decrypt(token: str, key: bytes) -> str:
+    _check_key(key)
     parts = token.split("|")
     if len(parts) != 3:
         raise DecryptionError("expected three '|'-separated base64 parts")
@@ -46,10 +57,10 @@ def decrypt(token: str, key: bytes) -> str:
         raise DecryptionError("the IV is not 16 bytes")
     if not hmac.compare_digest(mac, hmac.new(key, ciphertext, sha256).digest()):
         raise DecryptionError("the HMAC does not match: wrong key or altered value")
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(algorithms.AES.block_size).unpadder()
     try:
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(algorithms.AES.block_size).unpadder()
         return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
-    except ValueError as exc:
-        raise DecryptionError("bad padding") from exc
+    except ValueError as exc:  # partial block, bad padding, or not UTF-8
+        raise DecryptionError(f"the ciphertext does not decrypt: {exc}") from exc

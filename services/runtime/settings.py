@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     def _pattern_has_name(cls, value: str) -> str:
         if "{name}" not in value:
             raise ValueError("database_name_pattern must contain {name}")
+        try:
+            value.format(name="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"database_name_pattern may use only the {{name}} placeholder: {exc!r}"
+            ) from exc
         return value
 
     @property
@@ -122,6 +128,8 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"EDFI_IM_OWNED_SHARDS: cannot read {part!r}")
             low = int(match.group(1))
             high = int(match.group(2) or low)
+            if high < low:
+                raise ConfigurationError(f"EDFI_IM_OWNED_SHARDS: {part!r} is a reversed range")
             owned.update(range(low, high + 1))
         bad = sorted(s for s in owned if s >= self.shard_count)
         if bad:

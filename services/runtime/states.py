@@ -1,8 +1,18 @@
-"""Instance and job statuses and the rules for moving between them (pure, unit-tested)."""
+"""Instance and job statuses and the rules for moving between them (pure, unit-tested).
+
+    Pending ──▶ InProgress ──▶ Completed ──rename──▶ Pending_Rename ──▶ Completed
+       │            │             │  ▲                     └──▶ Rename_Failed ──rename/delete──▶ …
+       └────────────┴──▶ Error    │  └─────────────────────────────────────────┘
+                           │      └──delete──▶ Pending_Delete ──▶ Deleted
+                           └──delete──▶ …                    └──▶ Delete_Failed ──delete──▶ …
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+
+from contracts.messages import Operation
 
 
 class InstanceStatus(StrEnum):
@@ -30,17 +40,74 @@ class JobType(StrEnum):
     DELETE_INSTANCE = "deleteInstance"
 
 
+JOB_TYPE = {
+    Operation.CREATE: JobType.CREATE_INSTANCE,
+    Operation.RENAME: JobType.RENAME_INSTANCE,
+    Operation.DELETE: JobType.DELETE_INSTANCE,
+}
+
 TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 
 # An instance in one of these has an operation in flight: new requests on it are refused.
-IN_FLIGHT = frozenset(
-    {
-        InstanceStatus.PENDING,
-        InstanceStatus.IN_PROGRESS,
-        InstanceStatus.PENDING_RENAME,
-        InstanceStatus.PENDING_DELETE,
-    }
-)
+IN_FLIGHT = {
+    InstanceStatus.PENDING: Operation.CREATE,
+    InstanceStatus.IN_PROGRESS: Operation.CREATE,
+    InstanceStatus.PENDING_RENAME: Operation.RENAME,
+    InstanceStatus.PENDING_DELETE: Operation.DELETE,
+}
+
+# Where each operation may start from.
+ALLOWED_FROM = {
+    Operation.RENAME: frozenset({InstanceStatus.COMPLETED, InstanceStatus.RENAME_FAILED}),
+    Operation.DELETE: frozenset(
+        {
+            InstanceStatus.COMPLETED,
+            InstanceStatus.ERROR,
+            InstanceStatus.RENAME_FAILED,
+            InstanceStatus.DELETE_FAILED,
+        }
+    ),
+}
+
+PENDING = {
+    Operation.CREATE: InstanceStatus.PENDING,
+    Operation.RENAME: InstanceStatus.PENDING_RENAME,
+    Operation.DELETE: InstanceStatus.PENDING_DELETE,
+}
+
+OUTCOME = {
+    (Operation.CREATE, True): InstanceStatus.COMPLETED,
+    (Operation.CREATE, False): InstanceStatus.ERROR,
+    (Operation.RENAME, True): InstanceStatus.COMPLETED,
+    (Operation.RENAME, False): InstanceStatus.RENAME_FAILED,
+    (Operation.DELETE, True): InstanceStatus.DELETED,
+    (Operation.DELETE, False): InstanceStatus.DELETE_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request on an instance is refused, as an HTTP status and a message."""
+
+    http_status: int
+    reason: str
+    in_flight: Operation | None = None
+
+
+def check_request(operation: Operation, status: InstanceStatus) -> Refusal | None:
+    """None when `operation` may start on an instance in `status`."""
+    if status == InstanceStatus.DELETED:
+        return Refusal(404, "the instance was deleted")
+    if status in IN_FLIGHT:
+        running = IN_FLIGHT[status]
+        return Refusal(409, f"a {running.value} operation is in flight", in_flight=running)
+    if status in ALLOWED_FROM[operation]:
+        return None
+    if status == InstanceStatus.ERROR:
+        return Refusal(409, "the instance has no database (its create failed); delete it")
+    if status == InstanceStatus.DELETE_FAILED:
+        return Refusal(409, "the last delete failed; delete it again")
+    return Refusal(409, f"cannot {operation.value} an instance that is {status.value}")
 
 
 def on_started(status: InstanceStatus) -> InstanceStatus:
@@ -48,10 +115,9 @@ def on_started(status: InstanceStatus) -> InstanceStatus:
     return InstanceStatus.IN_PROGRESS if status == InstanceStatus.PENDING else status
 
 
-def on_create_outcome(succeeded: bool) -> tuple[InstanceStatus, JobStatus]:
-    if succeeded:
-        return InstanceStatus.COMPLETED, JobStatus.COMPLETED
-    return InstanceStatus.ERROR, JobStatus.FAILED
+def outcome(operation: Operation, succeeded: bool) -> tuple[InstanceStatus, JobStatus]:
+    job = JobStatus.COMPLETED if succeeded else JobStatus.FAILED
+    return OUTCOME[(operation, succeeded)], job
 
 
 def is_terminal(job_status: str) -> bool:

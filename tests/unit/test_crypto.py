@@ -168,13 +168,6 @@ def test_value_that_is_not_a_token_is_refused(token: str) -> None:
         crypto.decrypt(token, KEY)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: decrypt() lets a bare ValueError from the cipher escape (instead of "
-        "DecryptionError) when the HMAC is valid but the ciphertext is not whole AES blocks"
-    ),
-    strict=True,
-)
 def test_authentic_but_partial_block_ciphertext_is_refused_as_decryption_error() -> None:
     iv = bytes(16)
     ciphertext = bytes(15)

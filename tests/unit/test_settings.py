@@ -141,13 +141,6 @@ def test_unreadable_owned_shards_are_refused(monkeypatch: pytest.MonkeyPatch, ow
         Settings().owned_shard_set()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a reversed range such as EDFI_IM_OWNED_SHARDS=5-2 is accepted and silently "
-        "owns no shard at all (range(5, 3) is empty) instead of being refused"
-    ),
-    strict=True,
-)
 def test_reversed_owned_shard_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDFI_IM_SHARD_COUNT", "8")
     monkeypatch.setenv("EDFI_IM_OWNED_SHARDS", "5-2")
@@ -178,14 +171,6 @@ def test_database_name_pattern_without_name_placeholder_is_refused(
         Settings()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: the pattern validator only looks for the substring '{name}', so a pattern with "
-        "another placeholder (EdFi_Ods_{tenant}_{name}) is accepted at start-up and then "
-        "every create fails with KeyError in naming.database_name"
-    ),
-    strict=True,
-)
 def test_database_name_pattern_with_an_unknown_placeholder_is_refused_at_startup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,0 +1,230 @@
+"""Message contracts: their exported JSON Schema, type names and parsing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from contracts import schema_export
+from contracts.messages import (
+    ALL_MESSAGES,
+    EVENT_TYPES,
+    InstanceCreated,
+    InstanceCreateFailed,
+    InstanceDeleted,
+    InstanceDeleteFailed,
+    InstanceOperationProgress,
+    InstanceOperationStarted,
+    InstanceRenamed,
+    InstanceRenameFailed,
+    InstanceRequested,
+    Message,
+    Operation,
+    UnknownMessageTypeError,
+    message_type,
+    parse_event,
+)
+
+SECRET_WORDS = ("connection", "password", "secret", "key", "token", "credential")
+
+
+def _all_message_classes() -> set[type[Message]]:
+    found: set[type[Message]] = set(ALL_MESSAGES)
+    pending: list[type[Message]] = [Message]
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            if sub.__module__.startswith("contracts."):
+                found.add(sub)
+                pending.append(sub)
+    return found
+
+
+# --- schema drift ------------------------------------------------------------------------------
+
+
+def test_every_contract_schema_file_is_up_to_date() -> None:
+    rendered = schema_export.rendered()
+    on_disk = {p.name for p in schema_export.SCHEMA_DIR.glob("*.json")}
+    hint = "contracts/schemas is out of date with contracts/messages.py: run `just schemas`"
+
+    assert on_disk == set(rendered), hint
+    for name, text in rendered.items():
+        assert (schema_export.SCHEMA_DIR / name).read_text() == text, f"{name}: {hint}"
+
+
+def test_every_contract_has_a_schema() -> None:
+    rendered = schema_export.rendered()
+    for cls in ALL_MESSAGES:
+        schema = json.loads(rendered[f"{message_type(cls)}.json"])
+        assert schema["$id"] == message_type(cls)
+        assert set(schema["properties"]) == {
+            field.alias or name for name, field in cls.model_fields.items()
+        }
+
+
+# --- type names --------------------------------------------------------------------------------
+
+
+def test_message_type_names_contract_and_version() -> None:
+    assert message_type(InstanceRequested) == "edfi.instances.InstanceRequested.v1"
+
+
+def test_message_type_of_an_instance_equals_that_of_its_class() -> None:
+    event = InstanceCreated(job_id=uuid.uuid4(), instance_id=1, database_name="EdFi_Ods_X")
+    assert message_type(event) == message_type(InstanceCreated)
+
+
+def test_message_types_are_unique() -> None:
+    names = [message_type(cls) for cls in ALL_MESSAGES]
+    assert len(names) == len(set(names))
+
+
+# --- parsing events ----------------------------------------------------------------------------
+
+
+def _created_body() -> dict[str, object]:
+    return {"job_id": str(uuid.uuid4()), "instance_id": 3, "database_name": "EdFi_Ods_X"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        InstanceOperationStarted(
+            job_id=uuid.uuid4(), instance_id=1, operation=Operation.CREATE, attempt=2, worker="w"
+        ),
+        InstanceOperationProgress(
+            job_id=uuid.uuid4(),
+            instance_id=1,
+            tenant="t",
+            operation=Operation.CREATE,
+            message="Cloning",
+            percent=30,
+        ),
+        InstanceCreated(job_id=uuid.uuid4(), instance_id=1, database_name="EdFi_Ods_X"),
+        InstanceCreateFailed(
+            job_id=uuid.uuid4(), instance_id=1, database_name="EdFi_Ods_X", reason="exists"
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_event_round_trips_through_its_type_header_and_json(event: Message) -> None:
+    body = event.model_dump_json()
+    for payload in (body, body.encode("utf-8"), json.loads(body)):
+        assert parse_event(message_type(event), payload) == event
+
+
+@pytest.mark.parametrize(
+    "type_header",
+    [
+        None,
+        "",
+        "InstanceCreated",
+        "edfi.instances.InstanceCreated.v2",
+        "edfi.instances.InstanceCreated",
+        "EDFI.INSTANCES.INSTANCECREATED.V1",
+        "edfi.instances.InstanceRequested.v1",  # a command, not an event
+    ],
+)
+def test_unknown_type_header_is_rejected(type_header: str | None) -> None:
+    with pytest.raises(UnknownMessageTypeError):
+        parse_event(type_header, json.dumps(_created_body()))
+
+
+def test_body_with_an_extra_field_is_rejected() -> None:
+    body = {**_created_body(), "connection_string": "host=db;password=x"}
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreated), json.dumps(body))
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreated), body)
+
+
+def test_body_missing_a_required_field_is_rejected() -> None:
+    body = _created_body()
+    del body["database_name"]
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreated), json.dumps(body))
+
+
+def test_body_that_is_not_json_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreated), b"not json")
+
+
+def test_body_of_another_event_type_is_rejected() -> None:
+    body = _created_body()
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreateFailed), json.dumps(body))
+
+
+@pytest.mark.parametrize("instance_id", [0, -1])
+def test_instance_id_must_be_positive(instance_id: int) -> None:
+    with pytest.raises(ValidationError):
+        parse_event(message_type(InstanceCreated), {**_created_body(), "instance_id": instance_id})
+
+
+@pytest.mark.parametrize("percent", [-1, 101])
+def test_progress_percent_is_between_0_and_100(percent: int) -> None:
+    with pytest.raises(ValidationError):
+        InstanceOperationProgress(
+            job_id=uuid.uuid4(),
+            instance_id=1,
+            operation=Operation.CREATE,
+            message="x",
+            percent=percent,
+        )
+
+
+def test_messages_are_immutable() -> None:
+    event = InstanceCreated(job_id=uuid.uuid4(), instance_id=1, database_name="EdFi_Ods_X")
+    with pytest.raises(ValidationError):
+        event.database_name = "EdFi_Ods_Y"  # type: ignore[misc]
+
+
+def test_event_registry_holds_exactly_the_events() -> None:
+    assert set(EVENT_TYPES.values()) == {
+        InstanceOperationStarted,
+        InstanceOperationProgress,
+        InstanceCreated,
+        InstanceCreateFailed,
+        InstanceRenamed,
+        InstanceRenameFailed,
+        InstanceDeleted,
+        InstanceDeleteFailed,
+    }
+    for name, cls in EVENT_TYPES.items():
+        assert name == message_type(cls)
+
+
+# --- no secrets --------------------------------------------------------------------------------
+
+
+def _suggests_secret(field_name: str) -> bool:
+    lowered = field_name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def test_no_contract_has_a_field_that_suggests_a_secret() -> None:
+    offenders = [
+        f"{cls.__name__}.{name}"
+        for cls in sorted(_all_message_classes(), key=lambda c: c.__name__)
+        for name, field in cls.model_fields.items()
+        if _suggests_secret(name) or _suggests_secret(field.alias or "")
+    ]
+    assert offenders == [], "messages must never carry a connection string or other secret"
+
+
+@pytest.mark.parametrize(
+    "name", ["connection_string", "ConnectionString", "db_password", "api_secret", "key"]
+)
+def test_secret_field_check_recognises_secret_names(name: str) -> None:
+    assert _suggests_secret(name)
+
+
+def test_secret_field_check_sees_every_contract() -> None:
+    classes = _all_message_classes()
+    assert set(ALL_MESSAGES) <= classes
+    assert InstanceRequested in classes
