@@ -20,16 +20,19 @@ ENV PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
 RUN pip install "uv==${UV_VERSION}" \
-    && useradd --system --uid 10001 --user-group --create-home --home-dir /home/edfi edfi
+    && groupadd --system --gid 10001 edfi \
+    && useradd --system --uid 10001 --gid edfi --create-home --home-dir /home/edfi edfi
 
 WORKDIR /app
 
-# The locked dependencies first: this layer is rebuilt only when the lock changes.
-COPY pyproject.toml uv.lock README.md ./
+# The locked dependencies first: this layer is rebuilt only when pyproject.toml or the lock
+# changes (README.md, which the project's metadata names, comes with the code: it changes often).
+COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 # Then the code. uv installs the project itself editable (its default): `services` is imported
 # from /app, where it finds /app/infra (migrations, template SQL, broker definitions).
+COPY README.md ./
 COPY services/ services/
 COPY contracts/ contracts/
 COPY infra/ infra/
@@ -37,7 +40,8 @@ RUN uv sync --frozen --no-dev \
     && /app/.venv/bin/python -m compileall -q services contracts
 
 # The code stays owned by root (read-only for the service user); nothing here writes to /app.
-USER edfi
+# Numeric, so that Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
 ENV PATH="/app/.venv/bin:${PATH}"
 
 # 8000: the gateway; 8080: GET /health of provisioner and status when EDFI_IM_HEALTH_PORT=8080.
