@@ -1,11 +1,11 @@
-"""Reads and the create unit of work on the admin database."""
+"""Reads and the units of work (instance row + job + outbox command, one transaction)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,9 +13,19 @@ from contracts.messages import InstanceRequested, Operation
 from services.gateway.problems import ProblemError
 from services.gateway.schemas import DbInstance, Job
 from services.runtime import outbox
-from services.runtime.states import InstanceStatus, JobStatus, JobType
+from services.runtime.states import (
+    JOB_TYPE,
+    PENDING,
+    InstanceStatus,
+    JobStatus,
+    check_request,
+)
 from services.runtime.tables import db_instances, jobs
 from services.runtime.topology import REQUESTS_EXCHANGE
+
+# Serialises the operations that claim a name (create, rename), so two of them cannot both
+# see a name free; pg advisory lock key "edfi-im names".
+NAME_LOCK_KEY = 0x0ED1F1_0A0E
 
 
 def instance_out(row: Row[Any]) -> DbInstance:
@@ -29,6 +39,8 @@ def instance_out(row: Row[Any]) -> DbInstance:
         ods_instance_id=row.odsinstanceid,
         ods_instance_name=row.odsinstancename,
         error=row.error,
+        pending_name=row.pendingname,
+        imported=row.imported,
         created_date=row.createdat,
         last_modified_date=row.lastmodifieddate,
         last_refreshed=row.lastrefreshed,
@@ -58,29 +70,75 @@ def live() -> Any:
     return db_instances.c.status != InstanceStatus.DELETED.value
 
 
-async def _conflict(conn: AsyncConnection, name: str, database_name: str) -> ProblemError | None:
-    row = (
-        await conn.execute(
-            select(db_instances.c.id, db_instances.c.name, db_instances.c.databasename)
-            .where(live())
-            .where(
-                (func.lower(db_instances.c.name) == name.lower())
-                | (func.lower(db_instances.c.databasename) == database_name.lower())
-            )
-            .limit(1)
+async def _lock_names(conn: AsyncConnection) -> None:
+    await conn.execute(select(func.pg_advisory_xact_lock(NAME_LOCK_KEY)))
+
+
+async def _conflict(
+    conn: AsyncConnection, name: str, database_name: str, exclude_id: int | None = None
+) -> ProblemError | None:
+    """A live instance that has, or is being renamed to, this name or database name."""
+    d = db_instances.c
+    query = (
+        select(d.id, d.name, d.databasename, d.pendingname, d.pendingdatabasename)
+        .where(live())
+        .where(
+            (func.lower(d.name) == name.lower())
+            | (func.lower(d.databasename) == database_name.lower())
+            | (func.lower(d.pendingname) == name.lower())
+            | (func.lower(d.pendingdatabasename) == database_name.lower())
         )
-    ).first()
+        .limit(1)
+    )
+    if exclude_id is not None:
+        query = query.where(d.id != exclude_id)
+    row = (await conn.execute(query)).first()
     if row is None:
         return None
     if row.name.lower() == name.lower():
         detail = f"an instance named {row.name!r} already exists (id {row.id})"
+    elif (row.pendingname or "").lower() == name.lower():
+        detail = f"instance {row.id} is being renamed to {row.pendingname!r}"
     else:
         detail = (
-            f"instance {row.id} ({row.name!r}) already uses database {row.databasename!r}, "
-            f"which the name {name!r} maps to"
+            f"instance {row.id} ({row.name!r}) already uses the database the name {name!r} "
+            f"maps to ({database_name!r})"
         )
     return ProblemError(
         409, "Conflict", detail, errors={"name": [detail]}, conflictingInstanceId=row.id
+    )
+
+
+async def _start_job(
+    conn: AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    operation: Operation,
+    instance_id: int,
+    correlation_id: str,
+    data: dict[str, Any],
+    command: InstanceRequested,
+) -> None:
+    await conn.execute(
+        insert(jobs).values(
+            id=job_id,
+            type=JOB_TYPE[operation].value,
+            instance_id=instance_id,
+            status=JobStatus.PENDING.value,
+            progress_message="Accepted",
+            progress_percent=0,
+            attempts=0,
+            created_at=func.now(),
+            correlation_id=correlation_id,
+            data=data,
+        )
+    )
+    await outbox.enqueue(
+        conn,
+        command,
+        exchange=REQUESTS_EXCHANGE,
+        routing_key=str(instance_id),
+        correlation_id=correlation_id,
     )
 
 
@@ -94,6 +152,7 @@ async def accept_create(
     correlation_id: str,
 ) -> Row[Any]:
     """Instance row, job and outbox command in the caller's one transaction."""
+    await _lock_names(conn)
     conflict = await _conflict(conn, name, database_name)
     if conflict:
         raise conflict
@@ -112,42 +171,124 @@ async def accept_create(
                         lastrefreshed=func.now(),
                         lastmodifieddate=func.now(),
                         createdat=func.now(),
+                        imported=False,
                     )
                     .returning(db_instances)
                 )
             ).one()
     except IntegrityError:
-        # A concurrent request took the name between the check and the insert.
         conflict = await _conflict(conn, name, database_name)
         raise conflict or ProblemError(409, "Conflict", f"{name!r} is taken") from None
-    await conn.execute(
-        insert(jobs).values(
-            id=job_id,
-            type=JobType.CREATE_INSTANCE.value,
-            instance_id=row.id,
-            status=JobStatus.PENDING.value,
-            progress_message="Accepted",
-            progress_percent=0,
-            attempts=0,
-            created_at=func.now(),
-            correlation_id=correlation_id,
-            data={"name": name, "databaseTemplate": template_key},
-        )
-    )
-    command = InstanceRequested(
-        job_id=job_id,
-        instance_id=row.id,
-        operation=Operation.CREATE,
-        database_name=database_name,
-        database_template=template_database,
-        new_name=None,
-    )
-    await outbox.enqueue(
+    await _start_job(
         conn,
-        command,
-        exchange=REQUESTS_EXCHANGE,
-        routing_key=str(row.id),
+        job_id=job_id,
+        operation=Operation.CREATE,
+        instance_id=row.id,
         correlation_id=correlation_id,
+        data={"name": name, "databaseTemplate": template_key},
+        command=InstanceRequested(
+            job_id=job_id,
+            instance_id=row.id,
+            operation=Operation.CREATE,
+            database_name=database_name,
+            database_template=template_database,
+        ),
     )
     created: Row[Any] = row
     return created
+
+
+async def accept_operation(
+    conn: AsyncConnection,
+    instance_id: int,
+    operation: Operation,
+    *,
+    correlation_id: str,
+    new_name: str | None = None,
+    new_database_name: str | None = None,
+) -> Row[Any]:
+    """Accept a rename or delete: check the rules under the instance's row lock, then write the
+    new status, the job and the command in the caller's transaction."""
+    if operation is Operation.RENAME:
+        await _lock_names(conn)
+    row = (
+        await conn.execute(
+            select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
+    refusal = check_request(operation, InstanceStatus(row.status))
+    if refusal is not None:
+        if refusal.http_status == 404:
+            raise ProblemError(404, "Not found", f"instance {instance_id} was deleted")
+        extra: dict[str, Any] = {"status": 409, "instanceStatus": row.status}
+        detail = f"instance {instance_id}: {refusal.reason}"
+        if refusal.in_flight is not None:
+            detail += f" (job {row.currentjobid})"
+            extra = {
+                "inFlightOperation": refusal.in_flight.value,
+                "jobId": str(row.currentjobid),
+                "instanceStatus": row.status,
+            }
+        else:
+            extra.pop("status")
+        raise ProblemError(409, "Conflict", detail, **extra)
+    if row.databasename is None:
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"instance {instance_id}'s database is not known (its connection string could "
+            "not be read), so it cannot be changed safely",
+        )
+    data: dict[str, Any] = {"id": instance_id}
+    values: dict[str, Any] = {}
+    if operation is Operation.RENAME:
+        assert new_name is not None and new_database_name is not None
+        if new_name == row.name:
+            raise ProblemError(
+                409,
+                "Conflict",
+                f"instance {instance_id} is already named {new_name!r}",
+                errors={"name": ["is the current name"]},
+            )
+        conflict = await _conflict(conn, new_name, new_database_name, exclude_id=instance_id)
+        if conflict:
+            raise conflict
+        data |= {"name": new_name, "previousName": row.name}
+        values = {"pendingname": new_name, "pendingdatabasename": new_database_name}
+    job_id = uuid.uuid4()
+    updated = (
+        await conn.execute(
+            update(db_instances)
+            .where(db_instances.c.id == instance_id)
+            .values(
+                status=PENDING[operation].value,
+                currentjobid=job_id,
+                error=None,
+                lastmodifieddate=func.now(),
+                lastrefreshed=func.now(),
+                **values,
+            )
+            .returning(db_instances)
+        )
+    ).one()
+    await _start_job(
+        conn,
+        job_id=job_id,
+        operation=operation,
+        instance_id=instance_id,
+        correlation_id=correlation_id,
+        data=data,
+        command=InstanceRequested(
+            job_id=job_id,
+            instance_id=instance_id,
+            operation=operation,
+            database_name=row.databasename,
+            new_name=new_name,
+            new_database_name=new_database_name,
+            expect_database=row.odsinstanceid is not None,
+        ),
+    )
+    result: Row[Any] = updated
+    return result

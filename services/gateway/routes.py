@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
+from contracts.messages import Operation
 from services.gateway.problems import ProblemError, validation_problem
-from services.gateway.repository import accept_create, instance_out, job_out
-from services.gateway.schemas import CreateDbInstance, DbInstance, Job
+from services.gateway.repository import accept_create, accept_operation, instance_out, job_out
+from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import GatewayState
 from services.runtime.logging import get_logger
 from services.runtime.naming import database_name, database_name_problem
@@ -77,6 +78,69 @@ async def create_db_instance(
         database_name=db_name,
     )
     response.headers["Location"] = f"/v2/dbInstances/{row.id}"
+    return instance_out(row)
+
+
+@router.put(
+    "/dbInstances/{instance_id}",
+    status_code=202,
+    response_model=DbInstance,
+    responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+    summary="Accept the rename of an instance (and of its database)",
+)
+async def rename_db_instance(
+    instance_id: int, body: RenameDbInstance, request: Request, response: Response
+) -> DbInstance:
+    state = _state(request)
+    new_database = database_name(body.name, state.settings.database_name_pattern)
+    problem = database_name_problem(new_database)
+    if problem:
+        raise validation_problem("name", problem)
+    return await _accept(
+        request,
+        response,
+        instance_id,
+        Operation.RENAME,
+        new_name=body.name,
+        new_database_name=new_database,
+    )
+
+
+@router.delete(
+    "/dbInstances/{instance_id}",
+    status_code=202,
+    response_model=DbInstance,
+    responses={404: PROBLEM, 409: PROBLEM},
+    summary="Accept the deletion of an instance: its database is dropped, its row kept",
+)
+async def delete_db_instance(instance_id: int, request: Request, response: Response) -> DbInstance:
+    return await _accept(request, response, instance_id, Operation.DELETE)
+
+
+async def _accept(
+    request: Request,
+    response: Response,
+    instance_id: int,
+    operation: Operation,
+    **names: str,
+) -> DbInstance:
+    state = _state(request)
+    async with state.engine.begin() as conn:
+        row = await accept_operation(
+            conn,
+            instance_id,
+            operation,
+            correlation_id=request.state.correlation_id,
+            **names,
+        )
+    state.relay.wake()
+    log.info(
+        f"{operation.value} accepted",
+        instance_id=instance_id,
+        job_id=str(row.currentjobid),
+        **names,
+    )
+    response.headers["Location"] = f"/v2/dbInstances/{instance_id}"
     return instance_out(row)
 
 

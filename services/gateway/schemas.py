@@ -11,6 +11,13 @@ from pydantic.alias_generators import to_camel
 from services.runtime.naming import name_problem
 
 
+def _checked_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -26,13 +33,20 @@ class CreateDbInstance(CamelModel):
     name: str = Field(description="1-46 characters: ASCII letters, digits, space, underscore")
     database_template: str = Field(description="A configured template, e.g. Minimal or Sample")
 
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        problem = name_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+    _valid_name = field_validator("name")(_checked_name)
+
+
+class RenameDbInstance(CamelModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Grand Bend 2027"}]},
+    )
+
+    name: str = Field(description="The new name: same rule as for a create")
+
+    _valid_name = field_validator("name")(_checked_name)
 
 
 class DbInstance(CamelModel):
@@ -45,6 +59,12 @@ class DbInstance(CamelModel):
     ods_instance_id: int | None
     ods_instance_name: str | None
     error: str | None
+    pending_name: str | None = Field(
+        default=None, description="The name a rename in flight will give the instance"
+    )
+    imported: bool = Field(
+        default=False, description="Found in dbo.odsinstances at start-up, made by another tool"
+    )
     created_date: datetime
     last_modified_date: datetime | None
     last_refreshed: datetime

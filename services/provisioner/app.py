@@ -3,59 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
-from faststream import AckPolicy
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
-from faststream.rabbit.schemas import QueueType
 
-from contracts.messages import InstanceRequested, Message
+from contracts.messages import Message
 from services.provisioner.handler import Provisioner
+from services.provisioner.membership import Membership
 from services.provisioner.ods_server import PostgresOdsServer
+from services.provisioner.shards import ShardConsumers
 from services.runtime.logging import get_logger
-from services.runtime.messaging import (
-    consumer_app,
-    delivery_attempt,
-    make_broker,
-    message_context,
-    publish_event,
-)
+from services.runtime.messaging import consumer_app, make_broker, publish_event
 from services.runtime.settings import Settings
-from services.runtime.topology import declare_topology, shard_queue
+from services.runtime.topology import declare_topology
 
 log = get_logger(__name__)
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def subscribe_shard(broker: RabbitBroker, shard: int, provisioner: Provisioner) -> object:
-    """One subscriber per shard, on its own channel with prefetch 1: order needs both."""
-    subscriber = broker.subscriber(
-        RabbitQueue(shard_queue(shard), queue_type=QueueType.QUORUM, declare=False),
-        channel=Channel(prefetch_count=1),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"provisioner.shard.{shard}",
-        description="InstanceRequested commands for the instances that hash to this shard",
-    )
-
-    @subscriber
-    async def on_request(body: InstanceRequested, message: RabbitMessage) -> None:
-        with message_context(body, message):
-            attempt = delivery_attempt(message)
-            log.info(
-                "command received",
-                operation=body.operation.value,
-                shard=shard,
-                attempt=attempt,
-            )
-            await provisioner.handle(body, attempt)
-
-    return subscriber
 
 
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
@@ -72,32 +41,51 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         retry_attempts=settings.step_retry_attempts,
         heartbeat_interval=settings.heartbeat_interval_seconds,
     )
-    owned = settings.owned_shard_set()
-    standby = [k for k in range(settings.shard_count) if k not in owned]
-    for k in owned:
-        subscribe_shard(broker, k, provisioner)
+    shards = ShardConsumers(broker, provisioner.handle)
+    all_shards = set(range(settings.shard_count))
+    static = set(settings.owned_shard_set()) if settings.owned_shards else None
+    membership = None if static is not None else Membership(settings.ods_server_url)
     tasks: list[asyncio.Task[None]] = []
 
-    async def join_standby() -> None:
-        # Owned shards first; the rest later, so another replica that owns them gets there first.
+    async def current_share() -> set[int]:
+        if static is not None:
+            return static
+        assert membership is not None
+        return await membership.owned(settings.shard_count)
+
+    async def keep_assignment() -> None:
+        # Owned shards first; the rest later, so a replica that owns them gets there first.
         await asyncio.sleep(settings.standby_delay_seconds)
-        for k in standby:
-            subscriber = subscribe_shard(broker, k, provisioner)
-            await subscriber.start()  # type: ignore[attr-defined]
-        log.info("standby on shards", shards=standby)
+        await shards.join(all_shards)
+        log.info("standby on the other shards", owned=sorted(shards.owned))
+        if membership is None:
+            return
+        while True:
+            await asyncio.sleep(settings.membership_interval_seconds)
+            try:
+                await shards.rebalance(await membership.owned(settings.shard_count))
+            except Exception as exc:  # keep the current assignment; safety does not need it
+                log.warning("could not refresh the shard assignment", error=repr(exc))
+                await membership.leave()
 
     async def on_startup() -> None:
         await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
+        shards.register(await current_share())
 
     async def after_startup() -> None:
-        log.info("provisioner started", owned_shards=owned, worker=worker_id())
-        if standby:
-            tasks.append(asyncio.create_task(join_standby()))
+        log.info("provisioner started", owned_shards=sorted(shards.owned), worker=worker_id())
+        tasks.append(asyncio.create_task(keep_assignment()))
 
     async def on_shutdown() -> None:
         for task in tasks:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         log.info("provisioner stopping")
+
+    async def after_shutdown() -> None:
+        if membership is not None:
+            await membership.leave()
 
     return consumer_app(
         broker,
@@ -105,4 +93,5 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         on_startup=[on_startup],
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from tenacity import (
@@ -16,8 +17,12 @@ from tenacity import (
 from contracts.messages import (
     InstanceCreated,
     InstanceCreateFailed,
+    InstanceDeleted,
+    InstanceDeleteFailed,
     InstanceOperationProgress,
     InstanceOperationStarted,
+    InstanceRenamed,
+    InstanceRenameFailed,
     InstanceRequested,
     Message,
     Operation,
@@ -34,15 +39,26 @@ from services.runtime.logging import get_logger
 log = get_logger(__name__)
 
 
-class OdsServer(Protocol):
+class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
-    def clone_slot(self) -> object: ...
     async def clone(self, template: str, target: str) -> None: ...
     async def mark(self, name: str, marker: Marker) -> None: ...
     async def rename(self, old: str, new: str) -> None: ...
+    async def drop(self, name: str) -> None: ...
+    async def close_connections(self, name: str) -> None: ...
+    async def allow_connections(self, name: str) -> None: ...
+
+
+class OdsServer(Protocol):
+    def session(self, instance_id: int) -> AbstractAsyncContextManager[OdsSession]: ...
+    def clone_slot(self) -> AbstractAsyncContextManager[int]: ...
 
 
 Emit = Callable[[Message], Awaitable[None]]
+
+
+def _ours(info: DatabaseInfo | None, instance_id: int) -> bool:
+    return info is not None and info.marker is not None and info.marker.instance_id == instance_id
 
 
 class Provisioner:
@@ -64,7 +80,53 @@ class Provisioner:
         self._heartbeat_interval = heartbeat_interval
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
-        """Publish Started, progress and exactly one outcome event for this attempt."""
+        """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
+        steps = {
+            Operation.CREATE: self._create,
+            Operation.RENAME: self._rename,
+            Operation.DELETE: self._delete,
+        }[cmd.operation]
+        started = False
+        try:
+            async for retry in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError),
+                stop=stop_after_attempt(self._retry_attempts),
+                wait=wait_exponential_jitter(multiplier=0.5, max=self._retry_max_wait),
+                reraise=True,
+            ):
+                with retry:
+                    if retry.retry_state.attempt_number > 1:
+                        log.warning(
+                            "retrying after a transient error",
+                            try_number=retry.retry_state.attempt_number,
+                        )
+                    async with self._server.session(cmd.instance_id) as session:
+                        if not started:
+                            started = True
+                            await self._started(cmd, attempt)
+                        outcome = await steps(session, cmd)
+        except (PermanentError, TransientError) as exc:
+            outcome = self._failure(cmd, str(exc))
+            log.warning("operation failed", operation=cmd.operation.value, reason=str(exc))
+        else:
+            log.info("operation succeeded", operation=cmd.operation.value)
+        await self._emit(outcome)
+
+    def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
+        kind = {
+            Operation.CREATE: InstanceCreateFailed,
+            Operation.RENAME: InstanceRenameFailed,
+            Operation.DELETE: InstanceDeleteFailed,
+        }[cmd.operation]
+        return kind(
+            job_id=cmd.job_id,
+            instance_id=cmd.instance_id,
+            tenant=cmd.tenant,
+            database_name=cmd.database_name,
+            reason=reason,
+        )
+
+    async def _started(self, cmd: InstanceRequested, attempt: int) -> None:
         await self._emit(
             InstanceOperationStarted(
                 job_id=cmd.job_id,
@@ -75,10 +137,6 @@ class Provisioner:
                 worker=self._worker,
             )
         )
-        if cmd.operation is Operation.CREATE:
-            await self._create(cmd)
-        else:
-            raise PermanentError(f"operation {cmd.operation} is not supported yet")
 
     async def _progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         log.info("progress", step=message, percent=percent)
@@ -93,88 +151,116 @@ class Provisioner:
             )
         )
 
-    async def _retrying(self, step: Callable[[], Awaitable[None]], what: str) -> None:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self._retry_attempts),
-            wait=wait_exponential_jitter(multiplier=0.5, max=self._retry_max_wait),
-            reraise=True,
-        ):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    log.warning(
-                        "retrying step",
-                        step=what,
-                        try_number=attempt.retry_state.attempt_number,
-                    )
-                await step()
-
     async def _heartbeat(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             await self._progress(cmd, message, percent)
 
-    async def _create(self, cmd: InstanceRequested) -> None:
-        try:
-            await self._retrying(lambda: self._create_steps(cmd), "create")
-        except (PermanentError, TransientError) as exc:
-            reason = str(exc)
-            log.warning("create failed", reason=reason, database_name=cmd.database_name)
-            await self._emit(
-                InstanceCreateFailed(
-                    job_id=cmd.job_id,
-                    instance_id=cmd.instance_id,
-                    tenant=cmd.tenant,
-                    database_name=cmd.database_name,
-                    reason=reason,
-                )
-            )
-            return
-        log.info("create succeeded", database_name=cmd.database_name)
-        await self._emit(
-            InstanceCreated(
-                job_id=cmd.job_id,
-                instance_id=cmd.instance_id,
-                tenant=cmd.tenant,
-                database_name=cmd.database_name,
-            )
-        )
-
-    async def _create_steps(self, cmd: InstanceRequested) -> None:
+    async def _create(self, s: OdsSession, cmd: InstanceRequested) -> Message:
         target = cmd.database_name
-        marker = Marker(cmd.instance_id, cmd.job_id)
+        done = InstanceCreated(
+            job_id=cmd.job_id, instance_id=cmd.instance_id, tenant=cmd.tenant, database_name=target
+        )
         await self._progress(cmd, f"Checking whether {target} exists", 10)
-        existing = await self._server.database(target)
+        existing = await s.database(target)
         if existing is not None:
-            if existing.marker and existing.marker.instance_id == cmd.instance_id:
+            if _ours(existing, cmd.instance_id):
                 await self._progress(cmd, f"{target} already created for this instance", 90)
-                return
+                return done
             raise DatabaseExistsError(
                 f"database {target!r} already exists on the ODS server and was not created by "
                 "this system for this instance; it was left untouched"
             )
         template = cmd.database_template
-        if not template or await self._server.database(template) is None:
+        if not template or await s.database(template) is None:
             raise TemplateMissingError(
                 f"template database {template!r} does not exist on the ODS server"
             )
         staging = staging_name(cmd.job_id)
-        if await self._server.database(staging) is None:
+        if await s.database(staging) is None:
             await self._progress(cmd, f"Waiting for a clone slot for {template}", 20)
-            async with self._server.clone_slot():  # type: ignore[attr-defined]
+            async with self._server.clone_slot():
                 await self._progress(cmd, f"Cloning {template}", 30)
                 beat = asyncio.create_task(self._heartbeat(cmd, f"Cloning {template}", 30))
                 try:
-                    await self._server.clone(template, staging)
+                    await s.clone(template, staging)
                 finally:
                     beat.cancel()
         await self._progress(cmd, "Marking the new database as this instance's", 80)
-        await self._server.mark(staging, marker)
+        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id))
         await self._progress(cmd, f"Renaming to {target}", 90)
-        if await self._server.database(target) is not None:
-            # Someone created the target while we cloned: leave both as they are.
+        if await s.database(target) is not None:
             raise DatabaseExistsError(
                 f"database {target!r} appeared on the ODS server during the clone; "
                 f"the clone is kept as {staging!r}"
             )
-        await self._server.rename(staging, target)
+        await s.rename(staging, target)
+        return done
+
+    async def _rename(self, s: OdsSession, cmd: InstanceRequested) -> Message:
+        source, target = cmd.database_name, cmd.new_database_name
+        if not target or not cmd.new_name:
+            raise PermanentError("a rename command needs new_name and new_database_name")
+        done = InstanceRenamed(
+            job_id=cmd.job_id,
+            instance_id=cmd.instance_id,
+            tenant=cmd.tenant,
+            old_database_name=source,
+            database_name=target,
+            new_name=cmd.new_name,
+        )
+        await self._progress(cmd, f"Checking {source} and {target}", 10)
+        old, new = await s.database(source), await s.database(target)
+        if old is None:
+            if _ours(new, cmd.instance_id):  # renamed by an earlier attempt
+                await s.allow_connections(target)
+                return done
+            raise PermanentError(f"database {source!r} does not exist on the ODS server")
+        if old.marker is not None and old.marker.instance_id != cmd.instance_id:
+            raise PermanentError(f"database {source!r} belongs to another instance")
+        if new is not None:
+            raise DatabaseExistsError(
+                f"a database named {target!r} already exists on the ODS server; "
+                f"{source!r} keeps its name"
+            )
+        await self._progress(cmd, f"Ending sessions on {source}", 40)
+        await s.close_connections(source)
+        await self._progress(cmd, f"Renaming {source} to {target}", 70)
+        try:
+            await s.rename(source, target)
+        except Exception:
+            await s.allow_connections(source)
+            raise
+        await s.allow_connections(target)
+        return done
+
+    async def _delete(self, s: OdsSession, cmd: InstanceRequested) -> Message:
+        name = cmd.database_name
+
+        def done(dropped: bool) -> InstanceDeleted:
+            return InstanceDeleted(
+                job_id=cmd.job_id,
+                instance_id=cmd.instance_id,
+                tenant=cmd.tenant,
+                database_name=name,
+                dropped=dropped,
+            )
+
+        await self._progress(cmd, f"Checking {name}", 10)
+        info = await s.database(name)
+        if info is None:
+            await self._progress(cmd, f"{name} is already gone", 90)
+            return done(False)
+        if _ours(info, cmd.instance_id):
+            await self._progress(cmd, f"Ending sessions on {name} and dropping it", 50)
+            await s.close_connections(name)
+            await s.drop(name)
+            return done(True)
+        if not cmd.expect_database:
+            # The create failed on a name someone else's database holds: nothing of ours to drop.
+            log.info("foreign database left untouched", database_name=name)
+            return done(False)
+        raise PermanentError(
+            f"database {name!r} was not created by this system for this instance; "
+            "it was left untouched"
+        )

@@ -16,8 +16,10 @@ from psycopg import sql
 from services.runtime.errors import PermanentError, TransientError
 
 MANAGED_BY = "edfi-instance-manager"
-# pg advisory lock class id for clone slots: "edfi-im clone".
-CLONE_SLOT_CLASS = 0x0ED1F1
+# pg advisory lock class ids (first key of the two-key form).
+CLONE_SLOT_CLASS = 0x0ED1F1  # one of N clone slots on the server
+INSTANCE_LOCK_CLASS = 0x0ED1F2  # one operation per instance
+MEMBER_CLASS = 0x0ED1F3  # provisioner replicas, for shard assignment
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,87 @@ def classify(exc: BaseException) -> Exception:
     return PermanentError(f"{exc}".strip() + (f" (SQLSTATE {state})" if state else ""))
 
 
+class PostgresSession:
+    """One connection to the ODS server that holds the instance's lock for the whole operation.
+
+    The lock is a session-level advisory lock on the connection that runs the statements, so
+    it lasts as long as the server-side work: if the worker dies mid-statement, the backend
+    finishes the statement, notices the client is gone and only then releases the lock.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        self._conn = conn
+
+    async def _run(self, statement: sql.Composable | str, params: tuple[object, ...] = ()) -> None:
+        try:
+            await self._conn.execute(statement, params)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+
+    async def database(self, name: str) -> DatabaseInfo | None:
+        try:
+            cur = await self._conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database') "
+                "FROM pg_database WHERE datname = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        if row is None:
+            return None
+        return DatabaseInfo(str(row[0]), Marker.parse(None if row[1] is None else str(row[1])))
+
+    async def clone(self, template: str, target: str) -> None:
+        await self._run(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(target), sql.Identifier(template)
+            )
+        )
+
+    async def mark(self, name: str, marker: Marker) -> None:
+        await self._run(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(marker.render())
+            )
+        )
+
+    async def rename(self, old: str, new: str) -> None:
+        await self._run(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(old), sql.Identifier(new)
+            )
+        )
+
+    async def drop(self, name: str) -> None:
+        await self._run(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    async def close_connections(self, name: str) -> None:
+        """Refuse new connections to `name`, then end the sessions it has."""
+        await self._run(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        await self._run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+    async def allow_connections(self, name: str) -> None:
+        await self._run(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name))
+        )
+
+
 class PostgresOdsServer:
     """The ODS server, reached through its maintenance database (never the template)."""
 
-    def __init__(self, url: str, clone_slots: int) -> None:
+    def __init__(self, url: str, clone_slots: int, lock_poll_seconds: float = 0.2) -> None:
         self._url = url
         self._clone_slots = clone_slots
+        self._lock_poll = lock_poll_seconds
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
@@ -93,17 +170,20 @@ class PostgresOdsServer:
         finally:
             await conn.close()
 
-    async def database(self, name: str) -> DatabaseInfo | None:
+    @asynccontextmanager
+    async def session(self, instance_id: int) -> AsyncIterator[PostgresSession]:
+        """A session holding the instance's lock: one operation per instance at a time."""
         async with self._connect() as conn:
-            cur = await conn.execute(
-                "SELECT datname, shobj_description(oid, 'pg_database') "
-                "FROM pg_database WHERE datname = %s",
-                (name,),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return DatabaseInfo(str(row[0]), Marker.parse(row[1] if row[1] is None else str(row[1])))
+            while True:
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (INSTANCE_LOCK_CLASS, instance_id)
+                )
+                row = await cur.fetchone()
+                if row and row[0]:
+                    break
+                await asyncio.sleep(self._lock_poll)
+            yield PostgresSession(conn)
+            # Closing the connection releases the lock.
 
     @asynccontextmanager
     async def clone_slot(self) -> AsyncIterator[int]:
@@ -128,36 +208,6 @@ class PostgresOdsServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def clone(self, template: str, target: str) -> None:
-        async with self._connect() as conn:
-            await conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(target), sql.Identifier(template)
-                )
-            )
-
-    async def mark(self, name: str, marker: Marker) -> None:
-        async with self._connect() as conn:
-            await conn.execute(
-                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                    sql.Identifier(name), sql.Literal(marker.render())
-                )
-            )
-
-    async def rename(self, old: str, new: str) -> None:
-        async with self._connect() as conn:
-            await conn.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(old), sql.Identifier(new)
-                )
-            )
-
-    async def drop(self, name: str) -> None:
-        async with self._connect() as conn:
-            await conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
     async def ping(self) -> None:
         async with self._connect() as conn:
             await conn.execute("SELECT 1")
@@ -166,7 +216,3 @@ class PostgresOdsServer:
 def staging_name(job_id: uuid.UUID) -> str:
     """Where a clone is built before it gets its real name; derived from the job, so ours."""
     return f"edfi_im_staging_{job_id.hex}"
-
-
-class OdsServerError(PermanentError):
-    """The ODS server refused the operation."""

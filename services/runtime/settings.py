@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     shard_count: int = Field(default=8, ge=1, le=1024)
     owned_shards: str | None = None
     standby_delay_seconds: float = Field(default=3.0, ge=0)
+    membership_interval_seconds: float = Field(default=2.0, gt=0)
     delivery_limit: int = Field(default=5, ge=1)
     graceful_timeout_seconds: float = Field(default=600.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)

@@ -1,10 +1,10 @@
 """Instance and job statuses and the rules for moving between them (pure, unit-tested).
 
-    Pending ──▶ InProgress ──▶ Completed ──rename──▶ Pending_Rename ──▶ Completed
-       │            │             │  ▲                     └──▶ Rename_Failed ──rename/delete──▶ …
-       └────────────┴──▶ Error    │  └─────────────────────────────────────────┘
-                           │      └──delete──▶ Pending_Delete ──▶ Deleted
-                           └──delete──▶ …                    └──▶ Delete_Failed ──delete──▶ …
+Pending ──▶ InProgress ──▶ Completed ──rename──▶ Pending_Rename ──▶ Completed
+   │            │             │  ▲                     └──▶ Rename_Failed ──rename/delete──▶ …
+   └────────────┴──▶ Error    │  └─────────────────────────────────────────┘
+                       │      └──delete──▶ Pending_Delete ──▶ Deleted
+                       └──delete──▶ …                    └──▶ Delete_Failed ──delete──▶ …
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -70,6 +71,9 @@ db_instances = Table(
     Column("currentjobid", Uuid),
     Column("error", Text),
     Column("createdat", DateTime(timezone=True), nullable=False),
+    Column("pendingname", String(100)),
+    Column("pendingdatabasename", String(255)),
+    Column("imported", Boolean, nullable=False),
     schema="adminapi",
 )
 jobs = Table(

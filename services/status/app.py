@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from faststream import AckPolicy
-from faststream import FastStream
+from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
@@ -20,6 +19,7 @@ from services.runtime.settings import Settings
 from services.runtime.topology import STATUS_QUEUE, declare_topology
 from services.status.apply import StatusApplier
 from services.status.connection_strings import ods_connection_string
+from services.status.sync import import_ods_instances
 
 log = get_logger(__name__)
 
@@ -68,6 +68,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
 
     async def on_startup() -> None:
         await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
+        imported = await import_ods_instances(engine, key)
+        log.info("start-up sync done", imported=len(imported))
 
     async def after_shutdown() -> None:
         await engine.dispose()

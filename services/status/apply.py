@@ -6,27 +6,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import (
+    OUTCOMES,
     InstanceCreated,
-    InstanceCreateFailed,
+    InstanceDeleted,
     InstanceOperationProgress,
     InstanceOperationStarted,
+    InstanceRenamed,
     Message,
     message_type,
 )
 from services.runtime import crypto
 from services.runtime.logging import get_logger
-from services.runtime.states import InstanceStatus, JobStatus, is_terminal, on_started
-from services.runtime.tables import db_instances, inbox, jobs, ods_instances
+from services.runtime.states import InstanceStatus, JobStatus, is_terminal, on_started, outcome
+from services.runtime.tables import (
+    api_client_ods_instances,
+    db_instances,
+    inbox,
+    jobs,
+    ods_instance_contexts,
+    ods_instance_derivatives,
+    ods_instances,
+)
 
 log = get_logger(__name__)
 
 CONSUMER = "status"
 Outcome = Literal["applied", "duplicate", "stale"]
+
+# API clients linked to this ODS instance and to no other: they go with it (seed 001).
+DELETE_CLIENTS_OF_ONLY_THIS_INSTANCE = text(
+    """
+    DELETE FROM dbo.apiclients c
+    WHERE c.apiclientid IN (
+        SELECT a.apiclient_apiclientid FROM dbo.apiclientodsinstances a
+        WHERE a.odsinstance_odsinstanceid = :ods_id)
+      AND NOT EXISTS (
+        SELECT 1 FROM dbo.apiclientodsinstances b
+        WHERE b.apiclient_apiclientid = c.apiclientid
+          AND b.odsinstance_odsinstanceid <> :ods_id)
+    """
+)
 
 
 async def claim_inbox(conn: AsyncConnection, message_id: str, kind: str) -> bool:
@@ -47,9 +71,13 @@ class StatusApplier:
         self._key = encryption_key
         self._connection_string = connection_string
 
+    def encrypted_connection_string(self, database: str) -> str:
+        return crypto.encrypt(self._connection_string(database), self._key)
+
     async def apply(self, conn: AsyncConnection, event: Message, message_id: str) -> Outcome:
         if not await claim_inbox(conn, message_id, message_type(event)):
             return "duplicate"
+        # Instance first, then job: the gateway locks the instance row too, in that order.
         instance = (
             await conn.execute(
                 select(db_instances).where(db_instances.c.id == event.instance_id).with_for_update()
@@ -70,10 +98,8 @@ class StatusApplier:
             await self._job(
                 conn, event, progress_message=event.message, progress_percent=event.percent
             )
-        elif isinstance(event, InstanceCreated):
-            await self._created(conn, instance, event)
-        elif isinstance(event, InstanceCreateFailed):
-            await self._finish(conn, event, InstanceStatus.ERROR, JobStatus.FAILED, event.reason)
+        elif type(event) in OUTCOMES:
+            await self._outcome(conn, instance, event)
         else:
             log.warning("event type not handled", event_type=type(event).__name__)
             return "stale"
@@ -108,48 +134,83 @@ class StatusApplier:
             await self._instance(conn, event, status=new_status.value)
         log.info("job running", attempt=event.attempt, worker=event.worker)
 
-    async def _created(self, conn: AsyncConnection, instance: Any, event: InstanceCreated) -> None:
-        encrypted = crypto.encrypt(self._connection_string(event.database_name), self._key)
-        ods_id = await conn.scalar(
-            insert(ods_instances)
-            .values(name=instance.name, instancetype=None, connectionstring=encrypted)
-            .returning(ods_instances.c.odsinstanceid)
-        )
+    async def _outcome(self, conn: AsyncConnection, instance: Any, event: Message) -> None:
+        operation, succeeded = OUTCOMES[type(event)]
+        instance_status, job_status = outcome(operation, succeeded)
+        reason: str | None = getattr(event, "reason", None)
+        values: dict[str, Any] = {}
+        if isinstance(event, InstanceCreated):
+            values = await self._created(conn, instance, event)
+        elif isinstance(event, InstanceRenamed):
+            values = await self._renamed(conn, instance, event)
+        elif isinstance(event, InstanceDeleted):
+            await self._deleted(conn, instance)
         await self._instance(
             conn,
             event,
-            status=InstanceStatus.COMPLETED.value,
-            odsinstanceid=ods_id,
-            odsinstancename=instance.name,
-            databasename=event.database_name,
-            error=None,
+            status=instance_status.value,
+            error=reason,
+            pendingname=None,
+            pendingdatabasename=None,
+            **values,
         )
-        await self._job(
-            conn,
-            event,
-            status=JobStatus.COMPLETED.value,
-            finished_at=func.now(),
-            progress_message="Completed",
-            progress_percent=100,
-            error=None,
-        )
-        log.info("instance completed", ods_instance_id=ods_id, database_name=event.database_name)
-
-    async def _finish(
-        self,
-        conn: AsyncConnection,
-        event: Message,
-        instance_status: InstanceStatus,
-        job_status: JobStatus,
-        reason: str,
-    ) -> None:
-        await self._instance(conn, event, status=instance_status.value, error=reason)
         await self._job(
             conn,
             event,
             status=job_status.value,
             finished_at=func.now(),
-            progress_message=job_status.value,
+            progress_message=job_status.value if reason is None else reason[:500],
+            progress_percent=100 if succeeded else None,
             error=reason,
         )
-        log.warning("job failed", reason=reason, instance_status=instance_status.value)
+        if succeeded:
+            log.info("job completed", operation=operation.value, status=instance_status.value)
+        else:
+            log.warning("job failed", operation=operation.value, reason=reason)
+
+    async def _created(
+        self, conn: AsyncConnection, instance: Any, event: InstanceCreated
+    ) -> dict[str, Any]:
+        ods_id = await conn.scalar(
+            insert(ods_instances)
+            .values(
+                name=instance.name,
+                instancetype=None,
+                connectionstring=self.encrypted_connection_string(event.database_name),
+            )
+            .returning(ods_instances.c.odsinstanceid)
+        )
+        log.info("dbo.odsinstances row added", ods_instance_id=ods_id)
+        return {
+            "odsinstanceid": ods_id,
+            "odsinstancename": instance.name,
+            "databasename": event.database_name,
+        }
+
+    async def _renamed(
+        self, conn: AsyncConnection, instance: Any, event: InstanceRenamed
+    ) -> dict[str, Any]:
+        if instance.odsinstanceid is not None:
+            await conn.execute(
+                update(ods_instances)
+                .where(ods_instances.c.odsinstanceid == instance.odsinstanceid)
+                .values(
+                    name=event.new_name,
+                    connectionstring=self.encrypted_connection_string(event.database_name),
+                )
+            )
+        return {
+            "name": event.new_name,
+            "odsinstancename": event.new_name,
+            "databasename": event.database_name,
+        }
+
+    async def _deleted(self, conn: AsyncConnection, instance: Any) -> None:
+        ods_id = instance.odsinstanceid
+        if ods_id is None:
+            return
+        await conn.execute(DELETE_CLIENTS_OF_ONLY_THIS_INSTANCE, {"ods_id": ods_id})
+        for table in (api_client_ods_instances, ods_instance_contexts, ods_instance_derivatives):
+            await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+        await conn.execute(delete(ods_instances).where(ods_instances.c.odsinstanceid == ods_id))
+        log.info("dbo rows of the instance deleted", ods_instance_id=ods_id)

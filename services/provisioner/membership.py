@@ -1,0 +1,69 @@
+"""Which provisioner replicas are alive, for sharing the shards between them.
+
+Each replica holds one member slot: a session-level advisory lock (MEMBER_CLASS, slot) on the
+ODS server, on a connection kept open for the replica's life. Listing the held slots gives the
+live replicas; a replica that dies loses its connection and so its slot. The assignment only
+spreads work: safety (one operation per instance, in order) never depends on it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from services.provisioner.ods_server import MEMBER_CLASS
+from services.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_MEMBERS = 256
+
+
+def assign(shard_count: int, members: list[int], me: int) -> set[int]:
+    """The shards replica `me` owns: shard k goes to the (k mod n)-th live replica by slot."""
+    ordered = sorted(members)
+    if me not in ordered:
+        return set(range(shard_count))
+    rank = ordered.index(me)
+    return {k for k in range(shard_count) if k % len(ordered) == rank}
+
+
+class Membership:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self.slot: int | None = None
+
+    async def join(self) -> int:
+        if self._conn is not None and not self._conn.closed and self.slot is not None:
+            return self.slot
+        await self.leave()
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        for slot in range(MAX_MEMBERS):
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (MEMBER_CLASS, slot))
+            row = await cur.fetchone()
+            if row and row[0]:
+                self._conn, self.slot = conn, slot
+                log.info("joined the provisioner replicas", member_slot=slot)
+                return slot
+        await conn.close()
+        raise RuntimeError(f"more than {MAX_MEMBERS} provisioner replicas")
+
+    async def members(self) -> list[int]:
+        assert self._conn is not None
+        cur = await self._conn.execute(
+            "SELECT objid::int FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objsubid = 2 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (MEMBER_CLASS,),
+        )
+        return sorted(int(r[0]) for r in await cur.fetchall())  # type: ignore[call-overload]
+
+    async def owned(self, shard_count: int) -> set[int]:
+        """Rejoin if the connection was lost, then this replica's share of the shards."""
+        me = await self.join()
+        return assign(shard_count, await self.members(), me)
+
+    async def leave(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn, self.slot = None, None

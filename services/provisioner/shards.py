@@ -1,0 +1,96 @@
+"""Consuming the shard queues: owned shards first, the others as standby, and handing a shard
+over safely when the replicas change.
+
+Single active consumer makes the first registered consumer of a shard the active one. A replica
+that must give a shard up stops its subscriber (FastStream waits for the message in hand), then
+closes the subscriber's channel — which returns to the queue any message delivered during the
+stop — and subscribes again at the back of the line, as standby.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
+from faststream.rabbit.schemas import QueueType
+from faststream.rabbit.subscriber import RabbitSubscriber
+
+from contracts.messages import InstanceRequested
+from services.runtime.logging import get_logger
+from services.runtime.messaging import delivery_attempt, message_context
+from services.runtime.topology import shard_queue
+
+log = get_logger(__name__)
+
+Handle = Callable[[InstanceRequested, int], Awaitable[None]]
+
+
+class ShardConsumers:
+    def __init__(self, broker: RabbitBroker, handle: Handle) -> None:
+        self._broker = broker
+        self._handle = handle
+        self._subscribers: dict[int, RabbitSubscriber] = {}
+        self.owned: set[int] = set()
+
+    def subscriber(self, shard: int) -> RabbitSubscriber:
+        """A subscriber on its own channel with prefetch 1: order needs both."""
+        sub = self._broker.subscriber(
+            RabbitQueue(shard_queue(shard), queue_type=QueueType.QUORUM, declare=False),
+            channel=Channel(prefetch_count=1),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=shard_queue(shard),
+            description="InstanceRequested commands for the instances that hash to this shard",
+        )
+        handle = self._handle
+
+        @sub
+        async def on_request(body: InstanceRequested, message: RabbitMessage) -> None:
+            with message_context(body, message):
+                attempt = delivery_attempt(message)
+                log.info(
+                    "command received",
+                    operation=body.operation.value,
+                    shard=shard,
+                    attempt=attempt,
+                )
+                await handle(body, attempt)
+
+        self._subscribers[shard] = sub
+        return sub
+
+    def register(self, shards: set[int]) -> None:
+        """Before the broker starts: subscribe to the shards this replica owns."""
+        for k in sorted(shards):
+            self.subscriber(k)
+        self.owned = set(shards)
+
+    async def join(self, shards: set[int]) -> None:
+        """After start: subscribe (as standby, or active if nobody else is there)."""
+        for k in sorted(shards - set(self._subscribers)):
+            await self.subscriber(k).start()
+
+    async def release(self, shards: set[int]) -> None:
+        """Hand shards over: finish the message in hand, return any other, rejoin at the back."""
+        for k in sorted(shards):
+            sub = self._subscribers.pop(k, None)
+            if sub is None:
+                continue
+            queue = sub._queue_obj
+            channel = queue.channel if queue is not None else None
+            await sub.stop()
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+            await self.subscriber(k).start()
+            log.info("shard handed over", shard=k)
+
+    async def rebalance(self, owned: set[int]) -> None:
+        lost = self.owned - owned
+        if owned != self.owned:
+            log.info("shard assignment changed", owned=sorted(owned), released=sorted(lost))
+        await self.release(lost)
+        self.owned = owned
+
+    @property
+    def subscribed(self) -> set[int]:
+        return set(self._subscribers)
