@@ -63,3 +63,23 @@ def query(database: str, statement: str, params: tuple[object, ...] = ()) -> lis
 def execute(database: str, statement: str) -> None:
     with psycopg.connect(database_url(database), autocommit=True) as c:
         c.execute(statement)
+
+
+class HeldCloneSlots:
+    """Holds every clone slot on the server, so creates wait (deterministically) until release."""
+
+    def __init__(self, slots: int) -> None:
+        from services.provisioner.ods_server import CLONE_SLOT_CLASS
+
+        self._conn = psycopg.connect(SERVER, autocommit=True)
+        for slot in range(slots):
+            self._conn.execute("SELECT pg_advisory_lock(%s, %s)", (CLONE_SLOT_CLASS, slot))
+
+    def release(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> HeldCloneSlots:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,4 +1,4 @@
-"""The provisioner's create, against an in-memory ODS server."""
+"""The provisioner's create, rename and delete, against an in-memory ODS server."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
 from contracts.messages import (
+    OUTCOMES,
     InstanceCreated,
     InstanceCreateFailed,
+    InstanceDeleted,
+    InstanceDeleteFailed,
     InstanceOperationProgress,
     InstanceOperationStarted,
+    InstanceRenamed,
+    InstanceRenameFailed,
     InstanceRequested,
     Message,
     Operation,
@@ -24,27 +31,105 @@ from services.runtime.errors import PermanentError, TransientError
 
 TEMPLATE = "EdFi_Ods_Minimal_Template"
 TARGET = "EdFi_Ods_Grand_Bend"
+OLD = "EdFi_Ods_Grand_Bend"
+NEW = "EdFi_Ods_Grand_Bend_North"
+NEW_NAME = "Grand Bend North"
 INSTANCE_ID = 17
+OTHER_INSTANCE_ID = INSTANCE_ID + 1
+
+OutcomeT = TypeVar("OutcomeT", bound=Message)
+
+
+# --- the fake ODS server -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeDatabase:
+    """One database: its ownership marker (the comment), ALLOW_CONNECTIONS and open sessions."""
+
+    marker: Marker | None = None
+    allow_connections: bool = True
+    connections: set[str] = field(default_factory=set)
 
 
 class FakeOdsServer:
-    """An ODS server as a dict of database name -> marker (None for an unmarked database)."""
+    """An ODS server as a dict of database name -> FakeDatabase.
+
+    Behaves like PostgreSQL where the handler depends on it: CREATE DATABASE … TEMPLATE does
+    not copy the comment and is refused while someone is connected to the template; ALTER …
+    RENAME keeps the comment and ALLOW_CONNECTIONS and is refused while sessions are open;
+    DROP … IF EXISTS WITH (FORCE) ends sessions itself. Every call through a session is
+    logged in `calls`, in order.
+    """
 
     def __init__(self, databases: dict[str, Marker | None] | None = None) -> None:
-        self.databases: dict[str, Marker | None] = dict(databases or {})
-        self.clone_calls: list[tuple[str, str]] = []
-        self.mark_calls: list[tuple[str, Marker]] = []
-        self.rename_calls: list[tuple[str, str]] = []
+        self.databases: dict[str, FakeDatabase] = {
+            name: FakeDatabase(marker) for name, marker in (databases or {}).items()
+        }
+        self.calls: list[tuple[object, ...]] = []
+        # Raised by the named operation before it does anything (one per call, in order).
+        self.failures: dict[str, list[Exception]] = {}
+        # The named operation takes effect, then the connection is lost (a TransientError, and
+        # the session is unusable afterwards).
+        self.connection_lost_after: set[str] = set()
+        # Raised when a session is opened (one per attempt, in order).
+        self.session_failures: list[Exception] = []
+        self.entered: list[int] = []  # the instance id of each session, once its lock is held
+        self.sessions: list[FakeOdsSession] = []
         self.slots_in_use = 0
-        self.clone_failures: list[Exception] = []
-        self.rename_failures: list[Exception] = []
         self.clone_delay = 0.0
         self.during_clone: Callable[[], None] | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
 
-    async def database(self, name: str) -> DatabaseInfo | None:
-        if name not in self.databases:
-            return None
-        return DatabaseInfo(name, self.databases[name])
+    def fail(self, operation: str, *errors: Exception) -> None:
+        self.failures.setdefault(operation, []).extend(errors)
+
+    def connect(self, name: str, client: str) -> None:
+        """A client (e.g. the ODS API) opens a session on a database."""
+        database = self.databases[name]
+        assert database.allow_connections, f"{name} does not allow connections"
+        database.connections.add(client)
+
+    def marker(self, name: str) -> Marker | None:
+        return self.databases[name].marker
+
+    def of(self, operation: str) -> list[tuple[object, ...]]:
+        return [call[1:] for call in self.calls if call[0] == operation]
+
+    @property
+    def clone_calls(self) -> list[tuple[object, ...]]:
+        return self.of("clone")
+
+    @property
+    def mark_calls(self) -> list[tuple[object, ...]]:
+        return self.of("mark")
+
+    @property
+    def rename_calls(self) -> list[tuple[object, ...]]:
+        return self.of("rename")
+
+    @property
+    def changes(self) -> list[tuple[object, ...]]:
+        """Every call that would change the server (everything but looking a database up)."""
+        return [call for call in self.calls if call[0] != "database"]
+
+    @asynccontextmanager
+    async def session(self, instance_id: int) -> AsyncIterator[FakeOdsSession]:
+        if self.session_failures:
+            raise self.session_failures.pop(0)
+        lock = self._locks.setdefault(instance_id, asyncio.Lock())
+        async with lock:
+            self.entered.append(instance_id)
+            session = FakeOdsSession(self)
+            self.sessions.append(session)
+            try:
+                yield session
+            finally:
+                session.ended = True
+
+    def lock_held(self, instance_id: int) -> bool:
+        lock = self._locks.get(instance_id)
+        return lock is not None and lock.locked()
 
     @asynccontextmanager
     async def clone_slot(self) -> AsyncIterator[int]:
@@ -54,37 +139,87 @@ class FakeOdsServer:
         finally:
             self.slots_in_use -= 1
 
+
+class FakeOdsSession:
+    def __init__(self, server: FakeOdsServer) -> None:
+        self._server = server
+        self.ended = False
+        self.broken = False
+
+    def _begin(self, operation: str, *args: object) -> None:
+        assert not self.ended, f"{operation} called on a session that has ended"
+        if self.broken:
+            raise TransientError("the connection to the server was lost")
+        self._server.calls.append((operation, *args))
+        failures = self._server.failures.get(operation)
+        if failures:
+            raise failures.pop(0)
+
+    def _end(self, operation: str) -> None:
+        if operation in self._server.connection_lost_after:
+            self._server.connection_lost_after.discard(operation)
+            self.broken = True
+            raise TransientError("the connection to the server was lost")
+
+    def _existing(self, name: str) -> FakeDatabase:
+        if name not in self._server.databases:
+            raise PermanentError(f'database "{name}" does not exist')
+        return self._server.databases[name]
+
+    async def database(self, name: str) -> DatabaseInfo | None:
+        self._begin("database", name)
+        found = self._server.databases.get(name)
+        return None if found is None else DatabaseInfo(name, found.marker)
+
     async def clone(self, template: str, target: str) -> None:
-        self.clone_calls.append((template, target))
-        assert self.slots_in_use == 1, "clone must run while holding a clone slot"
-        if self.clone_failures:
-            raise self.clone_failures.pop(0)
-        if self.clone_delay:
-            await asyncio.sleep(self.clone_delay)
-        if self.during_clone is not None:
-            self.during_clone()
-        if template not in self.databases:
-            raise PermanentError(f"template {template} does not exist")
-        if target in self.databases:
-            raise PermanentError(f"database {target} already exists")
-        # CREATE DATABASE … TEMPLATE does not copy the template's comment.
-        self.databases[target] = None
+        self._begin("clone", template, target)
+        assert self._server.slots_in_use == 1, "clone must run while holding a clone slot"
+        if self._server.clone_delay:
+            await asyncio.sleep(self._server.clone_delay)
+        if self._server.during_clone is not None:
+            self._server.during_clone()
+        source = self._existing(template)
+        if source.connections:
+            raise TransientError(f'source database "{template}" is being accessed by other users')
+        if target in self._server.databases:
+            raise PermanentError(f'database "{target}" already exists')
+        self._server.databases[target] = FakeDatabase()  # the comment is not copied
+        self._end("clone")
 
     async def mark(self, name: str, marker: Marker) -> None:
-        self.mark_calls.append((name, marker))
-        if name not in self.databases:
-            raise PermanentError(f"database {name} does not exist")
-        self.databases[name] = marker
+        self._begin("mark", name, marker)
+        self._existing(name).marker = marker
+        self._end("mark")
 
     async def rename(self, old: str, new: str) -> None:
-        self.rename_calls.append((old, new))
-        if self.rename_failures:
-            raise self.rename_failures.pop(0)
-        if old not in self.databases:
-            raise PermanentError(f"database {old} does not exist")
-        if new in self.databases:
-            raise PermanentError(f"database {new} already exists")
-        self.databases[new] = self.databases.pop(old)
+        self._begin("rename", old, new)
+        database = self._existing(old)
+        if new in self._server.databases:
+            raise PermanentError(f'database "{new}" already exists')
+        if database.connections:
+            raise TransientError(f'database "{old}" is being accessed by other users')
+        self._server.databases[new] = self._server.databases.pop(old)
+        self._end("rename")
+
+    async def drop(self, name: str) -> None:
+        self._begin("drop", name)
+        self._server.databases.pop(name, None)
+        self._end("drop")
+
+    async def close_connections(self, name: str) -> None:
+        self._begin("close_connections", name)
+        database = self._existing(name)
+        database.allow_connections = False
+        database.connections.clear()
+        self._end("close_connections")
+
+    async def allow_connections(self, name: str) -> None:
+        self._begin("allow_connections", name)
+        self._existing(name).allow_connections = True
+        self._end("allow_connections")
+
+
+# --- helpers -----------------------------------------------------------------------------------
 
 
 class Recorder:
@@ -99,18 +234,55 @@ class Recorder:
 
     @property
     def outcomes(self) -> list[Message]:
-        return [e for e in self.events if isinstance(e, InstanceCreated | InstanceCreateFailed)]
+        return [e for e in self.events if type(e) in OUTCOMES]
 
 
-def _command(template: str | None = TEMPLATE, database: str = TARGET) -> InstanceRequested:
+def _command(
+    template: str | None = TEMPLATE, database: str = TARGET, instance_id: int = INSTANCE_ID
+) -> InstanceRequested:
     return InstanceRequested(
         job_id=uuid.uuid4(),
-        instance_id=INSTANCE_ID,
+        instance_id=instance_id,
         tenant="tenant1",
         operation=Operation.CREATE,
         database_name=database,
         database_template=template,
     )
+
+
+def _rename_command(
+    old: str = OLD,
+    new: str | None = NEW,
+    new_name: str | None = NEW_NAME,
+    instance_id: int = INSTANCE_ID,
+) -> InstanceRequested:
+    return InstanceRequested(
+        job_id=uuid.uuid4(),
+        instance_id=instance_id,
+        tenant="tenant1",
+        operation=Operation.RENAME,
+        database_name=old,
+        new_name=new_name,
+        new_database_name=new,
+    )
+
+
+def _delete_command(
+    name: str = TARGET, expect_database: bool = True, instance_id: int = INSTANCE_ID
+) -> InstanceRequested:
+    return InstanceRequested(
+        job_id=uuid.uuid4(),
+        instance_id=instance_id,
+        tenant="tenant1",
+        operation=Operation.DELETE,
+        database_name=name,
+        expect_database=expect_database,
+    )
+
+
+def _ours(instance_id: int = INSTANCE_ID) -> Marker:
+    """A marker written by an earlier job (the create) for the instance."""
+    return Marker(instance_id, uuid.uuid4())
 
 
 def _provisioner(
@@ -140,23 +312,64 @@ def emit() -> Recorder:
     return Recorder()
 
 
+def _only_outcome(emit: Recorder, cmd: InstanceRequested, kind: type[OutcomeT]) -> OutcomeT:
+    """Exactly one outcome was published, it is the last event, and it is a `kind`."""
+    assert len(emit.outcomes) == 1, f"expected one outcome, got {emit.outcomes}"
+    last = emit.events[-1]
+    assert isinstance(last, kind), f"expected {kind.__name__} last, got {last!r}"
+    for event in emit.events:
+        assert event.job_id == cmd.job_id
+        assert event.instance_id == cmd.instance_id
+        assert event.tenant == cmd.tenant
+    return last
+
+
 def _assert_single_failure(emit: Recorder, cmd: InstanceRequested) -> InstanceCreateFailed:
-    assert len(emit.outcomes) == 1
-    failed = emit.events[-1]
-    assert isinstance(failed, InstanceCreateFailed)
-    assert failed.job_id == cmd.job_id
-    assert failed.instance_id == cmd.instance_id
+    failed = _only_outcome(emit, cmd, InstanceCreateFailed)
     assert failed.database_name == cmd.database_name
     return failed
 
 
-# --- a new database ----------------------------------------------------------------------------
+def _successful_scenario(operation: Operation, instance_id: int) -> FakeOdsServer:
+    """A server on which `operation` for `instance_id` succeeds."""
+    if operation is Operation.CREATE:
+        return FakeOdsServer({TEMPLATE: None, "postgres": None})
+    return FakeOdsServer({TEMPLATE: None, TARGET: _ours(instance_id)})
 
 
-async def test_create_emits_started_progress_and_one_created_last(
-    server: FakeOdsServer, emit: Recorder
+def _command_for(operation: Operation, instance_id: int = INSTANCE_ID) -> InstanceRequested:
+    if operation is Operation.CREATE:
+        return _command(instance_id=instance_id)
+    if operation is Operation.RENAME:
+        return _rename_command(instance_id=instance_id)
+    return _delete_command(instance_id=instance_id)
+
+
+SUCCESS: dict[Operation, type[Message]] = {
+    Operation.CREATE: InstanceCreated,
+    Operation.RENAME: InstanceRenamed,
+    Operation.DELETE: InstanceDeleted,
+}
+FAILURE: dict[Operation, type[Message]] = {
+    Operation.CREATE: InstanceCreateFailed,
+    Operation.RENAME: InstanceRenameFailed,
+    Operation.DELETE: InstanceDeleteFailed,
+}
+# The step of each operation that changes the server and can fail transiently.
+MAIN_STEP = {Operation.CREATE: "clone", Operation.RENAME: "rename", Operation.DELETE: "drop"}
+
+ALL_OPERATIONS = pytest.mark.parametrize("operation", list(Operation), ids=lambda o: o.value)
+
+
+# --- every operation: events, session and lock -------------------------------------------------
+
+
+@ALL_OPERATIONS
+async def test_operation_emits_started_first_then_progress_then_one_outcome_last(
+    operation: Operation, emit: Recorder
 ) -> None:
-    cmd = _command()
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd = _command_for(operation)
 
     await _provisioner(server, emit).handle(cmd, attempt=3)
 
@@ -164,26 +377,133 @@ async def test_create_emits_started_progress_and_one_created_last(
     assert isinstance(first, InstanceOperationStarted)
     assert first.attempt == 3
     assert first.worker == "worker-1"
-    assert first.operation is Operation.CREATE
+    assert first.operation is operation
     assert emit.of(InstanceOperationProgress), "expected progress events"
     assert all(isinstance(e, InstanceOperationProgress) for e in emit.events[1:-1])
-    assert len(emit.outcomes) == 1
-    last = emit.events[-1]
-    assert isinstance(last, InstanceCreated)
-    assert last.database_name == TARGET
-    for event in emit.events:
-        assert event.job_id == cmd.job_id
-        assert event.instance_id == cmd.instance_id
-        assert event.tenant == cmd.tenant
+    assert all(
+        e.operation is operation for e in emit.events if isinstance(e, InstanceOperationProgress)
+    )
+    _only_outcome(emit, cmd, SUCCESS[operation])
 
 
+@ALL_OPERATIONS
 async def test_progress_percentages_never_go_backwards(
-    server: FakeOdsServer, emit: Recorder
+    operation: Operation, emit: Recorder
 ) -> None:
-    await _provisioner(server, emit).handle(_command(), attempt=1)
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd = _command_for(operation)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
 
     percents = [e.percent for e in emit.events if isinstance(e, InstanceOperationProgress)]
     assert percents == sorted(percents)
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_operation_runs_in_one_session_for_the_commands_instance(
+    operation: Operation, emit: Recorder
+) -> None:
+    instance_id = 4242
+    server = _successful_scenario(operation, instance_id)
+    cmd = _command_for(operation, instance_id)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert server.entered == [instance_id]
+    assert all(session.ended for session in server.sessions), "the session must be released"
+    assert not server.lock_held(instance_id)
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_started_is_emitted_once_when_a_transient_error_retries_in_a_new_session(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    server.fail(MAIN_STEP[operation], TransientError("connection reset"))
+    cmd = _command_for(operation)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert server.entered == [INSTANCE_ID, INSTANCE_ID], "each try needs its own session"
+    assert len(server.sessions) == 2
+    assert server.sessions[0] is not server.sessions[1]
+    assert len(server.of(MAIN_STEP[operation])) == 2
+    assert len(emit.of(InstanceOperationStarted)) == 1
+    assert isinstance(emit.events[0], InstanceOperationStarted)
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_started_is_not_emitted_until_the_instance_lock_is_held(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd = _command_for(operation)
+
+    async with server.session(INSTANCE_ID):  # another operation on the instance is running
+        task = asyncio.create_task(_provisioner(server, emit).handle(cmd, attempt=1))
+        await asyncio.sleep(0.05)
+        assert emit.events == [], "nothing may be published before the lock is held"
+        assert server.calls == [], "the server must not be touched before the lock is held"
+        assert not task.done()
+    await asyncio.wait_for(task, timeout=5)
+
+    assert server.entered == [INSTANCE_ID, INSTANCE_ID]
+    assert isinstance(emit.events[0], InstanceOperationStarted)
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_other_instances_are_not_held_up_by_a_lock(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd = _command_for(operation)
+
+    async with server.session(OTHER_INSTANCE_ID):
+        await asyncio.wait_for(_provisioner(server, emit).handle(cmd, attempt=1), timeout=5)
+
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_transient_failure_opening_the_session_is_retried_and_started_once(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    server.session_failures = [TransientError("database server unreachable")] * 2
+    cmd = _command_for(operation)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert server.entered == [INSTANCE_ID]
+    assert len(emit.of(InstanceOperationStarted)) == 1
+    assert isinstance(emit.events[0], InstanceOperationStarted)
+    _only_outcome(emit, cmd, SUCCESS[operation])
+
+
+@ALL_OPERATIONS
+async def test_session_that_never_opens_fails_once_without_started(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    server.session_failures = [
+        TransientError(f"database server unreachable ({i})") for i in range(9)
+    ]
+    cmd = _command_for(operation)
+
+    await _provisioner(server, emit, retry_attempts=3).handle(cmd, attempt=1)
+
+    assert len(server.session_failures) == 6, "expected exactly the configured 3 tries"
+    assert server.calls == []
+    assert not emit.of(InstanceOperationStarted), "Started means the instance's lock was held"
+    failed = _only_outcome(emit, cmd, FAILURE[operation])
+    assert "unreachable" in getattr(failed, "reason", "")
+
+
+# --- create: a new database --------------------------------------------------------------------
 
 
 async def test_created_database_is_marked_for_the_instance_and_no_staging_is_left(
@@ -193,11 +513,14 @@ async def test_created_database_is_marked_for_the_instance_and_no_staging_is_lef
 
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
-    assert server.databases[TARGET] == Marker(INSTANCE_ID, cmd.job_id)
+    created = _only_outcome(emit, cmd, InstanceCreated)
+    assert created.database_name == TARGET
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.databases[TARGET].allow_connections
     assert staging_name(cmd.job_id) not in server.databases
     assert set(server.databases) == {TEMPLATE, "postgres", TARGET}
     assert server.clone_calls == [(TEMPLATE, staging_name(cmd.job_id))]
-    assert server.databases[TEMPLATE] is None, "the template must not be marked"
+    assert server.marker(TEMPLATE) is None, "the template must not be marked"
 
 
 async def test_clone_is_built_under_a_staging_name_then_renamed(
@@ -212,9 +535,10 @@ async def test_clone_is_built_under_a_staging_name_then_renamed(
     assert server.mark_calls == [(staging, Marker(INSTANCE_ID, cmd.job_id))]
     assert server.rename_calls == [(staging, TARGET)]
     assert server.slots_in_use == 0, "the clone slot must be released"
+    _only_outcome(emit, cmd, InstanceCreated)
 
 
-# --- redelivery and recovery -------------------------------------------------------------------
+# --- create: redelivery and recovery -----------------------------------------------------------
 
 
 async def test_redelivery_after_success_reports_created_without_cloning_again(
@@ -223,27 +547,25 @@ async def test_redelivery_after_success_reports_created_without_cloning_again(
     cmd = _command()
     provisioner = _provisioner(server, emit)
     await provisioner.handle(cmd, attempt=1)
-    server.clone_calls.clear()
+    server.calls.clear()
     emit.events.clear()
 
     await provisioner.handle(cmd, attempt=2)
 
     assert server.clone_calls == []
-    assert len(emit.outcomes) == 1
-    assert isinstance(emit.events[-1], InstanceCreated)
-    assert server.databases[TARGET] == Marker(INSTANCE_ID, cmd.job_id)
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
 
 
 async def test_target_already_marked_for_this_instance_is_reported_created(
     emit: Recorder,
 ) -> None:
-    earlier_job = uuid.uuid4()
-    server = FakeOdsServer({TEMPLATE: None, TARGET: Marker(INSTANCE_ID, earlier_job)})
+    server = FakeOdsServer({TEMPLATE: None, TARGET: _ours()})
+    cmd = _command()
 
-    await _provisioner(server, emit).handle(_command(), attempt=1)
+    await _provisioner(server, emit).handle(cmd, attempt=1)
 
-    assert isinstance(emit.events[-1], InstanceCreated)
-    assert len(emit.outcomes) == 1
+    _only_outcome(emit, cmd, InstanceCreated)
     assert server.clone_calls == []
     assert server.rename_calls == []
 
@@ -253,13 +575,13 @@ async def test_leftover_staging_database_is_completed_without_cloning_again(
 ) -> None:
     cmd = _command()
     staging = staging_name(cmd.job_id)
-    server.databases[staging] = None  # a crashed attempt cloned but did not mark or rename
+    server.databases[staging] = FakeDatabase()  # a crashed attempt cloned but did not mark it
 
     await _provisioner(server, emit).handle(cmd, attempt=2)
 
     assert server.clone_calls == []
-    assert isinstance(emit.events[-1], InstanceCreated)
-    assert server.databases[TARGET] == Marker(INSTANCE_ID, cmd.job_id)
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
     assert staging not in server.databases
 
 
@@ -268,38 +590,35 @@ async def test_leftover_marked_staging_database_is_renamed_into_place(
 ) -> None:
     cmd = _command()
     staging = staging_name(cmd.job_id)
-    server.databases[staging] = Marker(INSTANCE_ID, cmd.job_id)
+    server.databases[staging] = FakeDatabase(Marker(INSTANCE_ID, cmd.job_id))
 
     await _provisioner(server, emit).handle(cmd, attempt=2)
 
     assert server.clone_calls == []
     assert server.rename_calls == [(staging, TARGET)]
-    assert isinstance(emit.events[-1], InstanceCreated)
+    _only_outcome(emit, cmd, InstanceCreated)
 
 
-# --- databases that are not ours ---------------------------------------------------------------
+# --- create: databases that are not ours -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "foreign_marker",
-    [None, Marker(INSTANCE_ID + 1, uuid.uuid4())],
+    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
     ids=["unmarked", "other-instance"],
 )
 async def test_existing_database_not_ours_fails_once_and_is_left_untouched(
     emit: Recorder, foreign_marker: Marker | None
 ) -> None:
     server = FakeOdsServer({TEMPLATE: None, TARGET: foreign_marker})
-    before = dict(server.databases)
     cmd = _command()
 
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
     failed = _assert_single_failure(emit, cmd)
     assert TARGET in failed.reason
-    assert server.databases == before
-    assert server.clone_calls == []
-    assert server.mark_calls == []
-    assert server.rename_calls == []
+    assert server.databases == {TEMPLATE: FakeDatabase(), TARGET: FakeDatabase(foreign_marker)}
+    assert server.changes == []
 
 
 async def test_target_appearing_during_the_clone_fails_and_keeps_both_databases(
@@ -309,7 +628,7 @@ async def test_target_appearing_during_the_clone_fails_and_keeps_both_databases(
     intruder = Marker(INSTANCE_ID + 5, uuid.uuid4())
 
     def someone_else_creates_the_target() -> None:
-        server.databases[TARGET] = intruder
+        server.databases[TARGET] = FakeDatabase(intruder)
 
     server.during_clone = someone_else_creates_the_target
 
@@ -317,7 +636,8 @@ async def test_target_appearing_during_the_clone_fails_and_keeps_both_databases(
 
     failed = _assert_single_failure(emit, cmd)
     assert TARGET in failed.reason
-    assert server.databases[TARGET] == intruder
+    assert server.marker(TARGET) == intruder
+    assert staging_name(cmd.job_id) in server.databases
     assert server.rename_calls == []
     assert len(server.clone_calls) == 1
 
@@ -343,43 +663,76 @@ async def test_command_without_template_fails(server: FakeOdsServer, emit: Recor
     assert server.clone_calls == []
 
 
-# --- transient and permanent step failures -----------------------------------------------------
+# --- create: transient and permanent step failures ---------------------------------------------
 
 
 async def test_transient_clone_failures_are_retried_until_created(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
-    server.clone_failures = [TransientError("template in use"), TransientError("template in use")]
+    server.fail("clone", TransientError("template in use"), TransientError("template in use"))
     cmd = _command()
 
     await _provisioner(server, emit, retry_attempts=5).handle(cmd, attempt=1)
 
     assert len(server.clone_calls) == 3
-    assert len(emit.outcomes) == 1
-    assert isinstance(emit.events[-1], InstanceCreated)
+    assert server.entered == [INSTANCE_ID] * 3
+    _only_outcome(emit, cmd, InstanceCreated)
     assert len(emit.of(InstanceOperationStarted)) == 1
-    assert server.databases[TARGET] == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+
+
+async def test_someone_connected_to_the_template_delays_the_clone_until_they_leave(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    server.connect(TEMPLATE, "dba")
+
+    def the_dba_leaves_before_the_second_try() -> None:
+        if len(server.clone_calls) == 2:
+            server.databases[TEMPLATE].connections.discard("dba")
+
+    server.during_clone = the_dba_leaves_before_the_second_try
+    cmd = _command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert len(server.clone_calls) == 2
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
 
 
 async def test_transient_failure_after_the_clone_does_not_clone_again(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
-    server.rename_failures = [TransientError("connection lost")]
+    server.fail("rename", TransientError("connection lost"))
     cmd = _command()
 
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
     assert len(server.clone_calls) == 1
     assert len(server.rename_calls) == 2
-    assert isinstance(emit.events[-1], InstanceCreated)
-    assert server.databases[TARGET] == Marker(INSTANCE_ID, cmd.job_id)
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
     assert staging_name(cmd.job_id) not in server.databases
+
+
+async def test_connection_lost_after_the_final_rename_still_reports_created(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    server.connection_lost_after = {"rename"}
+    cmd = _command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert len(server.clone_calls) == 1
+    assert len(server.rename_calls) == 1
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
 
 
 async def test_transient_failure_forever_fails_once_after_the_configured_tries(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
-    server.clone_failures = [TransientError(f"template in use ({i})") for i in range(100)]
+    server.fail("clone", *(TransientError(f"template in use ({i})") for i in range(100)))
     cmd = _command()
 
     await _provisioner(server, emit, retry_attempts=4).handle(cmd, attempt=1)
@@ -387,22 +740,22 @@ async def test_transient_failure_forever_fails_once_after_the_configured_tries(
     assert len(server.clone_calls) == 4
     failed = _assert_single_failure(emit, cmd)
     assert "template in use" in failed.reason
-    assert not emit.of(InstanceCreated)
     assert TARGET not in server.databases
 
 
 async def test_permanent_failure_is_not_retried(server: FakeOdsServer, emit: Recorder) -> None:
-    server.clone_failures = [PermanentError("permission denied to create database")]
+    server.fail("clone", PermanentError("permission denied to create database"))
     cmd = _command()
 
     await _provisioner(server, emit, retry_attempts=5).handle(cmd, attempt=1)
 
     assert len(server.clone_calls) == 1
+    assert server.entered == [INSTANCE_ID]
     failed = _assert_single_failure(emit, cmd)
     assert "permission denied" in failed.reason
 
 
-# --- heartbeat ---------------------------------------------------------------------------------
+# --- create: heartbeat -------------------------------------------------------------------------
 
 
 async def test_long_clone_sends_heartbeats_and_none_after_the_outcome(
@@ -422,4 +775,416 @@ async def test_long_clone_sends_heartbeats_and_none_after_the_outcome(
     ]
     assert len(cloning) >= 3, "expected the clone progress plus heartbeats while it ran"
     assert len(emit.events) == events_at_outcome, "heartbeats continued after the outcome"
-    assert isinstance(emit.events[-1], InstanceCreated)
+    _only_outcome(emit, cmd, InstanceCreated)
+
+
+# --- rename ------------------------------------------------------------------------------------
+
+
+async def test_rename_moves_the_marked_database_and_reopens_it_under_the_new_name(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker})
+    server.connect(OLD, "ods-api-1")
+    server.connect(OLD, "ods-api-2")
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    renamed = _only_outcome(emit, cmd, InstanceRenamed)
+    assert renamed.old_database_name == OLD
+    assert renamed.database_name == NEW
+    assert renamed.new_name == NEW_NAME
+    assert OLD not in server.databases
+    assert server.marker(NEW) == marker
+    assert server.databases[NEW].allow_connections, "connections must be allowed again"
+    assert server.changes == [
+        ("close_connections", OLD),
+        ("rename", OLD, NEW),
+        ("allow_connections", NEW),
+    ]
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["reopened", "still-closed"])
+async def test_rename_redelivered_after_the_rename_is_reported_renamed(
+    emit: Recorder, allowed: bool
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({NEW: marker})
+    # still-closed: the earlier attempt died between the ALTER and reopening the database.
+    server.databases[NEW].allow_connections = allowed
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=2)
+
+    renamed = _only_outcome(emit, cmd, InstanceRenamed)
+    assert renamed.database_name == NEW
+    assert server.rename_calls == []
+    assert server.marker(NEW) == marker
+    assert server.databases[NEW].allow_connections
+
+
+async def test_rename_handled_twice_reports_renamed_both_times(emit: Recorder) -> None:
+    server = FakeOdsServer({OLD: _ours()})
+    cmd = _rename_command()
+    provisioner = _provisioner(server, emit)
+    await provisioner.handle(cmd, attempt=1)
+    emit.events.clear()
+
+    await provisioner.handle(cmd, attempt=2)
+
+    _only_outcome(emit, cmd, InstanceRenamed)
+    assert len(server.rename_calls) == 1
+    assert set(server.databases) == {NEW}
+
+
+async def test_rename_of_a_missing_database_fails_naming_it(emit: Recorder) -> None:
+    server = FakeOdsServer({"postgres": None})
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert failed.database_name == OLD
+    assert OLD in failed.reason
+    assert server.changes == []
+    assert set(server.databases) == {"postgres"}
+
+
+@pytest.mark.parametrize(
+    "taken_by",
+    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
+    ids=["unmarked", "other-instance"],
+)
+async def test_rename_onto_a_taken_name_fails_and_the_old_database_stays_connectable(
+    emit: Recorder, taken_by: Marker | None
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker, NEW: taken_by})
+    server.connect(OLD, "ods-api-1")
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert failed.database_name == OLD
+    assert NEW in failed.reason
+    assert server.databases[OLD] == FakeDatabase(marker, True, {"ods-api-1"})
+    assert server.databases[NEW] == FakeDatabase(taken_by)
+    assert server.rename_calls == []
+
+
+@pytest.mark.xfail(
+    reason=(
+        "BUG: a rename redelivered after an attempt died between close_connections and the "
+        "ALTER, whose target name has since been taken, fails but leaves the old database "
+        "refusing connections (_rename raises DatabaseExistsError without allow_connections)"
+    ),
+    strict=True,
+)
+async def test_rename_onto_a_taken_name_reopens_a_database_an_earlier_attempt_closed(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({OLD: _ours(), NEW: None})
+    server.databases[OLD].allow_connections = False  # the earlier attempt died after closing it
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=2)
+
+    _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert server.databases[OLD].allow_connections
+
+
+async def test_rename_of_a_database_marked_for_another_instance_is_refused(
+    emit: Recorder,
+) -> None:
+    theirs = Marker(OTHER_INSTANCE_ID, uuid.uuid4())
+    server = FakeOdsServer({OLD: theirs})
+    server.connect(OLD, "their-api")
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert OLD in failed.reason
+    assert "another instance" in failed.reason
+    assert server.databases == {OLD: FakeDatabase(theirs, True, {"their-api"})}
+    assert server.changes == []
+
+
+async def test_rename_of_an_unmarked_imported_database_renames_it(emit: Recorder) -> None:
+    server = FakeOdsServer({OLD: None})  # created by another Ed-Fi tool, imported
+    server.connect(OLD, "ods-api-1")
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    renamed = _only_outcome(emit, cmd, InstanceRenamed)
+    assert renamed.database_name == NEW
+    assert OLD not in server.databases
+    assert NEW in server.databases
+    assert server.databases[NEW].allow_connections
+    assert server.databases[NEW].connections == set()
+
+
+async def test_rename_whose_alter_fails_permanently_leaves_the_old_database_connectable(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker})
+    server.fail("rename", PermanentError("must be owner of database"))
+    cmd = _rename_command()
+
+    await _provisioner(server, emit, retry_attempts=5).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert "must be owner" in failed.reason
+    assert len(server.rename_calls) == 1, "a permanent error must not be retried"
+    assert server.databases == {OLD: FakeDatabase(marker, True)}
+
+
+async def test_rename_whose_alter_fails_transiently_is_retried_until_renamed(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({OLD: _ours()})
+    server.fail("rename", TransientError("lock not available"), TransientError("deadlock"))
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceRenamed)
+    assert len(server.rename_calls) == 3
+    assert len(emit.of(InstanceOperationStarted)) == 1
+    assert set(server.databases) == {NEW}
+    assert server.databases[NEW].allow_connections
+
+
+async def test_rename_failing_transiently_every_try_fails_once_with_the_old_database_connectable(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker})
+    server.fail("rename", *(TransientError(f"lock not available ({i})") for i in range(100)))
+    cmd = _rename_command()
+
+    await _provisioner(server, emit, retry_attempts=3).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert "lock not available" in failed.reason
+    assert len(server.rename_calls) == 3
+    assert server.databases == {OLD: FakeDatabase(marker, True)}
+
+
+async def test_rename_whose_connection_is_lost_after_the_alter_is_reported_renamed(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker})
+    server.connection_lost_after = {"rename"}
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceRenamed)
+    assert len(server.rename_calls) == 1
+    assert server.databases == {NEW: FakeDatabase(marker, True)}
+
+
+@pytest.mark.xfail(
+    reason=(
+        "BUG: an unmarked (imported) database renamed by a try whose connection is then lost "
+        "is not recognised by the retry (old missing, new not marked as ours), so the handler "
+        "reports InstanceRenameFailed and leaves the renamed database refusing connections"
+    ),
+    strict=True,
+)
+async def test_rename_of_an_unmarked_database_whose_connection_is_lost_after_the_alter(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({OLD: None})
+    server.connection_lost_after = {"rename"}
+    cmd = _rename_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceRenamed)
+    assert set(server.databases) == {NEW}
+    assert server.databases[NEW].allow_connections
+
+
+@pytest.mark.parametrize(
+    ("new_database_name", "new_name"),
+    [(None, NEW_NAME), (NEW, None)],
+    ids=["no-new-database-name", "no-new-name"],
+)
+async def test_rename_command_without_its_new_names_fails(
+    emit: Recorder, new_database_name: str | None, new_name: str | None
+) -> None:
+    server = FakeOdsServer({OLD: _ours()})
+    cmd = _rename_command(new=new_database_name, new_name=new_name)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert server.changes == []
+    assert server.databases[OLD].allow_connections
+
+
+# --- delete ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expect_database", [True, False])
+async def test_delete_drops_the_database_marked_for_this_instance(
+    emit: Recorder, expect_database: bool
+) -> None:
+    server = FakeOdsServer({TEMPLATE: None, TARGET: _ours()})
+    server.connect(TARGET, "ods-api-1")
+    cmd = _delete_command(expect_database=expect_database)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    deleted = _only_outcome(emit, cmd, InstanceDeleted)
+    assert deleted.dropped is True
+    assert deleted.database_name == TARGET
+    assert set(server.databases) == {TEMPLATE}
+    assert server.of("drop") == [(TARGET,)]
+
+
+@pytest.mark.parametrize("expect_database", [True, False])
+async def test_delete_of_a_database_already_gone_reports_deleted_without_dropping(
+    emit: Recorder, expect_database: bool
+) -> None:
+    server = FakeOdsServer({TEMPLATE: None})
+    cmd = _delete_command(expect_database=expect_database)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    deleted = _only_outcome(emit, cmd, InstanceDeleted)
+    assert deleted.dropped is False
+    assert server.changes == []
+    assert set(server.databases) == {TEMPLATE}
+
+
+async def test_delete_handled_twice_drops_once_and_reports_deleted_both_times(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({TARGET: _ours()})
+    cmd = _delete_command()
+    provisioner = _provisioner(server, emit)
+    await provisioner.handle(cmd, attempt=1)
+    emit.events.clear()
+
+    await provisioner.handle(cmd, attempt=2)
+
+    assert _only_outcome(emit, cmd, InstanceDeleted).dropped is False
+    assert server.of("drop") == [(TARGET,)]
+    assert server.databases == {}
+
+
+@pytest.mark.parametrize(
+    "foreign_marker",
+    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
+    ids=["unmarked", "other-instance"],
+)
+async def test_delete_of_a_database_not_ours_fails_and_leaves_it_untouched(
+    emit: Recorder, foreign_marker: Marker | None
+) -> None:
+    server = FakeOdsServer({TARGET: foreign_marker})
+    server.connect(TARGET, "their-api")
+    cmd = _delete_command(expect_database=True)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceDeleteFailed)
+    assert failed.database_name == TARGET
+    assert TARGET in failed.reason
+    assert "left untouched" in failed.reason
+    assert server.databases == {TARGET: FakeDatabase(foreign_marker, True, {"their-api"})}
+    assert server.changes == []
+
+
+@pytest.mark.parametrize(
+    "foreign_marker",
+    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
+    ids=["unmarked", "other-instance"],
+)
+async def test_delete_after_a_failed_create_leaves_a_database_not_ours_and_reports_deleted(
+    emit: Recorder, foreign_marker: Marker | None
+) -> None:
+    server = FakeOdsServer({TARGET: foreign_marker})
+    server.connect(TARGET, "their-api")
+    cmd = _delete_command(expect_database=False)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    deleted = _only_outcome(emit, cmd, InstanceDeleted)
+    assert deleted.dropped is False
+    assert server.databases == {TARGET: FakeDatabase(foreign_marker, True, {"their-api"})}
+    assert server.changes == []
+
+
+async def test_delete_whose_drop_fails_transiently_is_retried_until_dropped(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({TARGET: _ours()})
+    server.fail("drop", TransientError("lock not available"))
+    cmd = _delete_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert _only_outcome(emit, cmd, InstanceDeleted).dropped is True
+    assert len(server.of("drop")) == 2
+    assert len(emit.of(InstanceOperationStarted)) == 1
+    assert server.databases == {}
+
+
+async def test_delete_whose_connection_is_lost_after_the_drop_is_reported_deleted(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({TARGET: _ours()})
+    server.connection_lost_after = {"drop"}
+    cmd = _delete_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceDeleted)
+    assert len(server.of("drop")) == 1
+    assert server.databases == {}
+
+
+async def test_delete_whose_drop_fails_permanently_fails_once_and_keeps_the_database(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({TARGET: marker})
+    server.fail("drop", PermanentError("must be owner of database"))
+    cmd = _delete_command()
+
+    await _provisioner(server, emit, retry_attempts=5).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceDeleteFailed)
+    assert "must be owner" in failed.reason
+    assert len(server.of("drop")) == 1
+    assert server.marker(TARGET) == marker
+
+
+@pytest.mark.xfail(
+    reason=(
+        "BUG: a drop that fails permanently leaves the database refusing connections "
+        "(close_connections ran first and _delete never re-allows them), although "
+        "InstanceDeleteFailed says the database is left as it was"
+    ),
+    strict=True,
+)
+async def test_delete_whose_drop_fails_permanently_leaves_the_database_connectable(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({TARGET: _ours()})
+    server.fail("drop", PermanentError("must be owner of database"))
+    cmd = _delete_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceDeleteFailed)
+    assert server.databases[TARGET].allow_connections

@@ -1,0 +1,84 @@
+"""A status replica that starts imports the dbo.odsinstances rows other tools made, and the
+imported instance is manageable through the API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from services.runtime import crypto
+from services.runtime.settings import Settings
+from services.status.connection_strings import ods_connection_string
+from tests.support import pg
+from tests.support.polling import wait_for_instance
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_renamed(
+    api: httpx.Client,
+    stack: Stack,
+    settings: Settings,
+    admin_database: str,
+    db_prefix: str,
+    encryption_key: bytes,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    database = f"{db_prefix}legacy_{suffix}"
+    pg.create(database)  # made by another Ed-Fi tool: no mark of ours
+    stored = crypto.encrypt(ods_connection_string(settings, database), encryption_key)
+    with psycopg.connect(pg.database_url(admin_database), autocommit=True) as c:
+        row = c.execute(
+            "INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) "
+            "VALUES (%s, 'District', %s) RETURNING odsinstanceid",
+            (f"Legacy {suffix}", stored),
+        ).fetchone()
+    assert row is not None
+    ods_id = int(row[0])
+
+    for replica in ("status-2", "status-3"):
+        stack.start(replica, "status")
+    try:
+        stack.wait_ready()
+        listed: list[dict[str, object]] = []
+        for _ in range(100):
+            listed = [
+                i
+                for i in api.get("/v2/dbInstances", params={"limit": 500}).json()
+                if i["odsInstanceId"] == ods_id
+            ]
+            if listed:
+                break
+            time.sleep(0.1)
+    finally:
+        for replica in ("status-2", "status-3"):
+            assert stack.stop(replica) == 0
+    assert len(listed) == 1
+    imported = listed[0]
+    assert imported["status"] == "Completed"
+    assert imported["imported"] is True
+    assert imported["databaseName"] == database
+    count = pg.query(
+        admin_database,
+        "SELECT count(*) FROM adminapi.dbinstances WHERE odsinstanceid = %s",
+        (ods_id,),
+    )
+    assert count == [(1,)]
+
+    new_name = f"Legacy Renamed {suffix}"
+    r = api.put(f"/v2/dbInstances/{imported['id']}", json={"name": new_name})
+    assert r.status_code == 202
+    done, _ = wait_for_instance(api, int(str(imported["id"])))
+    assert done["status"] == "Completed", done
+    assert pg.exists(done["databaseName"])
+    assert not pg.exists(database)
+    # Not created by this system: a delete refuses to drop it.
+    assert api.delete(f"/v2/dbInstances/{imported['id']}").status_code == 202
+    failed, _ = wait_for_instance(api, int(str(imported["id"])))
+    assert failed["status"] == "Delete_Failed"
+    assert pg.exists(done["databaseName"])
