@@ -12,7 +12,7 @@ from faststream.asgi import AsgiFastStream
 
 from contracts.messages import Message
 from services.provisioner.handler import Provisioner
-from services.provisioner.membership import Membership
+from services.provisioner.membership import Membership, group_key
 from services.provisioner.ods_server import PostgresOdsServer
 from services.provisioner.shards import ShardConsumers
 from services.runtime.logging import get_logger
@@ -24,11 +24,11 @@ log = get_logger(__name__)
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"provisioner:{socket.gethostname()}:{os.getpid()}"
 
 
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
-    broker = make_broker(settings)
+    broker = make_broker(settings, worker_id())
     server = PostgresOdsServer(settings.ods_server_url, settings.clone_concurrency)
 
     async def emit(event: Message) -> None:
@@ -44,7 +44,11 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     shards = ShardConsumers(broker, provisioner.handle)
     all_shards = set(range(settings.shard_count))
     static = set(settings.owned_shard_set()) if settings.owned_shards else None
-    membership = None if static is not None else Membership(settings.ods_server_url)
+    membership = (
+        None
+        if static is not None
+        else Membership(settings.ods_server_url, group_key(settings.rabbitmq_url))
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def current_share() -> set[int]:

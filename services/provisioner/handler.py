@@ -219,6 +219,7 @@ class Provisioner:
         if old.marker is not None and old.marker.instance_id != cmd.instance_id:
             raise PermanentError(f"database {source!r} belongs to another instance")
         if new is not None:
+            await s.allow_connections(source)  # an earlier attempt may have closed it
             raise DatabaseExistsError(
                 f"a database named {target!r} already exists on the ODS server; "
                 f"{source!r} keeps its name"
@@ -252,8 +253,8 @@ class Provisioner:
             await self._progress(cmd, f"{name} is already gone", 90)
             return done(False)
         if _ours(info, cmd.instance_id):
+            # DROP … WITH (FORCE) ends the sessions itself; a failed drop leaves it as it was.
             await self._progress(cmd, f"Ending sessions on {name} and dropping it", 50)
-            await s.close_connections(name)
             await s.drop(name)
             return done(True)
         if not cmd.expect_database:

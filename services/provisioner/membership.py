@@ -1,12 +1,15 @@
 """Which provisioner replicas are alive, for sharing the shards between them.
 
-Each replica holds one member slot: a session-level advisory lock (MEMBER_CLASS, slot) on the
-ODS server, on a connection kept open for the replica's life. Listing the held slots gives the
+Each replica holds one member slot: a session-level advisory lock (group, slot) on the
+ODS server, the group derived from the broker vhost so separate deployments do not mix,, on a connection kept open for the replica's life. Listing the held slots gives the
 live replicas; a replica that dies loses its connection and so its slot. The assignment only
 spreads work: safety (one operation per instance, in order) never depends on it.
 """
 
 from __future__ import annotations
+
+import zlib
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -27,9 +30,17 @@ def assign(shard_count: int, members: list[int], me: int) -> set[int]:
     return {k for k in range(shard_count) if k % len(ordered) == rank}
 
 
+def group_key(rabbitmq_url: str) -> int:
+    """The lock class of one deployment's replicas: those consuming the same broker vhost."""
+    parts = urlsplit(rabbitmq_url)
+    name = f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+    return MEMBER_CLASS + zlib.crc32(name.encode()) % 1_000_000
+
+
 class Membership:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, group: int) -> None:
         self._url = url
+        self._group = group
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self.slot: int | None = None
 
@@ -39,7 +50,7 @@ class Membership:
         await self.leave()
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         for slot in range(MAX_MEMBERS):
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (MEMBER_CLASS, slot))
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self._group, slot))
             row = await cur.fetchone()
             if row and row[0]:
                 self._conn, self.slot = conn, slot
@@ -54,7 +65,7 @@ class Membership:
             "SELECT objid::int FROM pg_locks WHERE locktype = 'advisory' AND granted "
             "AND classid = %s AND objsubid = 2 "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (MEMBER_CLASS,),
+            (self._group,),
         )
         return sorted(int(r[0]) for r in await cur.fetchall())  # type: ignore[call-overload]
 

@@ -3,8 +3,10 @@ over safely when the replicas change.
 
 Single active consumer makes the first registered consumer of a shard the active one. A replica
 that must give a shard up stops its subscriber (FastStream waits for the message in hand), then
-closes the subscriber's channel — which returns to the queue any message delivered during the
-stop — and subscribes again at the back of the line, as standby.
+returns to the queue (basic.recover) any message delivered during the stop, and subscribes again
+at the back of the line, as standby. Safety does not rest on this: the provisioner holds a
+per-instance lock on the ODS server for the whole operation, and the gateway accepts one
+operation per instance at a time.
 """
 
 from __future__ import annotations
@@ -73,15 +75,22 @@ class ShardConsumers:
     async def release(self, shards: set[int]) -> None:
         """Hand shards over: finish the message in hand, return any other, rejoin at the back."""
         for k in sorted(shards):
-            sub = self._subscribers.pop(k, None)
+            sub = self._subscribers.get(k)
             if sub is None:
                 continue
-            queue = sub._queue_obj
-            channel = queue.channel if queue is not None else None
-            await sub.stop()
-            if channel is not None and not channel.is_closed:
-                await channel.close()
-            await self.subscriber(k).start()
+            try:
+                queue = sub._queue_obj
+                await sub.stop()  # waits for the handler in progress, then cancels
+                if queue is not None and not queue.channel.is_closed:
+                    # A message delivered during the stop was dropped unacknowledged; return
+                    # it to the queue now rather than when the connection closes.
+                    underlay = await queue.channel.get_underlay_channel()
+                    await underlay.basic_recover(requeue=True)
+            except Exception as exc:
+                log.warning("shard hand-over incomplete", shard=k, error=repr(exc))
+            finally:
+                # Join again at the back of the line, as standby.
+                await self.subscriber(k).start()
             log.info("shard handed over", shard=k)
 
     async def rebalance(self, owned: set[int]) -> None:

@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 import uvicorn
@@ -19,6 +19,9 @@ from contracts.messages import Message, message_type
 from services.runtime.settings import Settings
 from services.runtime.topology import EVENTS_EXCHANGE
 
+if TYPE_CHECKING:
+    from faststream.rabbit.utils import RabbitClientProperties
+
 # The correlation id of the message being handled, carried onto the events it causes.
 current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
 
@@ -27,9 +30,11 @@ current_correlation: ContextVar[str | None] = ContextVar("current_correlation", 
 faststream_logger = logging.getLogger("edfi_im.faststream")
 
 
-def make_broker(settings: Settings) -> RabbitBroker:
+def make_broker(settings: Settings, connection_name: str) -> RabbitBroker:
+    """A broker whose connection the management UI shows under `connection_name`."""
     return RabbitBroker(
         settings.rabbitmq_url,
+        client_properties=cast("RabbitClientProperties", {"connection_name": connection_name}),
         graceful_timeout=settings.graceful_timeout_seconds,
         reconnect_interval=2.0,
         logger=faststream_logger,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from faststream import AckPolicy, FastStream
@@ -36,7 +37,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             "using the public development encryption key: set "
             "ODS_CONNECTION_STRING_ENCRYPTION_KEY to the key your ODS/API uses"
         )
-    broker = make_broker(settings)
+    broker = make_broker(settings, f"status:{os.getpid()}")
     engine = create_admin_engine(settings.admin_database_url)
     applier = StatusApplier(key, lambda db: ods_connection_string(settings, db))
 

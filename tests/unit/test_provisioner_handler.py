@@ -875,14 +875,6 @@ async def test_rename_onto_a_taken_name_fails_and_the_old_database_stays_connect
     assert server.rename_calls == []
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a rename redelivered after an attempt died between close_connections and the "
-        "ALTER, whose target name has since been taken, fails but leaves the old database "
-        "refusing connections (_rename raises DatabaseExistsError without allow_connections)"
-    ),
-    strict=True,
-)
 async def test_rename_onto_a_taken_name_reopens_a_database_an_earlier_attempt_closed(
     emit: Recorder,
 ) -> None:
@@ -1169,14 +1161,6 @@ async def test_delete_whose_drop_fails_permanently_fails_once_and_keeps_the_data
     assert server.marker(TARGET) == marker
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a drop that fails permanently leaves the database refusing connections "
-        "(close_connections ran first and _delete never re-allows them), although "
-        "InstanceDeleteFailed says the database is left as it was"
-    ),
-    strict=True,
-)
 async def test_delete_whose_drop_fails_permanently_leaves_the_database_connectable(
     emit: Recorder,
 ) -> None:
