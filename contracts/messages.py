@@ -141,10 +141,12 @@ InstanceEvent = (
     | InstanceDeleteFailed
 )
 
-EVENT_TYPES: dict[str, type[Message]] = {
-    message_type(cls): cls
-    for cls in (InstanceOperationStarted, InstanceOperationProgress, *OUTCOMES)
-}
+_EVENTS: tuple[type[Message], ...] = (
+    InstanceOperationStarted,
+    InstanceOperationProgress,
+    *OUTCOMES,
+)
+EVENT_TYPES: dict[str, type[Message]] = {message_type(cls): cls for cls in _EVENTS}
 
 ALL_MESSAGES: tuple[type[Message], ...] = (InstanceRequested, *EVENT_TYPES.values())
 

@@ -1,9 +1,10 @@
 """Which provisioner replicas are alive, for sharing the shards between them.
 
-Each replica holds one member slot: a session-level advisory lock (group, slot) on the
-ODS server, the group derived from the broker vhost so separate deployments do not mix,, on a connection kept open for the replica's life. Listing the held slots gives the
-live replicas; a replica that dies loses its connection and so its slot. The assignment only
-spreads work: safety (one operation per instance, in order) never depends on it.
+Each replica holds one member slot: a session-level advisory lock (group, slot) on the ODS
+server, on a connection kept open for the replica's life. The group is derived from the broker
+vhost, so separate deployments do not mix. Listing the held slots gives the live replicas; a
+replica that dies loses its connection and so its slot. The assignment only spreads work:
+safety (one operation per instance, in order) never depends on it.
 """
 
 from __future__ import annotations

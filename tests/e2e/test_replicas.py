@@ -4,6 +4,7 @@ with never two operations of one instance executing at once (invariants 2, 3 and
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import threading
@@ -263,5 +264,5 @@ def test_a_burst_under_kill_9_keeps_order_and_never_overlaps(cluster: Stack) -> 
                     spans.append([m["body"]["occurred_at"], None])
                 elif t in outcome_types and spans and spans[-1][1] is None:
                     spans[-1][1] = m["body"]["occurred_at"]
-            for (s1, e1), (s2, _) in zip(spans, spans[1:], strict=False):
+            for (_, e1), (s2, _) in itertools.pairwise(spans):
                 assert e1 is None or e1 <= s2, f"instance {iid} job {job}: attempts overlap"
