@@ -12,8 +12,9 @@ import pytest
 
 from services.runtime import crypto
 from services.runtime.settings import Settings
+from services.runtime.topology import STATUS_QUEUE
 from services.status.connection_strings import ods_connection_string
-from tests.support import pg
+from tests.support import pg, rabbit
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -45,6 +46,10 @@ def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_ren
         stack.start(replica, "status")
     try:
         stack.wait_ready()
+        deadline = time.monotonic() + 60
+        while rabbit.queue(stack.vhost, STATUS_QUEUE).get("consumers", 0) < 3:
+            assert time.monotonic() < deadline, "the status replicas did not start consuming"
+            time.sleep(0.2)
         listed: list[dict[str, object]] = []
         for _ in range(100):
             listed = [

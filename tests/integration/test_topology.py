@@ -4,6 +4,7 @@ broker because FastStream's in-memory broker cannot route an x-consistent-hash e
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import aio_pika
 import pytest
@@ -37,8 +38,12 @@ async def test_shards_are_quorum_single_active_consumer_with_dead_lettering(
     assert rabbit.queue(vhost, STATUS_QUEUE)["type"] == "quorum"
 
 
-async def test_an_instance_always_lands_on_the_same_shard(topology: Settings, vhost: str) -> None:
-    connection = await aio_pika.connect(topology.rabbitmq_url)
+async def test_an_instance_always_lands_on_the_same_shard(topology: Settings) -> None:
+    vhost = f"edfi_im_test_routing_{uuid.uuid4().hex[:8]}"  # nobody else consumes here
+    rabbit.create_vhost(vhost)
+    url = rabbit.amqp_url(vhost)
+    await declare_topology(url, topology.shard_count, topology.delivery_limit)
+    connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(REQUESTS_EXCHANGE)
@@ -49,10 +54,11 @@ async def test_an_instance_always_lands_on_the_same_shard(topology: Settings, vh
         await asyncio.sleep(1.0)
         shard_of: dict[str, set[int]] = {key: set() for key in keys}
         for k in range(topology.shard_count):
-            for m in await rabbit.consume_all(topology.rabbitmq_url, shard_queue(k)):
+            for m in await rabbit.consume_all(url, shard_queue(k)):
                 shard_of[m.body.decode()].add(k)
     finally:
         await connection.close()
+        rabbit.delete_vhost(vhost)
     assert all(len(shards) == 1 for shards in shard_of.values()), shard_of
     used = {next(iter(s)) for s in shard_of.values()}
     assert len(used) > 1, "40 instances should spread over more than one shard"
