@@ -208,10 +208,6 @@ class PostgresOdsServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def ping(self) -> None:
-        async with self._connect() as conn:
-            await conn.execute("SELECT 1")
-
 
 def staging_name(job_id: uuid.UUID) -> str:
     """Where a clone is built before it gets its real name; derived from the job, so ours."""

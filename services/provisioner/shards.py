@@ -99,7 +99,3 @@ class ShardConsumers:
             log.info("shard assignment changed", owned=sorted(owned), released=sorted(lost))
         await self.release(lost)
         self.owned = owned
-
-    @property
-    def subscribed(self) -> set[int]:
-        return set(self._subscribers)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from functools import cached_property
 from typing import Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -110,10 +108,6 @@ class Settings(BaseSettings):
     @property
     def uses_development_key(self) -> bool:
         return self.encryption_key is None or not self.encryption_key.get_secret_value()
-
-    @cached_property
-    def admin_database_name(self) -> str:
-        return unquote(urlsplit(self.admin_database_url).path.lstrip("/"))
 
     def owned_shard_set(self) -> list[int]:
         """Shards this replica consumes first; the rest it joins later as standby."""
