@@ -46,6 +46,11 @@ topology: sync
 templates: sync
     uv run --frozen edfi-im templates
 
+# Dead letters: `just dead-letters list` (add `--queue status.dead` for events), or
+# `just dead-letters requeue <message id>` once the cause is fixed.
+dead-letters *args: sync
+    uv run --frozen edfi-im dead-letters {{args}}
+
 # Export the contracts' JSON Schema to contracts/schemas/.
 schemas: sync
     uv run --frozen edfi-im schemas

@@ -79,6 +79,16 @@ class InstanceOperationProgress(Message):
     percent: int = Field(ge=0, le=100)
 
 
+class InstanceOperationRetrying(Message):
+    """Event: a try failed with a transient error; the provisioner will try again."""
+
+    operation: Operation
+    try_number: int = Field(ge=1, description="The try that failed")
+    max_tries: int = Field(ge=1)
+    error: str
+    retry_in_seconds: float = Field(ge=0)
+
+
 class InstanceCreated(Message):
     """Event: the instance's database exists and belongs to this instance."""
 
@@ -133,6 +143,7 @@ OUTCOMES: dict[type[Message], tuple[Operation, bool]] = {
 InstanceEvent = (
     InstanceOperationStarted
     | InstanceOperationProgress
+    | InstanceOperationRetrying
     | InstanceCreated
     | InstanceCreateFailed
     | InstanceRenamed
@@ -144,6 +155,7 @@ InstanceEvent = (
 _EVENTS: tuple[type[Message], ...] = (
     InstanceOperationStarted,
     InstanceOperationProgress,
+    InstanceOperationRetrying,
     *OUTCOMES,
 )
 EVENT_TYPES: dict[str, type[Message]] = {message_type(cls): cls for cls in _EVENTS}

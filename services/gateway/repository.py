@@ -131,6 +131,8 @@ async def _start_job(
             created_at=func.now(),
             correlation_id=correlation_id,
             data=data,
+            command=command.model_dump(mode="json"),
+            recoveries=0,
         )
     )
     await outbox.enqueue(

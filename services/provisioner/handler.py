@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -20,6 +22,7 @@ from contracts.messages import (
     InstanceDeleted,
     InstanceDeleteFailed,
     InstanceOperationProgress,
+    InstanceOperationRetrying,
     InstanceOperationStarted,
     InstanceRenamed,
     InstanceRenameFailed,
@@ -78,6 +81,8 @@ class Provisioner:
         self._retry_attempts = retry_attempts
         self._retry_max_wait = retry_max_wait
         self._heartbeat_interval = heartbeat_interval
+        # The step each running job is on, repeated as its heartbeat.
+        self._step: dict[uuid.UUID, tuple[str, int]] = {}
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -87,30 +92,58 @@ class Provisioner:
             Operation.DELETE: self._delete,
         }[cmd.operation]
         started = False
+        beat: asyncio.Task[None] | None = None
+
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._retrying(cmd, state)
+
         try:
             async for retry in AsyncRetrying(
                 retry=retry_if_exception_type(TransientError),
                 stop=stop_after_attempt(self._retry_attempts),
                 wait=wait_exponential_jitter(multiplier=0.5, max=self._retry_max_wait),
+                before_sleep=before_sleep,
                 reraise=True,
             ):
                 with retry:
-                    if retry.retry_state.attempt_number > 1:
-                        log.warning(
-                            "retrying after a transient error",
-                            try_number=retry.retry_state.attempt_number,
-                        )
                     async with self._server.session(cmd.instance_id) as session:
                         if not started:
                             started = True
                             await self._started(cmd, attempt)
+                            beat = asyncio.create_task(self._heartbeat(cmd))
                         outcome = await steps(session, cmd)
         except (PermanentError, TransientError) as exc:
             outcome = self._failure(cmd, str(exc))
             log.warning("operation failed", operation=cmd.operation.value, reason=str(exc))
         else:
             log.info("operation succeeded", operation=cmd.operation.value)
+        finally:
+            if beat is not None:
+                beat.cancel()
+            self._step.pop(cmd.job_id, None)
         await self._emit(outcome)
+
+    async def _retrying(self, cmd: InstanceRequested, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "transient error; retrying",
+            try_number=state.attempt_number,
+            error=str(error),
+            retry_in_seconds=round(delay, 2),
+        )
+        await self._emit(
+            InstanceOperationRetrying(
+                job_id=cmd.job_id,
+                instance_id=cmd.instance_id,
+                tenant=cmd.tenant,
+                operation=cmd.operation,
+                try_number=state.attempt_number,
+                max_tries=self._retry_attempts,
+                error=str(error)[:1000],
+                retry_in_seconds=delay,
+            )
+        )
 
     def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
         kind = {
@@ -140,6 +173,7 @@ class Provisioner:
 
     async def _progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         log.info("progress", step=message, percent=percent)
+        self._step[cmd.job_id] = (message, percent)
         await self._emit(
             InstanceOperationProgress(
                 job_id=cmd.job_id,
@@ -151,10 +185,16 @@ class Provisioner:
             )
         )
 
-    async def _heartbeat(self, cmd: InstanceRequested, message: str, percent: int) -> None:
+    async def _heartbeat(self, cmd: InstanceRequested) -> None:
+        """Repeat the current step while the operation runs (a clone, a wait for a clone slot
+        or for a retry), so the status service can tell a live job from an orphan."""
         while True:
             await asyncio.sleep(self._heartbeat_interval)
-            await self._progress(cmd, message, percent)
+            message, percent = self._step.get(cmd.job_id, ("Working", 0))
+            try:
+                await self._progress(cmd, message, percent)
+            except Exception as exc:  # a missed heartbeat must not fail the operation
+                log.warning("heartbeat not sent", error=repr(exc))
 
     async def _create(self, s: OdsSession, cmd: InstanceRequested) -> Message:
         target = cmd.database_name
@@ -181,11 +221,7 @@ class Provisioner:
             await self._progress(cmd, f"Waiting for a clone slot for {template}", 20)
             async with self._server.clone_slot():
                 await self._progress(cmd, f"Cloning {template}", 30)
-                beat = asyncio.create_task(self._heartbeat(cmd, f"Cloning {template}", 30))
-                try:
-                    await s.clone(template, staging)
-                finally:
-                    beat.cancel()
+                await s.clone(template, staging)
         await self._progress(cmd, "Marking the new database as this instance's", 80)
         await s.mark(staging, Marker(cmd.instance_id, cmd.job_id))
         await self._progress(cmd, f"Renaming to {target}", 90)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -19,14 +20,16 @@ def _run_service(name: str, settings: Settings) -> None:
         import uvicorn
 
         from services.gateway.app import create_app as create_gateway
+        from services.runtime.messaging import GracefulServer
 
-        uvicorn.run(
+        config = uvicorn.Config(
             create_gateway(settings),
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_config=None,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         )
+        GracefulServer(config).run()
         return
     from services.runtime.messaging import serve
 
@@ -56,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("templates", help="create missing development template databases")
     setup = sub.add_parser("setup", help="migrate, declare the topology, create dev templates")
     setup.add_argument("--no-templates", action="store_true")
+    dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or requeue one")
+    dead.add_argument("action", choices=("list", "requeue"))
+    dead.add_argument("message_id", nargs="?")
+    dead.add_argument(
+        "--queue", default="provisioner.dead", choices=("provisioner.dead", "status.dead")
+    )
     schemas = sub.add_parser("schemas", help="export the contracts' JSON Schema")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
@@ -109,6 +118,23 @@ def main(argv: list[str] | None = None) -> int:
                     "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: the services will use the "
                     "public development key"
                 )
+        elif args.command == "dead-letters":
+            from services.runtime import deadletters
+
+            if args.action == "list":
+                letters = asyncio.run(deadletters.list_dead(settings, args.queue))
+                for letter in letters:
+                    print(json.dumps(letter.__dict__))
+                print(f"{len(letters)} dead-lettered message(s) in {args.queue}")
+            else:
+                if not args.message_id:
+                    parser.error("requeue needs a message id (see `dead-letters list`)")
+                try:
+                    done = asyncio.run(deadletters.requeue(settings, args.queue, args.message_id))
+                except Exception as exc:
+                    log.error("requeue refused", error=str(exc))
+                    return 1
+                print(done)
         elif args.command == "schemas":
             from contracts import schema_export
 

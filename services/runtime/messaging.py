@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
+from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -78,6 +79,15 @@ async def publish_event(broker: RabbitBroker, event: Message) -> None:
     )
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn, but a graceful stop on SIGTERM/SIGINT exits 0 (uvicorn re-raises the signal,
+    which a supervisor reads as a crash)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:
     """Run the consumer app; with a health port also answer `GET /health` over HTTP."""
     if isinstance(app, AsgiFastStream):
@@ -88,7 +98,7 @@ async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:
             log_config=None,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve()
+        await GracefulServer(config).serve()
     else:
         await app.run()
 

@@ -7,7 +7,7 @@ import binascii
 import re
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.errors import ConfigurationError
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     step_retry_attempts: int = Field(default=5, ge=1)
 
+    # Seed 004's OrphanedJobsCheckInterval / OrphanedJobThreshold.
+    orphan_check_interval_seconds: float = Field(default=300.0, gt=0)
+    orphan_threshold_seconds: float = Field(default=1800.0, gt=0)
+    max_recoveries: int = Field(default=3, ge=0)
+    status_retry_attempts: int = Field(default=8, ge=1)
+
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
 
@@ -77,6 +83,15 @@ class Settings(BaseSettings):
                 f"database_name_pattern may use only the {{name}} placeholder: {exc!r}"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _threshold_above_heartbeat(self) -> Settings:
+        if self.orphan_threshold_seconds <= 3 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                "orphan_threshold_seconds must exceed 3 x heartbeat_interval_seconds, or live "
+                "jobs would be taken for orphans"
+            )
+        return self
 
     @property
     def is_development(self) -> bool:

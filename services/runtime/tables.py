@@ -94,6 +94,8 @@ jobs = Table(
     Column("worker", String(200)),
     Column("correlation_id", String(100)),
     Column("data", JSONB, nullable=False),
+    Column("command", JSONB),
+    Column("recoveries", Integer, nullable=False),
     schema="adminapi",
 )
 outbox = Table(

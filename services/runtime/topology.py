@@ -23,6 +23,9 @@ DEAD_EXCHANGE = "instances.dead"
 STATUS_QUEUE = "status.events"
 PROVISIONER_DEAD_QUEUE = "provisioner.dead"
 STATUS_DEAD_QUEUE = "status.dead"
+# A copy of every dead-lettered command, for the status service to fail its job visibly; the
+# original stays in provisioner.dead to be listed and requeued (`just dead-letters`).
+DEAD_COMMANDS_QUEUE = "status.dead-commands"
 CONSISTENT_HASH = "x-consistent-hash"
 
 DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "infra" / "rabbitmq" / "definitions.json"
@@ -93,6 +96,11 @@ def build_topology(shard_count: int, delivery_limit: int) -> Topology:
         Queue(STATUS_QUEUE, quorum(STATUS_DEAD_QUEUE, single_active=False), "Events for status"),
         Queue(PROVISIONER_DEAD_QUEUE, {"x-queue-type": "quorum"}, "Dead-lettered commands"),
         Queue(STATUS_DEAD_QUEUE, {"x-queue-type": "quorum"}, "Dead-lettered events"),
+        Queue(
+            DEAD_COMMANDS_QUEUE,
+            {"x-queue-type": "quorum"},
+            "Copies of dead-lettered commands: the status service fails their jobs",
+        ),
     ]
     # For a consistent-hash exchange the binding key is the shard's weight.
     bindings = [Binding(REQUESTS_EXCHANGE, shard_queue(k), "1") for k in range(shard_count)]
@@ -100,6 +108,7 @@ def build_topology(shard_count: int, delivery_limit: int) -> Topology:
         Binding(EVENTS_EXCHANGE, STATUS_QUEUE, "#"),
         Binding(DEAD_EXCHANGE, PROVISIONER_DEAD_QUEUE, PROVISIONER_DEAD_QUEUE),
         Binding(DEAD_EXCHANGE, STATUS_DEAD_QUEUE, STATUS_DEAD_QUEUE),
+        Binding(DEAD_EXCHANGE, DEAD_COMMANDS_QUEUE, PROVISIONER_DEAD_QUEUE),
     ]
     return Topology(exchanges, queues, bindings)
 

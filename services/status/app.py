@@ -1,33 +1,57 @@
-"""The status service: the only writer of status transitions."""
+"""The status service: the only writer of status transitions; also recovers orphaned jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import json
 import os
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from contracts.messages import UnknownMessageTypeError, parse_event
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, message_context
+from services.runtime.outbox import OutboxRelay
+from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.topology import STATUS_QUEUE, declare_topology
-from services.status.apply import StatusApplier
+from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE, declare_topology
+from services.status.apply import StatusApplier, claim_inbox
 from services.status.connection_strings import ods_connection_string
+from services.status.recovery import death_reason, fail_dead_lettered, recover_orphans
 from services.status.sync import import_ods_instances
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def message_key(message: RabbitMessage) -> str:
     """The inbox key: the message id, or a digest of the body for a message sent without one."""
     return message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Connection losses, a restarting server, deadlocks: worth another try."""
+    if isinstance(exc, OperationalError | ConnectionError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
@@ -40,6 +64,32 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, f"status:{os.getpid()}")
     engine = create_admin_engine(settings.admin_database_url)
     applier = StatusApplier(key, lambda db: ods_connection_string(settings, db))
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    relay = OutboxRelay(
+        engine,
+        publisher,
+        poll_interval=settings.outbox_poll_interval_seconds,
+        batch_size=settings.outbox_batch_size,
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    async def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """One transaction, retried with backoff while the admin database is unreachable."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(settings.status_retry_attempts),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning(
+                        "admin database unavailable; retrying",
+                        try_number=attempt.retry_state.attempt_number,
+                    )
+                async with engine.begin() as conn:
+                    return await work(conn)
+        raise AssertionError("unreachable")
 
     @broker.subscriber(
         RabbitQueue(STATUS_QUEUE, queue_type=QueueType.QUORUM, declare=False),
@@ -63,16 +113,80 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             await message.reject(requeue=False)
             return
         with message_context(event, message):
-            async with engine.begin() as conn:
-                outcome = await applier.apply(conn, event, message_key(message))
+            outcome = await in_transaction(
+                lambda conn: applier.apply(conn, event, message_key(message))
+            )
             log.debug("event processed", event_type=type(event).__name__, outcome=outcome)
+
+    @broker.subscriber(
+        RabbitQueue(DEAD_COMMANDS_QUEUE, queue_type=QueueType.QUORUM, declare=False),
+        channel=Channel(prefetch_count=1),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=DEAD_COMMANDS_QUEUE,
+        description="Copies of dead-lettered commands: their jobs are failed, visibly",
+    )
+    async def on_dead_command(body: Any, message: RabbitMessage) -> None:
+        why = death_reason(dict(message.headers or {}))
+        try:
+            data = json.loads(message.body)
+            job_id, instance_id = uuid.UUID(str(data["job_id"])), int(data["instance_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "dead-lettered command names no job; nothing to fail",
+                message_id=message.message_id,
+                reason=why,
+                error=repr(exc),
+            )
+            return
+
+        async def work(conn: AsyncConnection) -> None:
+            if await claim_inbox(conn, f"dead:{message_key(message)}", "dead-command"):
+                await fail_dead_lettered(conn, job_id, instance_id, why)
+
+        await in_transaction(work)
+
+    async def sweep_orphans() -> None:
+        while True:
+            try:
+                handled = await in_transaction(
+                    lambda conn: recover_orphans(
+                        conn,
+                        threshold_seconds=settings.orphan_threshold_seconds,
+                        max_recoveries=settings.max_recoveries,
+                    )
+                )
+                if handled:
+                    relay.wake()
+            except Exception as exc:
+                log.warning("orphan sweep failed; will try again", error=repr(exc))
+            await asyncio.sleep(settings.orphan_check_interval_seconds)
 
     async def on_startup() -> None:
         await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
         imported = await import_ods_instances(engine, key)
         log.info("start-up sync done", imported=len(imported))
 
+    async def after_startup() -> None:
+        # State recovery: unsent outbox rows go out, orphaned jobs are swept at once.
+        relay.start()
+        tasks.append(asyncio.create_task(sweep_orphans()))
+
+    async def on_shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await relay.stop()
+
     async def after_shutdown() -> None:
+        await publisher.close()
         await engine.dispose()
 
-    return consumer_app(broker, settings, on_startup=[on_startup], after_shutdown=[after_shutdown])
+    return consumer_app(
+        broker,
+        settings,
+        on_startup=[on_startup],
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+    )

@@ -15,6 +15,7 @@ from contracts.messages import (
     InstanceCreated,
     InstanceDeleted,
     InstanceOperationProgress,
+    InstanceOperationRetrying,
     InstanceOperationStarted,
     InstanceRenamed,
     Message,
@@ -97,6 +98,18 @@ class StatusApplier:
         elif isinstance(event, InstanceOperationProgress):
             await self._job(
                 conn, event, progress_message=event.message, progress_percent=event.percent
+            )
+        elif isinstance(event, InstanceOperationRetrying):
+            # The job stays Running (or Pending); it shows the tries and the last error.
+            await self._job(
+                conn,
+                event,
+                attempts=jobs.c.attempts + 1,
+                error=event.error,
+                progress_message=(
+                    f"Try {event.try_number} of {event.max_tries} failed; retrying in "
+                    f"{event.retry_in_seconds:.1f}s"
+                ),
             )
         elif type(event) in OUTCOMES:
             await self._outcome(conn, instance, event)

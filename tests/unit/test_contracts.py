@@ -17,6 +17,7 @@ from contracts.messages import (
     InstanceDeleted,
     InstanceDeleteFailed,
     InstanceOperationProgress,
+    InstanceOperationRetrying,
     InstanceOperationStarted,
     InstanceRenamed,
     InstanceRenameFailed,
@@ -188,6 +189,7 @@ def test_event_registry_holds_exactly_the_events() -> None:
     assert set(EVENT_TYPES.values()) == {
         InstanceOperationStarted,
         InstanceOperationProgress,
+        InstanceOperationRetrying,
         InstanceCreated,
         InstanceCreateFailed,
         InstanceRenamed,

@@ -18,6 +18,7 @@ from contracts.messages import (
     InstanceDeleted,
     InstanceDeleteFailed,
     InstanceOperationProgress,
+    InstanceOperationRetrying,
     InstanceOperationStarted,
     InstanceRenamed,
     InstanceRenameFailed,
@@ -480,7 +481,12 @@ async def test_transient_failure_opening_the_session_is_retried_and_started_once
 
     assert server.entered == [INSTANCE_ID]
     assert len(emit.of(InstanceOperationStarted)) == 1
-    assert isinstance(emit.events[0], InstanceOperationStarted)
+    # The two failed tries are reported (the job shows them), then the operation starts.
+    assert [type(e) for e in emit.events[:3]] == [
+        InstanceOperationRetrying,
+        InstanceOperationRetrying,
+        InstanceOperationStarted,
+    ]
     _only_outcome(emit, cmd, SUCCESS[operation])
 
 
@@ -1172,3 +1178,16 @@ async def test_delete_whose_drop_fails_permanently_leaves_the_database_connectab
 
     _only_outcome(emit, cmd, InstanceDeleteFailed)
     assert server.databases[TARGET].allow_connections
+
+
+async def test_a_transient_error_is_reported_with_the_try_and_the_error_before_the_retry(
+    emit: Recorder,
+) -> None:
+    server = _successful_scenario(Operation.CREATE, INSTANCE_ID)
+    server.fail("clone", TransientError("template busy"), TransientError("template busy"))
+    cmd = _command_for(Operation.CREATE)
+    await _provisioner(server, emit, retry_attempts=4).handle(cmd, attempt=1)
+    retries = emit.of(InstanceOperationRetrying)
+    assert [r.try_number for r in retries] == [1, 2]
+    assert all("template busy" in r.error and r.max_tries == 4 for r in retries)
+    _only_outcome(emit, cmd, InstanceCreated)

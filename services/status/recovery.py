@@ -1,0 +1,211 @@
+"""Nothing stuck: jobs whose worker died are re-driven through the outbox, and a dead-lettered
+command fails its job visibly (seed 004's orphaned-job recovery; seed 002's lock expiry)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.messages import InstanceRequested, Operation
+from services.runtime import outbox
+from services.runtime.logging import get_logger
+from services.runtime.states import (
+    JOB_TYPE,
+    PENDING,
+    JobStatus,
+    is_terminal,
+    outcome,
+)
+from services.runtime.tables import db_instances, jobs
+from services.runtime.topology import REQUESTS_EXCHANGE
+
+log = get_logger(__name__)
+
+OPERATION_OF = {job_type.value: op for op, job_type in JOB_TYPE.items()}
+
+
+async def fail_job(conn: AsyncConnection, job: Any, reason: str) -> None:
+    """Fail a job and put its instance in the operation's failure status (caller holds locks)."""
+    operation = OPERATION_OF[job.type]
+    instance_status, job_status = outcome(operation, succeeded=False)
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=job_status.value,
+            finished_at=func.now(),
+            error=reason,
+            progress_message=reason[:500],
+        )
+    )
+    await conn.execute(
+        update(db_instances)
+        .where(db_instances.c.id == job.instance_id)
+        .where(db_instances.c.currentjobid == job.id)
+        .values(
+            status=instance_status.value,
+            error=reason,
+            pendingname=None,
+            pendingdatabasename=None,
+            lastmodifieddate=func.now(),
+            lastrefreshed=func.now(),
+        )
+    )
+
+
+async def redrive(conn: AsyncConnection, job: Any, correlation_id: str | None) -> None:
+    """Publish the job's command again, through the outbox (same job id: idempotent steps)."""
+    command = InstanceRequested.model_validate(job.command)
+    await outbox.enqueue(
+        conn,
+        command,
+        exchange=REQUESTS_EXCHANGE,
+        routing_key=str(command.instance_id),
+        correlation_id=correlation_id,
+    )
+
+
+async def recover_orphans(
+    conn: AsyncConnection, *, threshold_seconds: float, max_recoveries: int
+) -> list[uuid.UUID]:
+    """Re-drive Running jobs whose heartbeat is older than the threshold; fail those recovered
+    `max_recoveries` times already. Replicas skip each other's rows (SKIP LOCKED)."""
+    stale = (
+        await conn.execute(
+            select(jobs)
+            .where(jobs.c.status == JobStatus.RUNNING.value)
+            .where(
+                func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
+                < func.now() - timedelta(seconds=threshold_seconds)
+            )
+            .order_by(jobs.c.heartbeat_at)
+            .limit(100)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    handled = []
+    for job in stale:
+        instance = (
+            await conn.execute(
+                select(db_instances.c.currentjobid)
+                .where(db_instances.c.id == job.instance_id)
+                .with_for_update()
+            )
+        ).first()
+        silent = f"no heartbeat from worker {job.worker or '?'} for over {threshold_seconds:g}s"
+        if instance is None or instance.currentjobid != job.id or job.command is None:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(status=JobStatus.FAILED.value, finished_at=func.now(), error=silent)
+            )
+        elif job.recoveries >= max_recoveries:
+            reason = (
+                f"{silent}; recovered {job.recoveries} time(s) already, giving up "
+                "(see the provisioner logs for this job)"
+            )
+            await fail_job(conn, job, reason)
+            log.error("orphaned job failed", job_id=str(job.id), reason=reason)
+        else:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(
+                    recoveries=jobs.c.recoveries + 1,
+                    heartbeat_at=func.now(),
+                    progress_message=(
+                        f"Re-driven: {silent} (recovery {job.recoveries + 1} of {max_recoveries})"
+                    ),
+                )
+            )
+            await redrive(conn, job, job.correlation_id)
+            log.warning(
+                "orphaned job re-driven",
+                job_id=str(job.id),
+                instance_id=job.instance_id,
+                recovery=job.recoveries + 1,
+            )
+        handled.append(job.id)
+    return handled
+
+
+def death_reason(headers: dict[str, Any]) -> str:
+    deaths = headers.get("x-death") or []
+    first = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
+    reason = first.get("reason") or headers.get("x-first-death-reason") or "unknown"
+    count = first.get("count")
+    if isinstance(reason, bytes):
+        reason = reason.decode()
+    return f"{reason}" + (f" after {count} deaths" if count else "")
+
+
+async def fail_dead_lettered(
+    conn: AsyncConnection, job_id: uuid.UUID, instance_id: int, why: str
+) -> bool:
+    """A command reached the dead-letter queue: fail its job unless it already ended."""
+    await conn.execute(
+        select(db_instances.c.id).where(db_instances.c.id == instance_id).with_for_update()
+    )
+    job = (await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())).first()
+    if job is None or is_terminal(job.status):
+        return False
+    reason = (
+        f"the command was dead-lettered ({why}); fix the cause, then requeue it with "
+        f"`just dead-letters requeue <message id>`"
+    )
+    await fail_job(conn, job, reason)
+    log.error("dead-lettered command failed its job", job_id=str(job_id), reason=reason)
+    return True
+
+
+class RequeueRefusedError(Exception):
+    """The dead-lettered command's job cannot be re-opened."""
+
+
+async def reopen_and_redrive(conn: AsyncConnection, command: InstanceRequested) -> None:
+    """Requeue a dead-lettered command after a fix: re-open its failed job and send it again."""
+    instance = (
+        await conn.execute(
+            select(db_instances).where(db_instances.c.id == command.instance_id).with_for_update()
+        )
+    ).first()
+    job = (
+        await conn.execute(select(jobs).where(jobs.c.id == command.job_id).with_for_update())
+    ).first()
+    if instance is None or job is None:
+        raise RequeueRefusedError(f"job {command.job_id} or its instance no longer exists")
+    if instance.currentjobid != job.id:
+        raise RequeueRefusedError(
+            f"instance {instance.id} has moved on to job {instance.currentjobid}"
+        )
+    operation = Operation(command.operation)
+    failed_status, _ = outcome(operation, succeeded=False)
+    if job.status != JobStatus.FAILED.value or instance.status != failed_status.value:
+        raise RequeueRefusedError(
+            f"job {job.id} is {job.status} and instance {instance.id} is {instance.status}; "
+            "only a failed job can be requeued"
+        )
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=JobStatus.PENDING.value,
+            finished_at=None,
+            error=None,
+            progress_message="Requeued after being dead-lettered",
+        )
+    )
+    values: dict[str, Any] = {"status": PENDING[operation].value, "error": None}
+    if operation is Operation.RENAME:
+        values |= {
+            "pendingname": command.new_name,
+            "pendingdatabasename": command.new_database_name,
+        }
+    await conn.execute(
+        update(db_instances).where(db_instances.c.id == instance.id).values(**values)
+    )
+    await redrive(conn, job, job.correlation_id)
