@@ -35,6 +35,7 @@ class Message(BaseModel):
     instance_id: int = Field(ge=1)
     tenant: str | None = None
     occurred_at: datetime = Field(default_factory=_now)
+    worker: str | None = Field(default=None, description="The process that sent it")
 
 
 def message_type(model: type[Message] | Message) -> str:
@@ -68,7 +69,6 @@ class InstanceOperationStarted(Message):
 
     operation: Operation
     attempt: int = Field(ge=1)
-    worker: str
 
 
 class InstanceOperationProgress(Message):

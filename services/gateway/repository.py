@@ -56,6 +56,7 @@ def job_out(row: Row[Any]) -> Job:
         progress_message=row.progress_message,
         progress_percent=row.progress_percent,
         attempts=row.attempts,
+        recoveries=row.recoveries,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,

@@ -78,6 +78,9 @@ class Job(CamelModel):
     progress_message: str | None
     progress_percent: int | None
     attempts: int
+    recoveries: int = Field(
+        default=0, description="Times the job was re-driven after its worker stopped responding"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

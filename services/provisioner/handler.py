@@ -76,7 +76,7 @@ class Provisioner:
         heartbeat_interval: float = 10.0,
     ) -> None:
         self._server = server
-        self._emit = emit
+        self._send = emit
         self._worker = worker
         self._retry_attempts = retry_attempts
         self._retry_max_wait = retry_max_wait
@@ -111,16 +111,26 @@ class Provisioner:
                             started = True
                             await self._started(cmd, attempt)
                             beat = asyncio.create_task(self._heartbeat(cmd))
-                        outcome = await steps(session, cmd)
+                        try:
+                            outcome = await steps(session, cmd)
+                        except PermanentError as exc:
+                            outcome = self._failure(cmd, str(exc))
+                        # Reported while the instance's lock is still held: the next operation
+                        # on the instance cannot start before this one has said how it ended.
+                        await self._report(cmd, outcome)
+                        return
         except (PermanentError, TransientError) as exc:
-            outcome = self._failure(cmd, str(exc))
-            log.warning("operation failed", operation=cmd.operation.value, reason=str(exc))
-        else:
-            log.info("operation succeeded", operation=cmd.operation.value)
+            await self._report(cmd, self._failure(cmd, str(exc)))
         finally:
             if beat is not None:
                 beat.cancel()
             self._step.pop(cmd.job_id, None)
+
+    async def _report(self, cmd: InstanceRequested, outcome: Message) -> None:
+        if isinstance(outcome, InstanceCreateFailed | InstanceRenameFailed | InstanceDeleteFailed):
+            log.warning("operation failed", operation=cmd.operation.value, reason=outcome.reason)
+        else:
+            log.info("operation succeeded", operation=cmd.operation.value)
         await self._emit(outcome)
 
     async def _retrying(self, cmd: InstanceRequested, state: RetryCallState) -> None:
@@ -145,6 +155,9 @@ class Provisioner:
             )
         )
 
+    async def _emit(self, event: Message) -> None:
+        await self._send(event.model_copy(update={"worker": self._worker}))
+
     def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
         kind = {
             Operation.CREATE: InstanceCreateFailed,
@@ -167,7 +180,6 @@ class Provisioner:
                 tenant=cmd.tenant,
                 operation=cmd.operation,
                 attempt=attempt,
-                worker=self._worker,
             )
         )
 

@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from contracts.messages import EVENT_TYPES, OUTCOMES
-from services.runtime.migrate import migrate
 from services.runtime.topology import EVENTS_EXCHANGE, shard_queue
-from tests.conftest import RUN_ID
 from tests.support import pg, rabbit
+from tests.support.cluster import cluster as make_cluster
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -35,33 +34,11 @@ def cluster(
     settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """gateway + status + two provisioners on their own vhost and admin database."""
-    tag = uuid.uuid4().hex[:6]
-    vhost = f"edfi_im_test_{RUN_ID}_{tag}"
-    admin = f"edfi_admin_test_{RUN_ID}_{tag}"
-    rabbit.create_vhost(vhost)
-    migrate(pg.database_url(admin))
-    env = {
-        **settings_env,
-        "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(vhost),
-        "EDFI_IM_ADMIN_DATABASE_URL": pg.database_url(admin),
-        "EDFI_IM_SHARD_COUNT": str(SHARDS),
-        "EDFI_IM_STANDBY_DELAY_SECONDS": "0.5",
-        "EDFI_IM_MEMBERSHIP_INTERVAL_SECONDS": "0.5",
-        "EDFI_IM_LOG_LEVEL": "INFO",
-    }
-    stack = Stack(
-        env=env, log_dir=Path(tmp_path_factory.mktemp("cluster")), vhost=vhost, shard_count=SHARDS
-    )
-    try:
-        for name in ("status", "gateway", "provisioner-a"):
-            stack.start(name, name.split("-")[0])
-        stack.wait_ready()
+    with make_cluster(
+        settings_env, Path(tmp_path_factory.mktemp("cluster")), provisioners=1, shards=SHARDS
+    ) as stack:
         stack.start("provisioner-b", "provisioner")
         yield stack
-    finally:
-        stack.stop_all()
-        rabbit.delete_vhost(vhost)
-        pg.drop(admin)
 
 
 def active_connections(stack: Stack) -> dict[int, int]:
@@ -104,7 +81,7 @@ def test_two_replicas_share_the_shards_and_a_killed_one_hands_over(cluster: Stac
         assert len(workers) == 2, f"work was not shared: {workers}"
 
         before = active_connections(cluster)
-        cluster.stop("provisioner-a", sig=signal.SIGKILL)
+        cluster.stop("provisioner-0", sig=signal.SIGKILL)
         took = wait_until(
             lambda: (
                 len(active_connections(cluster)) == SHARDS
@@ -170,7 +147,7 @@ def test_a_burst_under_kill_9_keeps_order_and_never_overlaps(cluster: Stack) -> 
     def killer() -> None:
         rnd = random.Random(7)
         while not stop.wait(rnd.uniform(0.8, 2.0)) and len(kills) < 6:
-            victim = ["provisioner-a", "provisioner-b"][len(kills) % 2]
+            victim = ["provisioner-0", "provisioner-b"][len(kills) % 2]
             cluster.stop(victim, sig=signal.SIGKILL)
             kills.append(victim)
             cluster.start(victim, "provisioner")

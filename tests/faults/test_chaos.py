@@ -1,0 +1,58 @@
+"""The fault suite (issue 4): invariants 1-4 and 6 under kill -9 of every service type, a
+RabbitMQ restart, dropped PostgreSQL connections and a provisioner stalled past the orphan
+threshold. `just chaos` runs the same thing longer and prints the summary line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import chaos
+from tests.support.cluster import cluster
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.faults
+
+ORPHAN_THRESHOLD = 5.0
+
+
+@pytest.fixture
+def system(
+    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with cluster(
+        settings_env,
+        Path(tmp_path_factory.mktemp("chaos")),
+        provisioners=2,
+        shards=4,
+        EDFI_IM_HEARTBEAT_INTERVAL_SECONDS="1",
+        EDFI_IM_ORPHAN_THRESHOLD_SECONDS=str(ORPHAN_THRESHOLD),
+        EDFI_IM_ORPHAN_CHECK_INTERVAL_SECONDS="1",
+        EDFI_IM_MAX_RECOVERIES="20",
+        EDFI_IM_STEP_RETRY_ATTEMPTS="8",
+        EDFI_IM_LOG_LEVEL="INFO",
+    ) as stack:
+        yield stack
+
+
+def test_under_faults_nothing_is_lost_duplicated_stuck_or_mismatched(
+    system: Stack, db_prefix: str, encryption_key: bytes
+) -> None:
+    summary = chaos.run(
+        system,
+        seconds=float(os.environ.get("CHAOS_SECONDS", "45")),
+        seed=int(os.environ.get("CHAOS_SEED", "11")),
+        db_prefix=db_prefix,
+        key=encryption_key,
+        concurrency=int(os.environ.get("CHAOS_CONCURRENCY", "8")),
+        fault_interval=(2.0, 4.0),
+        orphan_threshold=ORPHAN_THRESHOLD,
+        converge_timeout=180,
+    )
+    print("\n" + summary.line())
+    assert summary.operations > 20
+    assert sum(summary.faults.values()) >= 6
+    assert summary.clean, "\n".join([summary.line(), *summary.problems[:40]])

@@ -1,0 +1,55 @@
+"""A whole system (gateway, status, provisioners) on its own vhost and admin database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.runtime.migrate import migrate
+from tests.conftest import RUN_ID
+from tests.support import pg, rabbit
+from tests.support.stack import Stack
+
+
+@contextmanager
+def cluster(
+    settings_env: dict[str, str],
+    log_dir: Path,
+    *,
+    provisioners: int = 1,
+    shards: int = 4,
+    **env: str,
+) -> Iterator[Stack]:
+    tag = uuid.uuid4().hex[:6]
+    vhost = f"edfi_im_test_{RUN_ID}_{tag}"
+    admin = f"edfi_admin_test_{RUN_ID}_{tag}"
+    rabbit.create_vhost(vhost)
+    migrate(pg.database_url(admin))
+    stack = Stack(
+        env={
+            **settings_env,
+            "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(vhost),
+            "EDFI_IM_ADMIN_DATABASE_URL": pg.database_url(admin),
+            "EDFI_IM_SHARD_COUNT": str(shards),
+            "EDFI_IM_STANDBY_DELAY_SECONDS": "0.5",
+            "EDFI_IM_MEMBERSHIP_INTERVAL_SECONDS": "0.5",
+            "EDFI_IM_LOG_LEVEL": "INFO",
+            **env,
+        },
+        log_dir=log_dir,
+        vhost=vhost,
+        shard_count=shards,
+    )
+    try:
+        stack.start("status")
+        stack.start("gateway")
+        for i in range(provisioners):
+            stack.start(f"provisioner-{i}", "provisioner")
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop_all()
+        rabbit.delete_vhost(vhost)
+        pg.drop(admin)
