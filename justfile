@@ -60,6 +60,11 @@ test *args: sync services
     uv run --frozen edfi-im templates
     uv run --frozen pytest {{args}}
 
+# The fault suite, longer (CHAOS_SECONDS, default 300): prints one `chaos:` summary line.
+chaos seconds="300": sync services
+    uv run --frozen edfi-im templates
+    CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q -s -p no:logging
+
 # ruff (lint + format check) and mypy --strict.
 lint: sync
     uv run --frozen ruff check .

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.runtime.logging import get_logger
@@ -87,6 +88,25 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
         return problem_response(request, ProblemError(exc.status_code, title, str(exc.detail)))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and not (
+            isinstance(exc, OperationalError) or exc.connection_invalidated
+        ):
+            return await _unexpected(request, exc)
+        log.warning("admin database unavailable", path=request.url.path, error=str(exc)[:300])
+        response = problem_response(
+            request,
+            ProblemError(
+                503,
+                "Service unavailable",
+                "The admin database is unavailable; nothing was changed. Retry shortly.",
+            ),
+        )
+        response.headers["Retry-After"] = "2"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

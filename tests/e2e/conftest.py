@@ -10,7 +10,7 @@ from services.runtime.settings import Settings
 from tests.support.stack import Stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(
     settings_env: dict[str, str],
     settings: Settings,

@@ -149,7 +149,10 @@ class Chaos:
             found = [i for i in self._all(api) if i["name"] == item.name]
             body = found[0] if found else None
         else:
-            body = api.get(f"/v2/dbInstances/{item.id}").json()
+            r = api.get(f"/v2/dbInstances/{item.id}")
+            if r.status_code != 200:
+                return  # still unknown: ask again later
+            body = r.json()
         accepted = (
             body is not None
             and body["jobId"] not in item.jobs
@@ -174,7 +177,10 @@ class Chaos:
     def _all(self, api: httpx.Client) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for offset in itertools.count(0, 500):
-            page = api.get("/v2/dbInstances", params={"offset": offset, "limit": 500}).json()
+            r = api.get("/v2/dbInstances", params={"offset": offset, "limit": 500})
+            if r.status_code != 200:
+                raise httpx.HTTPError(f"list answered {r.status_code}")
+            page = r.json()
             out += page
             if len(page) < 500:
                 return out
@@ -187,12 +193,16 @@ class Chaos:
         if not item.waiting:
             self._send(api, item)
             return
-        body = api.get(f"/v2/dbInstances/{item.id}").json()
+        r = api.get(f"/v2/dbInstances/{item.id}")
+        if r.status_code != 200:
+            return  # the gateway or its database is down: ask again later
+        body = r.json()
         if body["status"] in IN_FLIGHT:
             return
         item.waiting = False
         if body["status"] not in ("Completed", "Deleted"):
-            return  # a failure: the plan stops here; the checks count it
+            item.step = len(item.plan)  # a failure: the plan stops here; the checks count it
+            return
         item.step += 1
 
     def drive(self, api: httpx.Client, until: float, concurrency: int) -> None:
