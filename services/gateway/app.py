@@ -19,6 +19,7 @@ from services.runtime.logging import get_logger
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
+from services.runtime.startup import when_available
 from services.runtime.topology import declare_topology
 
 log = get_logger(__name__)
@@ -29,10 +30,18 @@ CORRELATION_HEADER = "X-Correlation-ID"
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
+        await when_available(
+            lambda: declare_topology(
+                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
+            ),
+            "declare the broker topology",
+            settings.startup_wait_seconds,
+        )
         engine = create_admin_engine(settings.admin_database_url, pool_size=10)
         publisher = ConfirmingPublisher(settings.rabbitmq_url)
-        await publisher.connect()
+        await when_available(
+            publisher.connect, "connect to the broker", settings.startup_wait_seconds
+        )
         relay = OutboxRelay(
             engine,
             publisher,

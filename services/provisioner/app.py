@@ -18,6 +18,7 @@ from services.provisioner.shards import ShardConsumers
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
 from services.runtime.settings import Settings
+from services.runtime.startup import when_available
 from services.runtime.topology import declare_topology
 
 log = get_logger(__name__)
@@ -73,8 +74,16 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                 await membership.leave()
 
     async def on_startup() -> None:
-        await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
-        shards.register(await current_share())
+        await when_available(
+            lambda: declare_topology(
+                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
+            ),
+            "declare the broker topology",
+            settings.startup_wait_seconds,
+        )
+        shards.register(
+            await when_available(current_share, "join the replicas", settings.startup_wait_seconds)
+        )
 
     async def after_startup() -> None:
         log.info("provisioner started", owned_shards=sorted(shards.owned), worker=worker_id())

@@ -38,6 +38,9 @@ def make_broker(settings: Settings, connection_name: str) -> RabbitBroker:
         client_properties=cast("RabbitClientProperties", {"connection_name": connection_name}),
         graceful_timeout=settings.graceful_timeout_seconds,
         reconnect_interval=2.0,
+        # Keep trying to connect: the topology step before it already fails clearly (after
+        # EDFI_IM_STARTUP_WAIT_SECONDS) when the broker is really unreachable.
+        fail_fast=False,
         logger=faststream_logger,
     )
 

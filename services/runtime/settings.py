@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_recoveries: int = Field(default=3, ge=0)
     status_retry_attempts: int = Field(default=8, ge=1)
 
+    startup_wait_seconds: float = Field(default=120.0, gt=0)
+
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
 

@@ -32,6 +32,7 @@ from services.runtime.messaging import consumer_app, make_broker, message_contex
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
+from services.runtime.startup import when_available
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE, declare_topology
 from services.status.apply import StatusApplier, claim_inbox
 from services.status.connection_strings import ods_connection_string
@@ -162,8 +163,18 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             await asyncio.sleep(settings.orphan_check_interval_seconds)
 
     async def on_startup() -> None:
-        await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
-        imported = await import_ods_instances(engine, key)
+        await when_available(
+            lambda: declare_topology(
+                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
+            ),
+            "declare the broker topology",
+            settings.startup_wait_seconds,
+        )
+        imported = await when_available(
+            lambda: import_ods_instances(engine, key),
+            "start-up sync",
+            settings.startup_wait_seconds,
+        )
         log.info("start-up sync done", imported=len(imported))
 
     async def after_startup() -> None:
