@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     owned_shards: str | None = None
     standby_delay_seconds: float = Field(default=3.0, ge=0)
     membership_interval_seconds: float = Field(default=2.0, gt=0)
-    delivery_limit: int = Field(default=5, ge=1)
+    # Poison messages are rejected at once; this only stops a message that keeps killing its
+    # worker. Crashes, stalls and hand-overs each count a delivery (RabbitMQ 4's default: 20).
+    delivery_limit: int = Field(default=20, ge=1)
     graceful_timeout_seconds: float = Field(default=600.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     step_retry_attempts: int = Field(default=5, ge=1)

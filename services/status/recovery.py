@@ -134,13 +134,17 @@ async def recover_orphans(
 
 
 def death_reason(headers: dict[str, Any]) -> str:
+    """Why RabbitMQ dead-lettered a message, in words."""
     deaths = headers.get("x-death") or []
     first = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
     reason = first.get("reason") or headers.get("x-first-death-reason") or "unknown"
-    count = first.get("count")
     if isinstance(reason, bytes):
         reason = reason.decode()
-    return f"{reason}" + (f" after {count} deaths" if count else "")
+    return {
+        "rejected": "rejected as unreadable or invalid",
+        "delivery_limit": "delivered the maximum number of times without being handled",
+        "expired": "expired before it was handled",
+    }.get(str(reason), str(reason))
 
 
 async def fail_dead_lettered(

@@ -5,6 +5,7 @@ threshold. `just chaos` runs the same thing longer and prints the summary line."
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +21,13 @@ ORPHAN_THRESHOLD = 5.0
 
 
 @pytest.fixture
+def prefix(db_prefix: str) -> str:
+    return f"{db_prefix}chaos{uuid.uuid4().hex[:6]}_"
+
+
+@pytest.fixture
 def system(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, prefix: str
 ) -> Iterator[Stack]:
     with cluster(
         settings_env,
@@ -34,18 +40,19 @@ def system(
         EDFI_IM_MAX_RECOVERIES="20",
         EDFI_IM_STEP_RETRY_ATTEMPTS="8",
         EDFI_IM_LOG_LEVEL="INFO",
+        EDFI_IM_DATABASE_NAME_PATTERN=prefix + "{name}",
     ) as stack:
         yield stack
 
 
 def test_under_faults_nothing_is_lost_duplicated_stuck_or_mismatched(
-    system: Stack, db_prefix: str, encryption_key: bytes
+    system: Stack, prefix: str, encryption_key: bytes
 ) -> None:
     summary = chaos.run(
         system,
         seconds=float(os.environ.get("CHAOS_SECONDS", "45")),
         seed=int(os.environ.get("CHAOS_SEED", "11")),
-        db_prefix=db_prefix,
+        db_prefix=prefix,
         key=encryption_key,
         concurrency=int(os.environ.get("CHAOS_CONCURRENCY", "8")),
         fault_interval=(2.0, 4.0),

@@ -125,7 +125,7 @@ def test_definitions_file_matches_the_default_topology() -> None:
     defaults = Settings.model_fields
     shard_count = defaults["shard_count"].default
     delivery_limit = defaults["delivery_limit"].default
-    assert (shard_count, delivery_limit) == (8, 5)
+    assert (shard_count, delivery_limit) == (8, 20)
 
     expected = render_definitions(shard_count, delivery_limit)
     actual = DEFINITIONS_FILE.read_text()
