@@ -19,7 +19,8 @@ from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
 from services.runtime.settings import Settings
 from services.runtime.startup import when_available
-from services.runtime.topology import declare_topology
+from services.runtime.topology import declare_topology, shard_queue
+from services.runtime.watchdog import Watchdog
 
 log = get_logger(__name__)
 
@@ -85,9 +86,18 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             await when_available(current_share, "join the replicas", settings.startup_wait_seconds)
         )
 
+    watchdog = Watchdog(
+        broker,
+        settings.rabbitmq_url,
+        lambda: [shard_queue(k) for k in range(settings.shard_count)],
+        interval=settings.watchdog_interval_seconds,
+        grace=settings.watchdog_grace_seconds,
+    )
+
     async def after_startup() -> None:
         log.info("provisioner started", owned_shards=sorted(shards.owned), worker=worker_id())
         tasks.append(asyncio.create_task(keep_assignment()))
+        tasks.append(asyncio.create_task(watchdog.run()))
 
     async def on_shutdown() -> None:
         for task in tasks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -64,10 +65,20 @@ class ConfirmingPublisher:
             headers={"type": message_type},
         )
         try:
+            if self._connection is not None and self._connection.is_closed:
+                await self._reset()
             target = await self._exchange(exchange)
             await target.publish(message, routing_key=routing_key, mandatory=True, timeout=10)
         except aio_pika.exceptions.DeliveryError as exc:
             raise TransientError(f"broker did not accept message {message_id}: {exc}") from exc
-        except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
-            self._exchanges.clear()
+        except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
+            # Start from a fresh connection next time rather than trust one that failed.
+            await self._reset()
             raise TransientError(f"broker unavailable: {exc!r}") from exc
+
+    async def _reset(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        self._exchanges.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()

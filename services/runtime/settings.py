@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     status_retry_attempts: int = Field(default=8, ge=1)
 
     startup_wait_seconds: float = Field(default=120.0, gt=0)
+    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    watchdog_grace_seconds: float = Field(default=20.0, gt=0)
 
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)

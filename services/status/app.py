@@ -34,6 +34,7 @@ from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import when_available
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE, declare_topology
+from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
 from services.status.connection_strings import ods_connection_string
 from services.status.recovery import death_reason, fail_dead_lettered, recover_orphans
@@ -177,10 +178,19 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         )
         log.info("start-up sync done", imported=len(imported))
 
+    watchdog = Watchdog(
+        broker,
+        settings.rabbitmq_url,
+        lambda: [STATUS_QUEUE, DEAD_COMMANDS_QUEUE],
+        interval=settings.watchdog_interval_seconds,
+        grace=settings.watchdog_grace_seconds,
+    )
+
     async def after_startup() -> None:
         # State recovery: unsent outbox rows go out, orphaned jobs are swept at once.
         relay.start()
         tasks.append(asyncio.create_task(sweep_orphans()))
+        tasks.append(asyncio.create_task(watchdog.run()))
 
     async def on_shutdown() -> None:
         for task in tasks:

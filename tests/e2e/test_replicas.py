@@ -5,7 +5,6 @@ with never two operations of one instance executing at once (invariants 2, 3 and
 from __future__ import annotations
 
 import itertools
-import random
 import signal
 import threading
 import time
@@ -145,12 +144,21 @@ def test_a_burst_under_kill_9_keeps_order_and_never_overlaps(cluster: Stack) -> 
     kills: list[str] = []
 
     def killer() -> None:
-        rnd = random.Random(7)
-        while not stop.wait(rnd.uniform(0.8, 2.0)) and len(kills) < 6:
-            victim = ["provisioner-0", "provisioner-b"][len(kills) % 2]
-            cluster.stop(victim, sig=signal.SIGKILL)
-            kills.append(victim)
-            cluster.start(victim, "provisioner")
+        """Kill (-9) the provisioner that is running a job right now, then restart it."""
+        with httpx.Client(base_url=cluster.url, timeout=10) as probe:
+            while not stop.is_set() and len(kills) < 6:
+                running = probe.get("/v2/jobs", params={"status": "Running", "limit": 1}).json()
+                pid = int(running[0]["worker"].rsplit(":", 1)[1]) if running else None
+                victim = next(
+                    (n for n, p in cluster.procs.items() if p.pid == pid and "prov" in n), None
+                )
+                if victim is None:
+                    time.sleep(0.05)
+                    continue
+                cluster.stop(victim, sig=signal.SIGKILL)
+                kills.append(victim)
+                cluster.start(victim, "provisioner")
+                stop.wait(1.5)
 
     with httpx.Client(base_url=cluster.url, timeout=10) as api:
         for i in range(12):

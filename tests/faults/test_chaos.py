@@ -45,6 +45,7 @@ def system(
         yield stack
 
 
+@pytest.mark.timeout(int(os.environ.get("CHAOS_SECONDS", "45")) + 600)
 def test_under_faults_nothing_is_lost_duplicated_stuck_or_mismatched(
     system: Stack, prefix: str, encryption_key: bytes
 ) -> None:
