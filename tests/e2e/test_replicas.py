@@ -45,8 +45,9 @@ def active_connections(stack: Stack) -> dict[int, int]:
     out = {}
     for k in range(SHARDS):
         for c in rabbit.queue(stack.vhost, shard_queue(k)).get("consumer_details", []):
-            if c.get("active"):
-                out[k] = c["channel_details"]["peer_port"]
+            details = c.get("channel_details")
+            if c.get("active") and isinstance(details, dict):  # [] until stats are collected
+                out[k] = details["peer_port"]
     return out
 
 
