@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.gateway import problems
 
 
-def _app(exc: Exception) -> TestClient:
+async def _get(exc: Exception, path: str = "/boom") -> httpx.Response:
     app = FastAPI()
     problems.install(app)
 
@@ -17,29 +17,31 @@ def _app(exc: Exception) -> TestClient:
     async def boom() -> None:
         raise exc
 
-    return TestClient(app, raise_server_exceptions=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        return await client.get(path)
 
 
-def test_an_unreachable_admin_database_is_503_with_retry_after() -> None:
-    r = _app(OperationalError("SELECT 1", None, ConnectionRefusedError())).get("/boom")
+async def test_an_unreachable_admin_database_is_503_with_retry_after() -> None:
+    r = await _get(OperationalError("SELECT 1", None, ConnectionRefusedError()))
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers["retry-after"] == "2"
     assert "nothing was changed" in r.json()["detail"]
 
 
-def test_a_connection_lost_mid_query_is_503() -> None:
+async def test_a_connection_lost_mid_query_is_503() -> None:
     exc = DBAPIError("SELECT 1", None, Exception("connection closed"), connection_invalidated=True)
-    assert _app(exc).get("/boom").status_code == 503
+    assert (await _get(exc)).status_code == 503
 
 
-def test_other_database_errors_are_500_without_details() -> None:
-    r = _app(IntegrityError("INSERT", None, Exception("secret detail"))).get("/boom")
+async def test_other_database_errors_are_500_without_details() -> None:
+    r = await _get(IntegrityError("INSERT", None, Exception("secret detail")))
     assert r.status_code == 500
     assert "secret detail" not in r.text
 
 
-def test_unknown_routes_are_problem_details() -> None:
-    r = _app(RuntimeError()).get("/nowhere")
+async def test_unknown_routes_are_problem_details() -> None:
+    r = await _get(RuntimeError(), "/nowhere")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
