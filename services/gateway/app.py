@@ -19,8 +19,7 @@ from services.runtime.logging import get_logger
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.startup import when_available
-from services.runtime.topology import declare_topology
+from services.runtime.startup import declare_topology_when_available, when_available
 
 log = get_logger(__name__)
 
@@ -30,24 +29,13 @@ CORRELATION_HEADER = "X-Correlation-ID"
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await when_available(
-            lambda: declare_topology(
-                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
-            ),
-            "declare the broker topology",
-            settings.startup_wait_seconds,
-        )
+        await declare_topology_when_available(settings)
         engine = create_admin_engine(settings.admin_database_url, pool_size=10)
         publisher = ConfirmingPublisher(settings.rabbitmq_url)
         await when_available(
             publisher.connect, "connect to the broker", settings.startup_wait_seconds
         )
-        relay = OutboxRelay(
-            engine,
-            publisher,
-            poll_interval=settings.outbox_poll_interval_seconds,
-            batch_size=settings.outbox_batch_size,
-        )
+        relay = OutboxRelay.from_settings(engine, publisher, settings)
         relay.start()
         app.state.gateway = GatewayState(settings, engine, publisher, relay)
         log.info("gateway started", host=settings.gateway_host, port=settings.gateway_port)

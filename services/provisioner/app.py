@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 
@@ -18,8 +17,12 @@ from services.provisioner.shards import ShardConsumers
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
 from services.runtime.settings import Settings
-from services.runtime.startup import when_available
-from services.runtime.topology import declare_topology, shard_queue
+from services.runtime.startup import (
+    BackgroundTasks,
+    declare_topology_when_available,
+    when_available,
+)
+from services.runtime.topology import shard_queue
 from services.runtime.watchdog import Watchdog
 
 log = get_logger(__name__)
@@ -51,7 +54,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         if static is not None
         else Membership(settings.ods_server_url, group_key(settings.rabbitmq_url))
     )
-    tasks: list[asyncio.Task[None]] = []
+    tasks = BackgroundTasks()
 
     async def current_share() -> set[int]:
         if static is not None:
@@ -75,35 +78,22 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                 await membership.leave()
 
     async def on_startup() -> None:
-        await when_available(
-            lambda: declare_topology(
-                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
-            ),
-            "declare the broker topology",
-            settings.startup_wait_seconds,
-        )
+        await declare_topology_when_available(settings)
         shards.register(
             await when_available(current_share, "join the replicas", settings.startup_wait_seconds)
         )
 
-    watchdog = Watchdog(
-        broker,
-        settings.rabbitmq_url,
-        lambda: [shard_queue(k) for k in range(settings.shard_count)],
-        interval=settings.watchdog_interval_seconds,
-        grace=settings.watchdog_grace_seconds,
+    watchdog = Watchdog.from_settings(
+        broker, settings, lambda: [shard_queue(k) for k in range(settings.shard_count)]
     )
 
     async def after_startup() -> None:
         log.info("provisioner started", owned_shards=sorted(shards.owned), worker=worker_id())
-        tasks.append(asyncio.create_task(keep_assignment()))
-        tasks.append(asyncio.create_task(watchdog.run()))
+        tasks.start(keep_assignment())
+        tasks.start(watchdog.run())
 
     async def on_shutdown() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop()
         log.info("provisioner stopping")
 
     async def after_shutdown() -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.messages import Message, message_type
 from services.runtime.logging import get_logger
 from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.settings import Settings
 from services.runtime.tables import outbox
 
 log = get_logger(__name__)
@@ -124,6 +125,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+
+    @classmethod
+    def from_settings(
+        cls, engine: AsyncEngine, publisher: ConfirmingPublisher, settings: Settings
+    ) -> OutboxRelay:
+        return cls(
+            engine,
+            publisher,
+            poll_interval=settings.outbox_poll_interval_seconds,
+            batch_size=settings.outbox_batch_size,
+        )
 
     def wake(self) -> None:
         self._wake.set()

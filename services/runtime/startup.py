@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiormq.exceptions import AMQPConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -16,6 +18,8 @@ from tenacity import (
 )
 
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.runtime.topology import declare_topology
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -40,3 +44,32 @@ async def when_available(step: Callable[[], Awaitable[T]], what: str, seconds: f
                 )
             return await step()
     raise AssertionError("unreachable")
+
+
+async def declare_topology_when_available(settings: Settings) -> None:
+    """Every service declares the topology at start-up, waiting for the broker if needed."""
+    await when_available(
+        lambda: declare_topology(
+            settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
+        ),
+        "declare the broker topology",
+        settings.startup_wait_seconds,
+    )
+
+
+class BackgroundTasks:
+    """The service's own loops (relay, sweeps, watchdog): started after start-up, cancelled
+    and awaited at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()

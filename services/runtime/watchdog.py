@@ -16,6 +16,7 @@ import aio_pika
 from faststream.rabbit import RabbitBroker
 
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
@@ -50,6 +51,18 @@ class Watchdog:
         self._interval = interval
         self._grace = grace
         self.restarts = 0
+
+    @classmethod
+    def from_settings(
+        cls, broker: RabbitBroker, settings: Settings, queues: Callable[[], list[str]]
+    ) -> Watchdog:
+        return cls(
+            broker,
+            settings.rabbitmq_url,
+            queues,
+            interval=settings.watchdog_interval_seconds,
+            grace=settings.watchdog_grace_seconds,
+        )
 
     async def healthy(self) -> bool:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -32,8 +31,12 @@ from services.runtime.messaging import consumer_app, make_broker, message_contex
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.startup import when_available
-from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE, declare_topology
+from services.runtime.startup import (
+    BackgroundTasks,
+    declare_topology_when_available,
+    when_available,
+)
+from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
 from services.status.connection_strings import ods_connection_string
@@ -67,13 +70,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     engine = create_admin_engine(settings.admin_database_url)
     applier = StatusApplier(key, lambda db: ods_connection_string(settings, db))
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
-    relay = OutboxRelay(
-        engine,
-        publisher,
-        poll_interval=settings.outbox_poll_interval_seconds,
-        batch_size=settings.outbox_batch_size,
-    )
-    tasks: list[asyncio.Task[None]] = []
+    relay = OutboxRelay.from_settings(engine, publisher, settings)
+    tasks = BackgroundTasks()
 
     async def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """One transaction, retried with backoff while the admin database is unreachable."""
@@ -164,13 +162,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             await asyncio.sleep(settings.orphan_check_interval_seconds)
 
     async def on_startup() -> None:
-        await when_available(
-            lambda: declare_topology(
-                settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
-            ),
-            "declare the broker topology",
-            settings.startup_wait_seconds,
-        )
+        await declare_topology_when_available(settings)
         imported = await when_available(
             lambda: import_ods_instances(engine, key),
             "start-up sync",
@@ -178,25 +170,16 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         )
         log.info("start-up sync done", imported=len(imported))
 
-    watchdog = Watchdog(
-        broker,
-        settings.rabbitmq_url,
-        lambda: [STATUS_QUEUE, DEAD_COMMANDS_QUEUE],
-        interval=settings.watchdog_interval_seconds,
-        grace=settings.watchdog_grace_seconds,
-    )
+    watchdog = Watchdog.from_settings(broker, settings, lambda: [STATUS_QUEUE, DEAD_COMMANDS_QUEUE])
 
     async def after_startup() -> None:
         # State recovery: unsent outbox rows go out, orphaned jobs are swept at once.
         relay.start()
-        tasks.append(asyncio.create_task(sweep_orphans()))
-        tasks.append(asyncio.create_task(watchdog.run()))
+        tasks.start(sweep_orphans())
+        tasks.start(watchdog.run())
 
     async def on_shutdown() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop()
         await relay.stop()
 
     async def after_shutdown() -> None:
