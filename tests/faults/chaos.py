@@ -254,10 +254,15 @@ class Chaos:
         subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
 
     def drop_db_connections(self) -> None:
+        """Every connection of this run's services: to its admin database, to the ODS server's
+        maintenance database and to its instance databases (others' sessions are left alone)."""
+        admin = self.admin.rsplit("/", 1)[1]
         with psycopg.connect(pg.SERVER, autocommit=True) as c:
             c.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "AND (datname IN (%s, 'postgres') OR datname LIKE %s)",
+                (admin, self.prefix.replace("_", r"\_") + "%"),
             )
 
     def stall_provisioner(self) -> None:
