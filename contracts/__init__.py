@@ -18,6 +18,7 @@ from contracts.messages import (
     Message,
     Operation,
     message_type,
+    parse_command,
     parse_event,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "Message",
     "Operation",
     "message_type",
+    "parse_command",
     "parse_event",
 ]

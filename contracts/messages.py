@@ -89,17 +89,21 @@ class InstanceOperationRetrying(Message):
     retry_in_seconds: float = Field(ge=0)
 
 
+class OperationFailed(Message):
+    """Base of the failure outcomes: the operation failed and will not be retried."""
+
+    database_name: str
+    reason: str
+
+
 class InstanceCreated(Message):
     """Event: the instance's database exists and belongs to this instance."""
 
     database_name: str
 
 
-class InstanceCreateFailed(Message):
+class InstanceCreateFailed(OperationFailed):
     """Event: the create failed and will not be retried."""
-
-    database_name: str
-    reason: str
 
 
 class InstanceRenamed(Message):
@@ -110,11 +114,8 @@ class InstanceRenamed(Message):
     new_name: str
 
 
-class InstanceRenameFailed(Message):
+class InstanceRenameFailed(OperationFailed):
     """Event: the rename failed; the database keeps its old name."""
-
-    database_name: str
-    reason: str
 
 
 class InstanceDeleted(Message):
@@ -124,11 +125,8 @@ class InstanceDeleted(Message):
     dropped: bool
 
 
-class InstanceDeleteFailed(Message):
+class InstanceDeleteFailed(OperationFailed):
     """Event: the database could not be dropped; it is left as it was."""
-
-    database_name: str
-    reason: str
 
 
 OUTCOMES: dict[type[Message], tuple[Operation, bool]] = {
@@ -165,6 +163,14 @@ ALL_MESSAGES: tuple[type[Message], ...] = (InstanceRequested, *EVENT_TYPES.value
 
 class UnknownMessageTypeError(ValueError):
     """The message's type header names no contract this service knows."""
+
+
+def parse_command(type_header: str | None, body: bytes | str) -> InstanceRequested:
+    """The command; a type header naming another contract or version is refused."""
+    expected = message_type(InstanceRequested)
+    if type_header and type_header != expected:
+        raise UnknownMessageTypeError(f"expected {expected}, got {type_header!r}")
+    return InstanceRequested.model_validate_json(body)
 
 
 def parse_event(type_header: str | None, body: bytes | str | dict[str, Any]) -> Message:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -17,6 +17,7 @@ from tenacity import (
 )
 
 from contracts.messages import (
+    OUTCOMES,
     InstanceCreated,
     InstanceCreateFailed,
     InstanceDeleted,
@@ -29,6 +30,7 @@ from contracts.messages import (
     InstanceRequested,
     Message,
     Operation,
+    OperationFailed,
 )
 from services.provisioner.ods_server import DatabaseInfo, Marker, staging_name
 from services.runtime.errors import (
@@ -58,6 +60,19 @@ class OdsServer(Protocol):
 
 
 Emit = Callable[[Message], Awaitable[None]]
+
+
+# The failure outcome of each operation (InstanceCreateFailed, …), from the contracts.
+FAILURE_OF: dict[Operation, type[OperationFailed]] = {
+    op: kind
+    for kind, (op, succeeded) in OUTCOMES.items()
+    if not succeeded and issubclass(kind, OperationFailed)
+}
+
+
+def _about(cmd: InstanceRequested) -> dict[str, Any]:
+    """What every event of a command repeats from it."""
+    return {"job_id": cmd.job_id, "instance_id": cmd.instance_id, "tenant": cmd.tenant}
 
 
 def _ours(info: DatabaseInfo | None, instance_id: int) -> bool:
@@ -144,9 +159,7 @@ class Provisioner:
         )
         await self._emit(
             InstanceOperationRetrying(
-                job_id=cmd.job_id,
-                instance_id=cmd.instance_id,
-                tenant=cmd.tenant,
+                **_about(cmd),
                 operation=cmd.operation,
                 try_number=state.attempt_number,
                 max_tries=self._retry_attempts,
@@ -159,25 +172,14 @@ class Provisioner:
         await self._send(event.model_copy(update={"worker": self._worker}))
 
     def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
-        kind = {
-            Operation.CREATE: InstanceCreateFailed,
-            Operation.RENAME: InstanceRenameFailed,
-            Operation.DELETE: InstanceDeleteFailed,
-        }[cmd.operation]
-        return kind(
-            job_id=cmd.job_id,
-            instance_id=cmd.instance_id,
-            tenant=cmd.tenant,
-            database_name=cmd.database_name,
-            reason=reason,
+        return FAILURE_OF[cmd.operation](
+            **_about(cmd), database_name=cmd.database_name, reason=reason
         )
 
     async def _started(self, cmd: InstanceRequested, attempt: int) -> None:
         await self._emit(
             InstanceOperationStarted(
-                job_id=cmd.job_id,
-                instance_id=cmd.instance_id,
-                tenant=cmd.tenant,
+                **_about(cmd),
                 operation=cmd.operation,
                 attempt=attempt,
             )
@@ -188,9 +190,7 @@ class Provisioner:
         self._step[cmd.job_id] = (message, percent)
         await self._emit(
             InstanceOperationProgress(
-                job_id=cmd.job_id,
-                instance_id=cmd.instance_id,
-                tenant=cmd.tenant,
+                **_about(cmd),
                 operation=cmd.operation,
                 message=message,
                 percent=percent,
@@ -210,9 +210,7 @@ class Provisioner:
 
     async def _create(self, s: OdsSession, cmd: InstanceRequested) -> Message:
         target = cmd.database_name
-        done = InstanceCreated(
-            job_id=cmd.job_id, instance_id=cmd.instance_id, tenant=cmd.tenant, database_name=target
-        )
+        done = InstanceCreated(**_about(cmd), database_name=target)
         await self._progress(cmd, f"Checking whether {target} exists", 10)
         existing = await s.database(target)
         if existing is not None:
@@ -250,9 +248,7 @@ class Provisioner:
         if not target or not cmd.new_name:
             raise PermanentError("a rename command needs new_name and new_database_name")
         done = InstanceRenamed(
-            job_id=cmd.job_id,
-            instance_id=cmd.instance_id,
-            tenant=cmd.tenant,
+            **_about(cmd),
             old_database_name=source,
             database_name=target,
             new_name=cmd.new_name,
@@ -288,9 +284,7 @@ class Provisioner:
 
         def done(dropped: bool) -> InstanceDeleted:
             return InstanceDeleted(
-                job_id=cmd.job_id,
-                instance_id=cmd.instance_id,
-                tenant=cmd.tenant,
+                **_about(cmd),
                 database_name=name,
                 dropped=dropped,
             )

@@ -18,36 +18,15 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from faststream.rabbit.subscriber import RabbitSubscriber
-from pydantic import ValidationError
 
-from contracts.messages import InstanceRequested, UnknownMessageTypeError, message_type
+from contracts.messages import InstanceRequested, parse_command
 from services.runtime.logging import get_logger
-from services.runtime.messaging import delivery_attempt, message_context
+from services.runtime.messaging import delivery_attempt, message_context, parse_or_dead_letter
 from services.runtime.topology import shard_queue
 
 log = get_logger(__name__)
 
 Handle = Callable[[InstanceRequested, int], Awaitable[None]]
-
-
-async def parse_command(message: RabbitMessage) -> InstanceRequested | None:
-    """The command, or None after dead-lettering a poison message at once (retrying an
-    unreadable message cannot help, and it must not hold up the shard)."""
-    expected = message_type(InstanceRequested)
-    type_header = (message.headers or {}).get("type") or message.raw_message.type
-    try:
-        if type_header and type_header != expected:
-            raise UnknownMessageTypeError(f"expected {expected}, got {type_header!r}")
-        return InstanceRequested.model_validate_json(message.body)
-    except (UnknownMessageTypeError, ValidationError) as exc:
-        log.error(
-            "poison command dead-lettered",
-            message_id=message.message_id,
-            type=type_header,
-            reason=str(exc)[:1000],
-        )
-        await message.reject(requeue=False)
-        return None
 
 
 class ShardConsumers:
@@ -71,7 +50,9 @@ class ShardConsumers:
         @sub
         async def on_request(body: Any, message: RabbitMessage) -> None:
             # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
-            command = await parse_command(message)
+            command = await parse_or_dead_letter(
+                message, parse_command, "poison command dead-lettered"
+            )
             if command is None:
                 return
             with message_context(command, message):

@@ -5,23 +5,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 import uvicorn
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
+from pydantic import ValidationError
 
-from contracts.messages import Message, message_type
+from contracts.messages import Message, UnknownMessageTypeError, message_type
+from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 from services.runtime.topology import EVENTS_EXCHANGE
 
 if TYPE_CHECKING:
     from faststream.rabbit.utils import RabbitClientProperties
+
+log = get_logger(__name__)
 
 # The correlation id of the message being handled, carried onto the events it causes.
 current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
@@ -43,6 +47,28 @@ def make_broker(settings: Settings, connection_name: str) -> RabbitBroker:
         fail_fast=False,
         logger=faststream_logger,
     )
+
+
+M = TypeVar("M", bound=Message)
+
+
+async def parse_or_dead_letter(
+    message: RabbitMessage, parse: Callable[[str | None, bytes], M], log_event: str
+) -> M | None:
+    """The message's contract, or None after dead-lettering it at once: retrying a message
+    that cannot be read cannot help, and it must not hold up its queue."""
+    type_header = (message.headers or {}).get("type") or message.raw_message.type
+    try:
+        return parse(str(type_header) if type_header else None, message.body)
+    except (UnknownMessageTypeError, ValidationError) as exc:
+        log.error(
+            log_event,
+            message_id=message.message_id,
+            type=type_header,
+            reason=str(exc)[:1000],
+        )
+        await message.reject(requeue=False)
+        return None
 
 
 def delivery_attempt(message: RabbitMessage) -> int:

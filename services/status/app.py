@@ -14,7 +14,6 @@ from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
@@ -24,10 +23,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts.messages import UnknownMessageTypeError, parse_event
+from contracts.messages import parse_event
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
-from services.runtime.messaging import consumer_app, make_broker, message_context
+from services.runtime.messaging import (
+    consumer_app,
+    make_broker,
+    message_context,
+    parse_or_dead_letter,
+)
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
@@ -100,17 +104,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     )
     async def on_event(body: Any, message: RabbitMessage) -> None:
         # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
-        type_header = (message.headers or {}).get("type") or message.raw_message.type
-        try:
-            event = parse_event(str(type_header) if type_header else None, message.body)
-        except (UnknownMessageTypeError, ValidationError) as exc:
-            log.error(
-                "unreadable event dead-lettered",
-                message_id=message.message_id,
-                type=type_header,
-                reason=str(exc)[:500],
-            )
-            await message.reject(requeue=False)
+        event = await parse_or_dead_letter(message, parse_event, "unreadable event dead-lettered")
+        if event is None:
             return
         with message_context(event, message):
             outcome = await in_transaction(

@@ -19,6 +19,7 @@ from contracts.messages import (
     InstanceOperationStarted,
     InstanceRenamed,
     Message,
+    OperationFailed,
     message_type,
 )
 from services.runtime import crypto
@@ -150,7 +151,7 @@ class StatusApplier:
     async def _outcome(self, conn: AsyncConnection, instance: Any, event: Message) -> None:
         operation, succeeded = OUTCOMES[type(event)]
         instance_status, job_status = outcome(operation, succeeded)
-        reason: str | None = getattr(event, "reason", None)
+        reason = event.reason if isinstance(event, OperationFailed) else None
         values: dict[str, Any] = {}
         if isinstance(event, InstanceCreated):
             values = await self._created(conn, instance, event)
