@@ -26,19 +26,38 @@ class Operation(StrEnum):
     DELETE = "delete"
 
 
-class Message(BaseModel):
+class Envelope(BaseModel):
+    """What every message carries: the job it is about, its tenant, when and who sent it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     VERSION: ClassVar[int] = 1
 
     job_id: uuid.UUID
-    instance_id: int = Field(ge=1)
     tenant: str | None = None
     occurred_at: datetime = Field(default_factory=_now)
     worker: str | None = Field(default=None, description="The process that sent it")
 
 
-def message_type(model: type[Message] | Message) -> str:
+class Message(Envelope):
+    """A command or event about one instance."""
+
+    instance_id: int = Field(ge=1)
+
+
+class MaintenanceTask(StrEnum):
+    RECONCILE = "reconcile"
+    PRUNE = "prune"
+
+
+class MaintenanceRequested(Envelope):
+    """Command: run one maintenance job (sent to the scheduler's maintenance queue)."""
+
+    task: MaintenanceTask
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def message_type(model: type[Envelope] | Envelope) -> str:
     cls = model if isinstance(model, type) else type(model)
     return f"{TYPE_PREFIX}.{cls.__name__}.v{cls.VERSION}"
 
@@ -158,7 +177,11 @@ _EVENTS: tuple[type[Message], ...] = (
 )
 EVENT_TYPES: dict[str, type[Message]] = {message_type(cls): cls for cls in _EVENTS}
 
-ALL_MESSAGES: tuple[type[Message], ...] = (InstanceRequested, *EVENT_TYPES.values())
+ALL_MESSAGES: tuple[type[Envelope], ...] = (
+    InstanceRequested,
+    *EVENT_TYPES.values(),
+    MaintenanceRequested,
+)
 
 
 class UnknownMessageTypeError(ValueError):
@@ -171,6 +194,13 @@ def parse_command(type_header: str | None, body: bytes | str) -> InstanceRequest
     if type_header and type_header != expected:
         raise UnknownMessageTypeError(f"expected {expected}, got {type_header!r}")
     return InstanceRequested.model_validate_json(body)
+
+
+def parse_maintenance(type_header: str | None, body: bytes | str) -> MaintenanceRequested:
+    expected = message_type(MaintenanceRequested)
+    if type_header and type_header != expected:
+        raise UnknownMessageTypeError(f"expected {expected}, got {type_header!r}")
+    return MaintenanceRequested.model_validate_json(body)
 
 
 def parse_event(type_header: str | None, body: bytes | str | dict[str, Any]) -> Message:

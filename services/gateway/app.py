@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from services.gateway import problems
 from services.gateway.routes import router
+from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import GatewayState
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
@@ -88,4 +89,5 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     app.include_router(router, tags=["instances"])
+    app.include_router(schedule_router)
     return app

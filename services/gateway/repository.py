@@ -64,6 +64,9 @@ def job_out(row: Row[Any]) -> Job:
         error=row.error,
         worker=row.worker,
         correlation_id=row.correlation_id,
+        schedule_id=row.schedule_id,
+        parameters=row.data or {},
+        result=row.result,
     )
 
 
@@ -119,6 +122,7 @@ async def _start_job(
     correlation_id: str,
     data: dict[str, Any],
     command: InstanceRequested,
+    schedule_id: uuid.UUID | None,
 ) -> None:
     await conn.execute(
         insert(jobs).values(
@@ -134,6 +138,7 @@ async def _start_job(
             data=data,
             command=command.model_dump(mode="json"),
             recoveries=0,
+            schedule_id=schedule_id,
         )
     )
     await outbox.enqueue(
@@ -153,6 +158,7 @@ async def accept_create(
     template_database: str,
     database_name: str,
     correlation_id: str,
+    schedule_id: uuid.UUID | None = None,
 ) -> Row[Any]:
     """Instance row, job and outbox command in the caller's one transaction."""
     await _lock_names(conn)
@@ -196,6 +202,7 @@ async def accept_create(
             database_name=database_name,
             database_template=template_database,
         ),
+        schedule_id=schedule_id,
     )
     created: Row[Any] = row
     return created
@@ -209,6 +216,7 @@ async def accept_operation(
     correlation_id: str,
     new_name: str | None = None,
     new_database_name: str | None = None,
+    schedule_id: uuid.UUID | None = None,
 ) -> Row[Any]:
     """Accept a rename or delete: check the rules under the instance's row lock, then write the
     new status, the job and the command in the caller's transaction."""
@@ -244,7 +252,8 @@ async def accept_operation(
             f"instance {instance_id}'s database is not known (its connection string could "
             "not be read), so it cannot be changed safely",
         )
-    data: dict[str, Any] = {"id": instance_id}
+    # The status it had, for a cancel to put back.
+    data: dict[str, Any] = {"id": instance_id, "previousStatus": row.status}
     values: dict[str, Any] = {}
     if operation is Operation.RENAME:
         assert new_name is not None and new_database_name is not None
@@ -292,6 +301,7 @@ async def accept_operation(
             new_database_name=new_database_name,
             expect_database=row.odsinstanceid is not None,
         ),
+        schedule_id=schedule_id,
     )
     result: Row[Any] = updated
     return result

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from contracts.messages import Operation
+from services.gateway.jobs import cancel_job, checked_database_name, create_names
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.repository import accept_create, accept_operation, instance_out, job_out
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import GatewayState
 from services.runtime.logging import get_logger
-from services.runtime.naming import database_name, database_name_problem
-from services.runtime.states import InstanceStatus, JobStatus
+from services.runtime.states import InstanceStatus, JobStatus, JobType
 from services.runtime.tables import db_instances, jobs
 
 log = get_logger(__name__)
@@ -49,16 +49,7 @@ async def create_db_instance(
     body: CreateDbInstance, request: Request, response: Response
 ) -> DbInstance:
     state = _state(request)
-    settings = state.settings
-    template_database = settings.templates.get(body.database_template)
-    if template_database is None:
-        raise validation_problem(
-            "databaseTemplate", f"must be one of {', '.join(sorted(settings.templates))}"
-        )
-    db_name = database_name(body.name, settings.database_name_pattern)
-    problem = database_name_problem(db_name)
-    if problem:
-        raise validation_problem("name", problem)
+    template_database, db_name = create_names(state.settings, body.name, body.database_template)
     correlation_id = request.state.correlation_id
     async with state.engine.begin() as conn:
         row = await accept_create(
@@ -91,11 +82,7 @@ async def create_db_instance(
 async def rename_db_instance(
     instance_id: int, body: RenameDbInstance, request: Request, response: Response
 ) -> DbInstance:
-    state = _state(request)
-    new_database = database_name(body.name, state.settings.database_name_pattern)
-    problem = database_name_problem(new_database)
-    if problem:
-        raise validation_problem("name", problem)
+    new_database = checked_database_name(_state(request).settings, body.name)
     return await _accept(
         request,
         response,
@@ -122,7 +109,8 @@ async def _accept(
     response: Response,
     instance_id: int,
     operation: Operation,
-    **names: str,
+    new_name: str | None = None,
+    new_database_name: str | None = None,
 ) -> DbInstance:
     state = _state(request)
     async with state.engine.begin() as conn:
@@ -131,14 +119,15 @@ async def _accept(
             instance_id,
             operation,
             correlation_id=request.state.correlation_id,
-            **names,
+            new_name=new_name,
+            new_database_name=new_database_name,
         )
     state.relay.wake()
     log.info(
         f"{operation.value} accepted",
         instance_id=instance_id,
         job_id=str(row.currentjobid),
-        **names,
+        new_name=new_name,
     )
     response.headers["Location"] = f"/v2/dbInstances/{instance_id}"
     return instance_out(row)
@@ -179,6 +168,10 @@ async def list_jobs(
     limit: Limit = 25,
     status: Annotated[JobStatus | None, Query()] = None,
     instance_id: Annotated[int | None, Query(alias="instanceId")] = None,
+    type: Annotated[JobType | None, Query(description="Only jobs of this type")] = None,
+    schedule_id: Annotated[
+        uuid.UUID | None, Query(alias="scheduleId", description="Only jobs this schedule fired")
+    ] = None,
 ) -> list[Job]:
     state = _state(request)
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).offset(offset)
@@ -187,6 +180,10 @@ async def list_jobs(
         query = query.where(jobs.c.status == status.value)
     if instance_id is not None:
         query = query.where(jobs.c.instance_id == instance_id)
+    if type is not None:
+        query = query.where(jobs.c.type == type.value)
+    if schedule_id is not None:
+        query = query.where(jobs.c.schedule_id == schedule_id)
     async with state.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [job_out(r) for r in rows]
@@ -198,4 +195,17 @@ async def get_job(job_id: uuid.UUID, request: Request) -> Job:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")
+    return job_out(row)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=Job,
+    responses={404: PROBLEM, 409: PROBLEM},
+    summary="Cancel a job that has not started (409 once a worker has begun it)",
+)
+async def delete_job(job_id: uuid.UUID, request: Request) -> Job:
+    async with _state(request).engine.begin() as conn:
+        row = await cancel_job(conn, job_id)
+    log.info("job cancelled", job_id=str(job_id), instance_id=row.instance_id)
     return job_out(row)

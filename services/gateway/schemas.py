@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -88,3 +89,35 @@ class Job(CamelModel):
     error: str | None
     worker: str | None
     correlation_id: str | None
+    schedule_id: uuid.UUID | None = Field(default=None, description="The schedule that fired it")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="What it was asked to do")
+    result: dict[str, Any] | None = Field(
+        default=None, description="What a maintenance job found and did"
+    )
+
+
+class _Parameters(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class RenameInstanceParameters(_Parameters):
+    id: int = Field(ge=1, description="The instance to rename")
+    name: str = Field(description="The new name: same rule as for a create")
+
+    _valid_name = field_validator("name")(_checked_name)
+
+
+class DeleteInstanceParameters(_Parameters):
+    id: int = Field(ge=1, description="The instance to delete")
+
+
+class ReconcileParameters(_Parameters):
+    repair: bool = Field(
+        default=True, description="Also repair what is safe to repair (imports unmanaged rows)"
+    )
+
+
+class PruneParameters(_Parameters):
+    older_than_days: float | None = Field(
+        default=None, gt=0, description="Default: the EDFI_IM_RETENTION_DAYS setting"
+    )

@@ -10,10 +10,12 @@ from faststream import FastStream
 from faststream.asgi import AsgiFastStream
 
 from contracts.messages import Message
+from services.provisioner.claims import JobClaims
 from services.provisioner.handler import Provisioner
 from services.provisioner.membership import Membership, group_key
 from services.provisioner.ods_server import PostgresOdsServer
 from services.provisioner.shards import ShardConsumers
+from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
 from services.runtime.settings import Settings
@@ -35,6 +37,7 @@ def worker_id() -> str:
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, worker_id())
     server = PostgresOdsServer(settings.ods_server_url, settings.clone_concurrency)
+    engine = create_admin_engine(settings.admin_database_url, pool_size=2)
 
     async def emit(event: Message) -> None:
         await publish_event(broker, event)
@@ -45,6 +48,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         worker=worker_id(),
         retry_attempts=settings.step_retry_attempts,
         heartbeat_interval=settings.heartbeat_interval_seconds,
+        claim=JobClaims(engine).claim,
     )
     shards = ShardConsumers(broker, provisioner.handle)
     all_shards = set(range(settings.shard_count))
@@ -99,6 +103,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     async def after_shutdown() -> None:
         if membership is not None:
             await membership.leave()
+        await engine.dispose()
 
     return consumer_app(
         broker,

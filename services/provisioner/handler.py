@@ -60,6 +60,11 @@ class OdsServer(Protocol):
 
 
 Emit = Callable[[Message], Awaitable[None]]
+Claim = Callable[[uuid.UUID], Awaitable[bool]]
+
+
+async def _always(job_id: uuid.UUID) -> bool:
+    return True
 
 
 # The failure outcome of each operation (InstanceCreateFailed, …), from the contracts.
@@ -89,8 +94,10 @@ class Provisioner:
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         heartbeat_interval: float = 10.0,
+        claim: Claim = _always,
     ) -> None:
         self._server = server
+        self._claim = claim
         self._send = emit
         self._worker = worker
         self._retry_attempts = retry_attempts
@@ -123,6 +130,8 @@ class Provisioner:
                 with retry:
                     async with self._server.session(cmd.instance_id) as session:
                         if not started:
+                            if not await self._claimed(cmd):
+                                return
                             started = True
                             await self._started(cmd, attempt)
                             beat = asyncio.create_task(self._heartbeat(cmd))
@@ -140,6 +149,16 @@ class Provisioner:
             if beat is not None:
                 beat.cancel()
             self._step.pop(cmd.job_id, None)
+
+    async def _claimed(self, cmd: InstanceRequested) -> bool:
+        """Claim the job (under the instance's lock); False when it was cancelled."""
+        try:
+            claimed = await self._claim(cmd.job_id)
+        except Exception as exc:
+            raise TransientError(f"admin database unreachable to claim the job: {exc!r}") from exc
+        if not claimed:
+            log.info("job was cancelled before it started; skipped", operation=cmd.operation.value)
+        return claimed
 
     async def _report(self, cmd: InstanceRequested, outcome: Message) -> None:
         if isinstance(outcome, InstanceCreateFailed | InstanceRenameFailed | InstanceDeleteFailed):

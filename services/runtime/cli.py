@@ -12,7 +12,7 @@ from services.runtime.errors import ConfigurationError
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import Settings
 
-SERVICES = ("gateway", "provisioner", "status")
+SERVICES = ("gateway", "provisioner", "status", "scheduler")
 
 
 def _run_service(name: str, settings: Settings) -> None:
@@ -37,6 +37,10 @@ def _run_service(name: str, settings: Settings) -> None:
         from services.provisioner.app import create_app as create_provisioner
 
         app = create_provisioner(settings)
+    elif name == "scheduler":
+        from services.scheduler.app import create_app as create_scheduler
+
+        app = create_scheduler(settings)
     else:
         from services.status.app import create_app as create_status
 
@@ -63,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     dead.add_argument("action", choices=("list", "requeue"))
     dead.add_argument("message_id", nargs="?")
     dead.add_argument(
-        "--queue", default="provisioner.dead", choices=("provisioner.dead", "status.dead")
+        "--queue",
+        default="provisioner.dead",
+        choices=("provisioner.dead", "status.dead", "scheduler.maintenance.dead"),
     )
     schemas = sub.add_parser("schemas", help="export the contracts' JSON Schema")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")

@@ -17,7 +17,7 @@ from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
 from pydantic import ValidationError
 
-from contracts.messages import Message, UnknownMessageTypeError, message_type
+from contracts.messages import Envelope, Message, UnknownMessageTypeError, message_type
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 from services.runtime.topology import EVENTS_EXCHANGE
@@ -49,7 +49,7 @@ def make_broker(settings: Settings, connection_name: str) -> RabbitBroker:
     )
 
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=Envelope)
 
 
 async def parse_or_dead_letter(
@@ -79,12 +79,12 @@ def delivery_attempt(message: RabbitMessage) -> int:
 
 
 @contextlib.contextmanager
-def message_context(msg: Message, message: RabbitMessage) -> Iterator[None]:
+def message_context(msg: Envelope, message: RabbitMessage) -> Iterator[None]:
     token = current_correlation.set(message.correlation_id)
     try:
         with structlog.contextvars.bound_contextvars(
             job_id=str(msg.job_id),
-            instance_id=msg.instance_id,
+            instance_id=getattr(msg, "instance_id", None),
             correlation_id=message.correlation_id,
             message_id=message.message_id,
         ):

@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.messages import Message, message_type
+from contracts.messages import Envelope, message_type
 from services.runtime.logging import get_logger
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
@@ -29,7 +29,7 @@ RELAY_LOCK_KEY = 0x0ED1F1_0B0C
 
 async def enqueue(
     conn: AsyncConnection,
-    message: Message,
+    message: Envelope,
     *,
     exchange: str,
     routing_key: str,

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
 
+    # Scheduler (seed 003): Quartz's misfire threshold is 60 s.
+    misfire_threshold_seconds: float = Field(default=60.0, ge=0)
+    scheduler_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    scheduler_batch_size: int = Field(default=50, ge=1)
+    scheduler_max_fires_per_pass: int = Field(default=100, ge=1)
+    # What the prune job keeps: finished jobs, runs, inbox and sent outbox rows younger than this.
+    retention_days: float = Field(default=30.0, gt=0)
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     health_port: int | None = None

@@ -32,12 +32,15 @@ class JobStatus(StrEnum):
     RUNNING = "Running"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
 class JobType(StrEnum):
     CREATE_INSTANCE = "createInstance"
     RENAME_INSTANCE = "renameInstance"
     DELETE_INSTANCE = "deleteInstance"
+    RECONCILE = "reconcile"
+    PRUNE = "prune"
 
 
 JOB_TYPE = {
@@ -46,7 +49,7 @@ JOB_TYPE = {
     Operation.DELETE: JobType.DELETE_INSTANCE,
 }
 
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 # An instance in one of these has an operation in flight: new requests on it are refused.
 IN_FLIGHT = {

@@ -26,6 +26,11 @@ STATUS_DEAD_QUEUE = "status.dead"
 # A copy of every dead-lettered command, for the status service to fail its job visibly; the
 # original stays in provisioner.dead to be listed and requeued (`just dead-letters`).
 DEAD_COMMANDS_QUEUE = "status.dead-commands"
+# Maintenance jobs (reconcile, prune), run by the scheduler service's workers.
+MAINTENANCE_EXCHANGE = "maintenance.requests"
+MAINTENANCE_QUEUE = "scheduler.maintenance"
+MAINTENANCE_DEAD_QUEUE = "scheduler.maintenance.dead"
+MAINTENANCE_ROUTING_KEY = "maintenance"
 CONSISTENT_HASH = "x-consistent-hash"
 
 DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "infra" / "rabbitmq" / "definitions.json"
@@ -83,6 +88,7 @@ def build_topology(shard_count: int, delivery_limit: int) -> Topology:
         ),
         Exchange(EVENTS_EXCHANGE, "topic", "Progress and outcome events from the provisioner"),
         Exchange(DEAD_EXCHANGE, "direct", "Dead letters: messages past their delivery limit"),
+        Exchange(MAINTENANCE_EXCHANGE, "direct", "Maintenance jobs: reconcile and prune"),
     ]
     queues = [
         Queue(
@@ -101,6 +107,12 @@ def build_topology(shard_count: int, delivery_limit: int) -> Topology:
             {"x-queue-type": "quorum"},
             "Copies of dead-lettered commands: the status service fails their jobs",
         ),
+        Queue(
+            MAINTENANCE_QUEUE,
+            quorum(MAINTENANCE_DEAD_QUEUE, single_active=False),
+            "Maintenance jobs for the scheduler's workers",
+        ),
+        Queue(MAINTENANCE_DEAD_QUEUE, {"x-queue-type": "quorum"}, "Dead-lettered maintenance jobs"),
     ]
     # For a consistent-hash exchange the binding key is the shard's weight.
     bindings = [Binding(REQUESTS_EXCHANGE, shard_queue(k), "1") for k in range(shard_count)]
@@ -109,6 +121,8 @@ def build_topology(shard_count: int, delivery_limit: int) -> Topology:
         Binding(DEAD_EXCHANGE, PROVISIONER_DEAD_QUEUE, PROVISIONER_DEAD_QUEUE),
         Binding(DEAD_EXCHANGE, STATUS_DEAD_QUEUE, STATUS_DEAD_QUEUE),
         Binding(DEAD_EXCHANGE, DEAD_COMMANDS_QUEUE, PROVISIONER_DEAD_QUEUE),
+        Binding(MAINTENANCE_EXCHANGE, MAINTENANCE_QUEUE, MAINTENANCE_ROUTING_KEY),
+        Binding(DEAD_EXCHANGE, MAINTENANCE_DEAD_QUEUE, MAINTENANCE_DEAD_QUEUE),
     ]
     return Topology(exchanges, queues, bindings)
 

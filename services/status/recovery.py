@@ -10,22 +10,28 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.messages import InstanceRequested, Operation
+from contracts.messages import InstanceRequested, MaintenanceRequested, Operation
 from services.runtime import outbox
 from services.runtime.logging import get_logger
 from services.runtime.states import (
     JOB_TYPE,
     PENDING,
     JobStatus,
+    JobType,
     is_terminal,
     outcome,
 )
 from services.runtime.tables import db_instances, jobs
-from services.runtime.topology import REQUESTS_EXCHANGE
+from services.runtime.topology import (
+    MAINTENANCE_EXCHANGE,
+    MAINTENANCE_ROUTING_KEY,
+    REQUESTS_EXCHANGE,
+)
 
 log = get_logger(__name__)
 
 OPERATION_OF = {job_type.value: op for op, job_type in JOB_TYPE.items()}
+MAINTENANCE_TYPES = (JobType.RECONCILE.value, JobType.PRUNE.value)
 
 
 async def fail_job(conn: AsyncConnection, job: Any, reason: str) -> None:
@@ -89,6 +95,11 @@ async def recover_orphans(
     ).all()
     handled = []
     for job in stale:
+        silent = f"no heartbeat from worker {job.worker or '?'} for over {threshold_seconds:g}s"
+        if job.type in MAINTENANCE_TYPES:
+            await _recover_maintenance(conn, job, silent, max_recoveries)
+            handled.append(job.id)
+            continue
         instance = (
             await conn.execute(
                 select(db_instances.c.currentjobid)
@@ -96,7 +107,6 @@ async def recover_orphans(
                 .with_for_update()
             )
         ).first()
-        silent = f"no heartbeat from worker {job.worker or '?'} for over {threshold_seconds:g}s"
         if instance is None or instance.currentjobid != job.id or job.command is None:
             await conn.execute(
                 update(jobs)
@@ -131,6 +141,38 @@ async def recover_orphans(
             )
         handled.append(job.id)
     return handled
+
+
+async def _recover_maintenance(
+    conn: AsyncConnection, job: Any, silent: str, max_recoveries: int
+) -> None:
+    """A maintenance job's worker died: send it again (both tasks are safe to repeat)."""
+    if job.command is None or job.recoveries >= max_recoveries:
+        reason = f"{silent}; recovered {job.recoveries} time(s) already, giving up"
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id)
+            .values(status=JobStatus.FAILED.value, finished_at=func.now(), error=reason)
+        )
+        log.error("orphaned maintenance job failed", job_id=str(job.id), reason=reason)
+        return
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            recoveries=jobs.c.recoveries + 1,
+            heartbeat_at=func.now(),
+            progress_message=f"Re-driven: {silent}",
+        )
+    )
+    await outbox.enqueue(
+        conn,
+        MaintenanceRequested.model_validate(job.command),
+        exchange=MAINTENANCE_EXCHANGE,
+        routing_key=MAINTENANCE_ROUTING_KEY,
+        correlation_id=job.correlation_id,
+    )
+    log.warning("orphaned maintenance job re-driven", job_id=str(job.id))
 
 
 def death_reason(headers: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PREFIX = "EDFI_IM_"
 KEY_VARIABLE = "ODS_CONNECTION_STRING_ENCRYPTION_KEY"
 INFRASTRUCTURE = ("rabbitmq", "postgres", "setup")
-CONSUMERS = ("provisioner", "status")
+CONSUMERS = ("provisioner", "status", "scheduler")
 
 
 # --- helpers -----------------------------------------------------------------------------------

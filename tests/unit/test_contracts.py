@@ -12,6 +12,7 @@ from contracts import schema_export
 from contracts.messages import (
     ALL_MESSAGES,
     EVENT_TYPES,
+    Envelope,
     InstanceCreated,
     InstanceCreateFailed,
     InstanceDeleted,
@@ -32,9 +33,9 @@ from contracts.messages import (
 SECRET_WORDS = ("connection", "password", "secret", "key", "token", "credential")
 
 
-def _all_message_classes() -> set[type[Message]]:
-    found: set[type[Message]] = set(ALL_MESSAGES)
-    pending: list[type[Message]] = [Message]
+def _all_message_classes() -> set[type[Envelope]]:
+    found: set[type[Envelope]] = set(ALL_MESSAGES)
+    pending: list[type[Envelope]] = [Envelope]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():

@@ -103,5 +103,9 @@ def test_outcomes(
     assert outcome(operation, succeeded) == expected
 
 
-def test_only_completed_and_failed_jobs_are_terminal() -> None:
-    assert [s for s in JobStatus if is_terminal(s)] == [JobStatus.COMPLETED, JobStatus.FAILED]
+def test_completed_failed_and_cancelled_jobs_are_terminal() -> None:
+    assert [s for s in JobStatus if is_terminal(s)] == [
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    ]

@@ -1,0 +1,261 @@
+"""Firing due schedules. One pass is one transaction: it locks the due schedule rows (other
+replicas skip them), writes each fire's job and outbox message, records the run and advances the
+schedule, all committed together - so a fire is never lost and never doubled. The unique
+(schedule, occurrence) key on the runs is the database's own proof of the second half."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.gateway.jobs import accept_job
+from services.gateway.problems import ProblemError
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.runtime.states import JobStatus, JobType
+from services.runtime.tables import jobs, schedule_runs, schedules
+from services.scheduler.triggers import (
+    FirePlan,
+    MisfirePolicy,
+    ScheduleState,
+    Trigger,
+    plan,
+)
+
+log = get_logger(__name__)
+
+TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
+UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+
+
+class RunOutcome:
+    FIRED = "Fired"
+    REFUSED = "Refused"
+    SKIPPED = "Skipped"
+    MISSED = "Missed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PassResult:
+    schedules: int = 0  # due schedules handled
+    fired: int = 0  # jobs written
+
+
+def _when(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _misfire_note(p: FirePlan, policy: MisfirePolicy) -> str | None:
+    if not p.misfired:
+        return None
+    if policy is MisfirePolicy.FIRE_ALL:
+        return "misfire: fired late with every missed occurrence (fireAll)"
+    count = f"{len(p.missed)}{' or more' if p.missed_more else ''}"
+    if policy is MisfirePolicy.FIRE_ONCE_NOW:
+        return f"misfire: fired once now; {count} further missed occurrence(s) not fired"
+    first = _when(p.missed[0])
+    return f"misfire: {count} occurrence(s) from {first} missed and not fired (doNothing)"
+
+
+async def _unfinished(conn: AsyncConnection, job_id: uuid.UUID | None) -> bool:
+    if job_id is None:
+        return False
+    status = await conn.scalar(select(jobs.c.status).where(jobs.c.id == job_id))
+    return status in UNFINISHED
+
+
+async def fire_schedule(conn: AsyncConnection, settings: Settings, row: Any, now: datetime) -> int:
+    """Fire one locked, due schedule at `now`; the number of jobs written."""
+    policy = MisfirePolicy(row.misfire_policy)
+    trigger = TRIGGER.validate_python(row.trigger)
+    p = plan(
+        trigger,
+        row.next_fire_time,
+        now,
+        policy,
+        timedelta(seconds=settings.misfire_threshold_seconds),
+        settings.scheduler_max_fires_per_pass,
+    )
+    note = _misfire_note(p, policy)
+    runs: list[dict[str, Any]] = []
+    last_job = row.last_job_id
+    fired = 0
+
+    def run(at: datetime, outcome: str, job_id: uuid.UUID | None, detail: str | None) -> None:
+        runs.append(
+            {
+                "schedule_id": row.id,
+                "scheduled_fire_time": at,
+                "actual_fire_time": now,
+                "job_id": job_id,
+                "outcome": outcome,
+                "detail": detail,
+            }
+        )
+
+    for at in p.fires:
+        if not row.allow_concurrent and await _unfinished(conn, last_job):
+            run(
+                at,
+                RunOutcome.SKIPPED,
+                None,
+                f"skipped: the previous run (job {last_job}) is "
+                "still unfinished and allowConcurrent is false",
+            )
+            log.info("fire skipped: previous run unfinished", schedule_id=str(row.id))
+            continue
+        try:
+            async with conn.begin_nested():
+                job_id = await accept_job(
+                    conn,
+                    settings,
+                    JobType(row.job_type),
+                    row.parameters,
+                    correlation_id=f"schedule:{row.id}:{at:%Y%m%dT%H%M%S}",
+                    schedule_id=row.id,
+                )
+        except ProblemError as refused:
+            run(at, RunOutcome.REFUSED, None, f"refused ({refused.status}): {refused.detail}")
+            log.warning(
+                "scheduled job refused",
+                schedule_id=str(row.id),
+                schedule=row.name,
+                status=refused.status,
+                reason=refused.detail,
+            )
+            continue
+        run(at, RunOutcome.FIRED, job_id, note)
+        last_job = job_id
+        fired += 1
+        log.info(
+            "schedule fired",
+            schedule_id=str(row.id),
+            schedule=row.name,
+            job_id=str(job_id),
+            job_type=row.job_type,
+            occurrence=_when(at),
+            lateness_seconds=round((now - at).total_seconds(), 3),
+        )
+    if p.missed and not p.fires:
+        run(p.missed[0], RunOutcome.MISSED, None, note)
+        log.warning("misfire: occurrences not fired", schedule_id=str(row.id), detail=note)
+    if runs:
+        await conn.execute(insert(schedule_runs), runs)
+    handled = p.fires or p.missed
+    await conn.execute(
+        update(schedules)
+        .where(schedules.c.id == row.id)
+        .values(
+            next_fire_time=p.next_fire,
+            previous_fire_time=max(handled) if handled else row.previous_fire_time,
+            fire_count=schedules.c.fire_count + fired,
+            last_job_id=last_job,
+            state=(ScheduleState.NORMAL if p.next_fire else ScheduleState.COMPLETE).value,
+            updated_at=func.now(),
+        )
+    )
+    if p.next_fire is None:
+        log.info("schedule complete: no further occurrences", schedule_id=str(row.id))
+    return fired
+
+
+async def _fail_schedule(conn: AsyncConnection, row: Any, exc: Exception) -> None:
+    reason = f"the scheduler could not fire it: {exc!r}"[:2000]
+    await conn.execute(
+        update(schedules)
+        .where(schedules.c.id == row.id)
+        .values(state=ScheduleState.ERROR.value, error=reason, updated_at=func.now())
+    )
+    log.error("schedule put in Error", schedule_id=str(row.id), reason=reason)
+
+
+async def fire_due(engine: AsyncEngine, settings: Settings, now: datetime) -> PassResult:
+    """One pass over the schedules due at `now` (at most a batch; other replicas' rows skipped)."""
+    result = PassResult()
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(schedules)
+                .where(schedules.c.state == ScheduleState.NORMAL.value)
+                .where(schedules.c.next_fire_time <= now)
+                .order_by(schedules.c.next_fire_time)
+                .limit(settings.scheduler_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in rows:
+            result.schedules += 1
+            try:
+                async with conn.begin_nested():
+                    result.fired += await fire_schedule(conn, settings, row, now)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                await _fail_schedule(conn, row, exc)
+            except Exception as exc:  # a schedule that cannot fire must not block the others
+                await _fail_schedule(conn, row, exc)
+    return result
+
+
+async def seconds_until_next(engine: AsyncEngine, now: datetime) -> float | None:
+    async with engine.connect() as conn:
+        nxt = await conn.scalar(
+            select(func.min(schedules.c.next_fire_time)).where(
+                schedules.c.state == ScheduleState.NORMAL.value
+            )
+        )
+    return None if nxt is None else max(0.0, (nxt - now).total_seconds())
+
+
+class Scheduler:
+    """The firing loop: sleeps until the earliest next fire (at most the poll interval, so new
+    and resumed schedules are seen), fires, wakes the outbox relay."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        on_fired: Callable[[], None],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._on_fired = on_fired
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        poll = self._settings.scheduler_poll_interval_seconds
+        while True:
+            delay = poll
+            try:
+                result = await fire_due(self._engine, self._settings, self._clock())
+                if result.fired:
+                    self._on_fired()
+                if result.schedules >= self._settings.scheduler_batch_size:
+                    continue  # more are due: no sleep
+                until = await seconds_until_next(self._engine, self._clock())
+                if until is not None:
+                    delay = min(poll, until)
+            except Exception as exc:
+                log.warning("scheduler pass failed; will try again", error=repr(exc)[:500])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -1,0 +1,306 @@
+"""Maintenance jobs: `reconcile` (report drift between adminapi.dbinstances, dbo.odsinstances and
+the databases on the ODS server; repair only what is safe) and `prune` (delete old history)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.messages import MaintenanceRequested, MaintenanceTask
+from services.provisioner.ods_server import Marker
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.runtime.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
+from services.runtime.tables import (
+    db_instances,
+    inbox,
+    jobs,
+    ods_instances,
+    outbox,
+    schedule_runs,
+    schedules,
+)
+from services.status.sync import database_of, import_ods_instances
+
+log = get_logger(__name__)
+
+STAGING_PREFIX = "edfi_im_staging_"
+# Statuses in which an instance's database should exist on the ODS server.
+HAS_DATABASE = {
+    InstanceStatus.COMPLETED.value,
+    InstanceStatus.RENAME_FAILED.value,
+    InstanceStatus.DELETE_FAILED.value,
+}
+TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
+
+
+async def server_databases(ods_server_url: str) -> dict[str, Marker | None]:
+    """Every database on the ODS server with the marker this system writes on its own."""
+    async with await psycopg.AsyncConnection.connect(ods_server_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+            "WHERE NOT datistemplate"
+        )
+        rows = await cur.fetchall()
+    return {str(name): Marker.parse(None if c is None else str(c)) for name, c in rows}
+
+
+def _finding(kind: str, detail: str, **about: Any) -> dict[str, Any]:
+    return {"kind": kind, "detail": detail, "repaired": False, **about}
+
+
+async def reconcile(
+    engine: AsyncEngine, settings: Settings, key: bytes, repair: bool
+) -> dict[str, Any]:
+    """Compare the three views of the instances; the report lists each difference."""
+    databases = await server_databases(settings.ods_server_url)
+    lowered = {name.lower(): name for name in databases}
+    async with engine.connect() as conn:
+        instances = (await conn.execute(select(db_instances))).all()
+        dbo = {r.odsinstanceid: r for r in (await conn.execute(select(ods_instances))).all()}
+        job_ids = {r.id for r in (await conn.execute(select(jobs.c.id, jobs.c.status))).all()}
+    findings: list[dict[str, Any]] = []
+    live = [i for i in instances if i.status != InstanceStatus.DELETED.value]
+    managed_ods = {i.odsinstanceid for i in live if i.odsinstanceid is not None}
+    expected_dbs = {(i.databasename or "").lower(): i for i in live if i.databasename}
+
+    for inst in live:
+        about = {"instanceId": inst.id, "name": inst.name}
+        database = inst.databasename
+        if inst.status in HAS_DATABASE and database and database.lower() not in lowered:
+            findings.append(
+                _finding(
+                    "missingDatabase",
+                    f"instance {inst.id} is {inst.status} but its database {database!r} is not "
+                    "on the ODS server",
+                    database=database,
+                    **about,
+                )
+            )
+        if inst.odsinstanceid is None:
+            continue
+        row = dbo.get(inst.odsinstanceid)
+        if row is None:
+            findings.append(
+                _finding(
+                    "missingOdsInstance",
+                    f"instance {inst.id} points at dbo.odsinstances {inst.odsinstanceid}, "
+                    "which no longer exists",
+                    odsInstanceId=inst.odsinstanceid,
+                    **about,
+                )
+            )
+            continue
+        if inst.status == InstanceStatus.COMPLETED.value and row.name != inst.name:
+            findings.append(
+                _finding(
+                    "nameMismatch",
+                    f"dbo.odsinstances {row.odsinstanceid} is named {row.name!r}, the instance "
+                    f"{inst.name!r}",
+                    odsInstanceId=row.odsinstanceid,
+                    **about,
+                )
+            )
+        named, problem = database_of(row.connectionstring, key)
+        if problem is None and named and database and named.lower() != database.lower():
+            findings.append(
+                _finding(
+                    "connectionStringMismatch",
+                    f"dbo.odsinstances {row.odsinstanceid}'s connection string names {named!r}, "
+                    f"the instance's database is {database!r}",
+                    odsInstanceId=row.odsinstanceid,
+                    **about,
+                )
+            )
+    unmanaged = [r for ods_id, r in dbo.items() if ods_id not in managed_ods]
+    for row in unmanaged:
+        findings.append(
+            _finding(
+                "unmanagedOdsInstance",
+                f"dbo.odsinstances {row.odsinstanceid} ({row.name!r}) has no instance here",
+                odsInstanceId=row.odsinstanceid,
+            )
+        )
+    prefix = settings.database_name_pattern.split("{name}")[0].lower()
+    for name, marker in sorted(databases.items()):
+        low = name.lower()
+        if low.startswith(STAGING_PREFIX):
+            try:
+                job_id = uuid.UUID(hex=low[len(STAGING_PREFIX) :])
+            except ValueError:
+                continue
+            if job_id in job_ids:
+                findings.append(
+                    _finding(
+                        "leftoverStagingDatabase",
+                        f"{name!r} is a clone left by job {job_id}; it was kept, not dropped",
+                        database=name,
+                        jobId=str(job_id),
+                    )
+                )
+            continue
+        if marker is None or not prefix or not low.startswith(prefix):
+            continue
+        owner = expected_dbs.get(low)
+        if owner is None:
+            findings.append(
+                _finding(
+                    "orphanDatabase",
+                    f"{name!r} was created by this system for instance {marker.instance_id}, "
+                    "which no live instance uses now; it was kept, not dropped",
+                    database=name,
+                    instanceId=marker.instance_id,
+                )
+            )
+    repaired = 0
+    if repair and unmanaged:
+        # The one safe repair: import rows other Ed-Fi tools made (it only adds rows here).
+        imported = set(await import_ods_instances(engine, key))
+        for f in findings:
+            if f["kind"] == "unmanagedOdsInstance" and f["odsInstanceId"] in imported:
+                f["repaired"] = True
+                repaired += 1
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f["kind"]] = counts.get(f["kind"], 0) + 1
+    return {
+        "checked": {
+            "instances": len(live),
+            "odsInstances": len(dbo),
+            "databases": len(databases),
+        },
+        "drift": len(findings),
+        "repaired": repaired,
+        "counts": counts,
+        "findings": findings,
+    }
+
+
+async def prune(engine: AsyncEngine, older_than_days: float) -> dict[str, Any]:
+    """Delete history older than the cutoff: finished jobs (except an instance's or a schedule's
+    latest), schedule runs, inbox rows and sent outbox rows."""
+    cutoff = func.now() - timedelta(days=older_than_days)
+    async with engine.begin() as conn:
+        kept = select(db_instances.c.currentjobid).where(db_instances.c.currentjobid.is_not(None))
+        latest = select(schedules.c.last_job_id).where(schedules.c.last_job_id.is_not(None))
+        deleted = {
+            "jobs": await _count(
+                conn,
+                delete(jobs)
+                .where(jobs.c.status.in_(TERMINAL))
+                .where(jobs.c.finished_at < cutoff)
+                .where(jobs.c.id.not_in(kept))
+                .where(jobs.c.id.not_in(latest)),
+            ),
+            "scheduleRuns": await _count(
+                conn, delete(schedule_runs).where(schedule_runs.c.actual_fire_time < cutoff)
+            ),
+            "inbox": await _count(conn, delete(inbox).where(inbox.c.processed_at < cutoff)),
+            "outbox": await _count(
+                conn,
+                delete(outbox)
+                .where(outbox.c.sent_at.is_not(None))
+                .where(outbox.c.sent_at < cutoff),
+            ),
+        }
+    return {"olderThanDays": older_than_days, "deleted": deleted}
+
+
+async def _count(conn: AsyncConnection, statement: Any) -> int:
+    result = await conn.execute(statement)
+    return int(result.rowcount or 0)
+
+
+class MaintenanceWorker:
+    """Runs one MaintenanceRequested: claims its job (skipping a cancelled or finished one),
+    runs the task, records the result. A redelivered command runs the task again: both tasks
+    are safe to repeat."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings, key: bytes, worker: str) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._key = key
+        self._worker = worker
+
+    async def _claim(self, job_id: uuid.UUID) -> bool:
+        async with self._engine.begin() as conn:
+            job = (
+                await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+            ).first()
+            if job is None:
+                log.warning("maintenance command for an unknown job; ignored")
+                return False
+            if job.status in TERMINAL:
+                log.info("maintenance job already ended; skipped", job_status=job.status)
+                return False
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    claimed_at=func.coalesce(jobs.c.claimed_at, func.now()),
+                    started_at=func.coalesce(jobs.c.started_at, func.now()),
+                    heartbeat_at=func.now(),
+                    attempts=jobs.c.attempts + 1,
+                    worker=self._worker,
+                    progress_message="Running",
+                    progress_percent=10,
+                )
+            )
+        return True
+
+    async def _finish(self, job_id: uuid.UUID, **values: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .where(jobs.c.status == JobStatus.RUNNING.value)
+                .values(finished_at=func.now(), heartbeat_at=func.now(), **values)
+            )
+
+    async def handle(self, cmd: MaintenanceRequested) -> None:
+        if not await self._claim(cmd.job_id):
+            return
+        tasks: dict[MaintenanceTask, Callable[[], Awaitable[dict[str, Any]]]] = {
+            MaintenanceTask.RECONCILE: lambda: reconcile(
+                self._engine,
+                self._settings,
+                self._key,
+                bool(cmd.parameters.get("repair", True)),
+            ),
+            MaintenanceTask.PRUNE: lambda: prune(
+                self._engine,
+                float(cmd.parameters.get("olderThanDays") or self._settings.retention_days),
+            ),
+        }
+        try:
+            result = await tasks[cmd.task]()
+        except Exception as exc:
+            log.exception("maintenance job failed", task=cmd.task.value)
+            reason = f"{cmd.task.value} failed: {exc!r}"[:2000]
+            await self._finish(
+                cmd.job_id,
+                status=JobStatus.FAILED.value,
+                error=reason,
+                progress_message=reason[:500],
+            )
+            return
+        summary = (
+            f"{result['drift']} difference(s) found, {result['repaired']} repaired"
+            if cmd.task is MaintenanceTask.RECONCILE
+            else ", ".join(f"{n} {what}" for what, n in result["deleted"].items()) + " deleted"
+        )
+        await self._finish(
+            cmd.job_id,
+            status=JobStatus.COMPLETED.value,
+            result=result,
+            progress_message=summary,
+            progress_percent=100,
+        )
+        log.info("maintenance job completed", task=cmd.task.value, summary=summary)
