@@ -1,0 +1,371 @@
+"""Jobs against the real admin database and ODS server: cancelling a job nobody claimed (and not
+one a worker claimed), the maintenance jobs reconcile (drift reported, only safe repairs) and
+prune (old history gone, what is still referenced kept)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
+from services.gateway.jobs import accept_maintenance, cancel_job
+from services.gateway.problems import ProblemError
+from services.gateway.repository import accept_create, accept_operation
+from services.provisioner.claims import JobClaims
+from services.provisioner.ods_server import Marker
+from services.runtime import crypto
+from services.runtime.settings import Settings
+from services.runtime.tables import (
+    db_instances,
+    inbox,
+    jobs,
+    ods_instances,
+    outbox,
+    schedule_runs,
+    schedules,
+)
+from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
+from services.status.connection_strings import ods_connection_string
+from tests.conftest import unique_name
+from tests.support import pg
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def quiet_outbox(engine: AsyncEngine) -> AsyncIterator[list[uuid.UUID]]:
+    """Jobs a test accepts without a relay: their messages must not reach a later test's relay."""
+    job_ids: list[uuid.UUID] = []
+    yield job_ids
+    async with engine.begin() as conn:
+        for job_id in job_ids:
+            await conn.execute(
+                delete(outbox)
+                .where(outbox.c.sent_at.is_(None))
+                .where(outbox.c.body["job_id"].astext == str(job_id))
+            )
+
+
+async def _create(engine: AsyncEngine, settings: Settings) -> Any:
+    name = unique_name("Cancel")
+    async with engine.begin() as conn:
+        return await accept_create(
+            conn,
+            name=name,
+            template_key="Minimal",
+            template_database=settings.templates["Minimal"],
+            database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
+            correlation_id="test",
+        )
+
+
+async def _job(engine: AsyncEngine, job_id: uuid.UUID) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+
+
+async def _instance(engine: AsyncEngine, instance_id: int) -> Any:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
+        ).one()
+
+
+async def test_cancelling_a_pending_create_frees_the_name_and_the_worker_skips_it(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    async with engine.begin() as conn:
+        cancelled = await cancel_job(conn, row.currentjobid)
+    assert cancelled.status == "Cancelled" and cancelled.finished_at is not None
+    instance = await _instance(engine, row.id)
+    assert instance.status == "Deleted" and "cancelled" in instance.error
+    assert await JobClaims(engine).claim(row.currentjobid) is False
+    # The name is free again.
+    again = await _create_named(engine, settings, row.name)
+    quiet_outbox.append(again.currentjobid)
+    assert again.status == "Pending"
+
+
+async def _create_named(engine: AsyncEngine, settings: Settings, name: str) -> Any:
+    async with engine.begin() as conn:
+        return await accept_create(
+            conn,
+            name=name,
+            template_key="Minimal",
+            template_database=settings.templates["Minimal"],
+            database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
+            correlation_id="test",
+        )
+
+
+async def test_a_claimed_job_cannot_be_cancelled(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    assert await JobClaims(engine).claim(row.currentjobid) is True
+    async with engine.begin() as conn:
+        with pytest.raises(ProblemError) as refused:
+            await cancel_job(conn, row.currentjobid)
+    assert refused.value.status == 409 and "started" in refused.value.detail
+    assert (await _job(engine, row.currentjobid)).status == "Pending"
+    assert (await _instance(engine, row.id)).status == "Pending"
+    # Mark it failed so it does not look in flight to later tests.
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(jobs).where(jobs.c.id == row.currentjobid).values(status="Failed")
+        )
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == row.id).values(status="Error")
+        )
+
+
+async def test_cancelling_a_rename_puts_the_instance_back(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == row.id).values(status="Completed")
+        )
+        await conn.execute(
+            update(jobs).where(jobs.c.id == row.currentjobid).values(status="Completed")
+        )
+    new_name = unique_name("Renamed")
+    async with engine.begin() as conn:
+        renaming = await accept_operation(
+            conn,
+            row.id,
+            Operation.RENAME,
+            correlation_id="test",
+            new_name=new_name,
+            new_database_name=settings.database_name_pattern.format(name=new_name),
+        )
+    quiet_outbox.append(renaming.currentjobid)
+    assert renaming.status == "Pending_Rename" and renaming.pendingname == new_name
+    async with engine.begin() as conn:
+        await cancel_job(conn, renaming.currentjobid)
+    instance = await _instance(engine, row.id)
+    assert (instance.status, instance.name, instance.pendingname) == ("Completed", row.name, None)
+    async with engine.begin() as conn:
+        with pytest.raises(ProblemError) as twice:
+            await cancel_job(conn, renaming.currentjobid)
+        with pytest.raises(ProblemError) as unknown:
+            await cancel_job(conn, uuid.uuid4())
+    assert (twice.value.status, unknown.value.status) == (409, 404)
+
+
+async def test_a_cancelled_maintenance_job_is_skipped_by_its_worker(
+    engine: AsyncEngine, settings: Settings, encryption_key: bytes, quiet_outbox: list[uuid.UUID]
+) -> None:
+    async with engine.begin() as conn:
+        job_id = await accept_maintenance(
+            conn, MaintenanceTask.PRUNE, {"olderThanDays": 3650}, correlation_id="test"
+        )
+    quiet_outbox.append(job_id)
+    async with engine.begin() as conn:
+        await cancel_job(conn, job_id)
+    worker = MaintenanceWorker(engine, settings, encryption_key, "test-worker")
+    await worker.handle(
+        MaintenanceRequested(job_id=job_id, task=MaintenanceTask.PRUNE, parameters={})
+    )
+    job = await _job(engine, job_id)
+    assert (job.status, job.started_at, job.result) == ("Cancelled", None, None)
+
+
+async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
+    engine: AsyncEngine,
+    settings: Settings,
+    encryption_key: bytes,
+    db_prefix: str,
+    quiet_outbox: list[uuid.UUID],
+) -> None:
+    # 1. A dbo.odsinstances row another tool made: safe to import.
+    foreign_db = f"{db_prefix}Foreign_{uuid.uuid4().hex[:6]}"
+    secret = crypto.encrypt(ods_connection_string(settings, foreign_db), encryption_key)
+    async with engine.begin() as conn:
+        ods_id = await conn.scalar(
+            insert(ods_instances)
+            .values(name=unique_name("Other tool"), connectionstring=secret)
+            .returning(ods_instances.c.odsinstanceid)
+        )
+    # 2. A Completed instance whose database is gone.
+    gone = await _create(engine, settings)
+    quiet_outbox.append(gone.currentjobid)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == gone.id).values(status="Completed")
+        )
+        await conn.execute(
+            update(jobs).where(jobs.c.id == gone.currentjobid).values(status="Completed")
+        )
+    # 3. A database this system made for an instance that no longer uses it.
+    orphan = f"{db_prefix}Orphan_{uuid.uuid4().hex[:6]}"
+    pg.create(orphan, Marker(999_999, uuid.uuid4()).render())
+    try:
+        async with engine.begin() as conn:
+            job_id = await accept_maintenance(
+                conn, MaintenanceTask.RECONCILE, {"repair": True}, correlation_id="test"
+            )
+        quiet_outbox.append(job_id)
+        worker = MaintenanceWorker(engine, settings, encryption_key, "test-worker")
+        await worker.handle(
+            MaintenanceRequested(
+                job_id=job_id, task=MaintenanceTask.RECONCILE, parameters={"repair": True}
+            )
+        )
+        job = await _job(engine, job_id)
+        assert job.status == "Completed" and job.progress_percent == 100
+        findings = job.result["findings"]
+
+        def kinds(**match: Any) -> list[dict[str, Any]]:
+            return [f for f in findings if all(f.get(k) == v for k, v in match.items())]
+
+        [imported] = kinds(kind="unmanagedOdsInstance", odsInstanceId=ods_id)
+        assert imported["repaired"] is True
+        [missing] = kinds(kind="missingDatabase", instanceId=gone.id)
+        assert missing["repaired"] is False
+        [orphaned] = kinds(kind="orphanDatabase", database=orphan)
+        assert orphaned["repaired"] is False and "kept" in orphaned["detail"]
+        assert pg.exists(orphan)  # reported, never dropped
+        async with engine.connect() as conn:
+            live = await conn.scalar(
+                select(func.count())
+                .select_from(db_instances)
+                .where(db_instances.c.odsinstanceid == ods_id)
+            )
+        assert live == 1  # the import happened
+
+        # Without repair, nothing is changed.
+        report = await reconcile(engine, settings, encryption_key, repair=False)
+        assert report["repaired"] == 0
+        assert all(f["repaired"] is False for f in report["findings"])
+        assert kinds(kind="missingDatabase", instanceId=gone.id)
+    finally:
+        pg.drop(orphan)
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(db_instances).where(db_instances.c.id == gone.id).values(status="Deleted")
+            )
+
+
+async def test_prune_deletes_old_history_and_keeps_what_is_referenced(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    old_job, current_job, recent_job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    schedule_id = uuid.uuid4()
+    async with engine.begin() as conn:
+        for job_id, finished in (
+            (old_job, long_ago),
+            (current_job, long_ago),
+            (recent_job, datetime.now(UTC)),
+        ):
+            await conn.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    type="prune",
+                    status="Completed",
+                    attempts=1,
+                    created_at=long_ago,
+                    finished_at=finished,
+                    data={},
+                    recoveries=0,
+                )
+            )
+        instance_id = await conn.scalar(
+            insert(db_instances)
+            .values(
+                name=unique_name("Pruned"),
+                status="Deleted",
+                databasetemplate="Minimal",
+                currentjobid=current_job,
+                lastrefreshed=func.now(),
+                createdat=func.now(),
+                imported=False,
+            )
+            .returning(db_instances.c.id)
+        )
+        await conn.execute(
+            insert(schedules).values(
+                id=schedule_id,
+                name=f"prune test {schedule_id}",
+                job_type="prune",
+                parameters={},
+                trigger={"type": "once", "runAt": "2020-01-01T00:00:00Z"},
+                misfire_policy="fireOnceNow",
+                allow_concurrent=False,
+                state="Complete",
+                fire_count=2,
+                created_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
+        await conn.execute(
+            insert(schedule_runs),
+            [
+                {
+                    "schedule_id": schedule_id,
+                    "scheduled_fire_time": long_ago - timedelta(seconds=k),
+                    "actual_fire_time": long_ago,
+                    "outcome": "Fired",
+                }
+                for k in range(2)
+            ],
+        )
+        old_inbox = f"prune-test-{uuid.uuid4()}"
+        await conn.execute(
+            insert(inbox).values(consumer="status", message_id=old_inbox, processed_at=long_ago)
+        )
+        old_outbox = uuid.uuid4()
+        await conn.execute(
+            insert(outbox).values(
+                message_id=old_outbox,
+                exchange="x",
+                routing_key="k",
+                message_type="t",
+                body={},
+                created_at=long_ago,
+                sent_at=long_ago,
+                attempts=1,
+            )
+        )
+    try:
+        result = await prune(engine, older_than_days=365)
+        assert result["deleted"]["jobs"] >= 1
+        assert result["deleted"]["scheduleRuns"] >= 2
+        assert result["deleted"]["inbox"] >= 1 and result["deleted"]["outbox"] >= 1
+        async with engine.connect() as conn:
+            left = {r.id for r in (await conn.execute(select(jobs.c.id))).all()}
+            runs = await conn.scalar(
+                select(func.count())
+                .select_from(schedule_runs)
+                .where(schedule_runs.c.schedule_id == schedule_id)
+            )
+            inbox_left = await conn.scalar(
+                select(func.count()).select_from(inbox).where(inbox.c.message_id == old_inbox)
+            )
+            outbox_left = await conn.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.message_id == old_outbox)
+            )
+        assert old_job not in left
+        assert current_job in left  # still an instance's current job
+        assert recent_job in left  # younger than the cutoff
+        assert (runs, inbox_left, outbox_left) == (0, 0, 0)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
+            await conn.execute(
+                update(db_instances)
+                .where(db_instances.c.id == instance_id)
+                .values(currentjobid=None)
+            )
