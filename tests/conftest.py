@@ -70,6 +70,8 @@ def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, s
         "EDFI_IM_HEARTBEAT_INTERVAL_SECONDS": "1",
         "EDFI_IM_STANDBY_DELAY_SECONDS": "1",
         "EDFI_IM_GRACEFUL_TIMEOUT_SECONDS": "20",
+        "EDFI_IM_MISFIRE_THRESHOLD_SECONDS": "3",
+        "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
         "EDFI_IM_LOG_FORMAT": "json",
         "EDFI_IM_LOG_LEVEL": "DEBUG",
     }

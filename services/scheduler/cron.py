@@ -28,6 +28,9 @@ from cronsim import CronSim, CronSimError
 MAX_SKIPPED_CANDIDATES = 100_000
 
 _DOW_NAMES = "SUN|MON|TUE|WED|THU|FRI|SAT"
+_DOW_NUMBER = {name: str(i) for i, name in enumerate(_DOW_NAMES.split("|"))}
+SECONDS_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week", "year")
+STANDARD_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 
 
 class CronError(ValueError):
@@ -108,8 +111,8 @@ def _quartz_dow(field: str) -> str:
             continue
         last = re.fullmatch(rf"(\d|{_DOW_NAMES})L", upper)
         if last:  # nL: the last such weekday of the month (croniter writes it Ln)
-            day = last.group(1)
-            out.append("L" + (_shift_dow_number(day) if day.isdigit() else day))
+            day = last.group(1)  # croniter wants a number here: Ln
+            out.append("L" + (_shift_dow_number(day) if day.isdigit() else _DOW_NUMBER[day]))
             continue
         nth = re.fullmatch(rf"(\d|{_DOW_NAMES})#([1-5])", upper)
         if nth:
@@ -132,11 +135,27 @@ def _quartz_dow(field: str) -> str:
     return ",".join(out)
 
 
-def _check(expression: str, seconds: bool, source: str) -> None:
+def _problem(expression: str, seconds: bool) -> str | None:
+    """croniter's complaint about the expression, or None when it reads it."""
     try:
         croniter(expression, datetime(2026, 1, 1), second_at_beginning=seconds)
     except (CroniterError, ValueError, KeyError, IndexError) as exc:
-        raise CronError(f"cannot read {source!r}: {exc}") from exc
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _check(expression: str, seconds: bool, source: str) -> None:
+    problem = _problem(expression, seconds)
+    if problem is None:
+        return
+    # Name the field: the first one that, replaced by '*', makes the expression readable.
+    parts = expression.split()
+    names = SECONDS_FIELDS if seconds else STANDARD_FIELDS
+    for i, name in enumerate(names[: len(parts)]):
+        if _problem(" ".join([*parts[:i], "*", *parts[i + 1 :]]), seconds) is None:
+            value = source.split()[i]
+            raise CronError(f"{name}: cannot read {value!r} in {source!r}: {problem}")
+    raise CronError(f"cannot read {source!r}: {problem}")
 
 
 def parse(source: str) -> Cron:

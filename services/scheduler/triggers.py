@@ -71,7 +71,7 @@ class CronTrigger(_Trigger):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder
             raise ValueError(f"{value!r} is not an IANA time zone, e.g. America/Chicago") from None
         return value
 
@@ -133,13 +133,15 @@ def next_after(trigger: Trigger, after: datetime) -> datetime | None:
 
 
 def first_fire(trigger: Trigger, now: datetime) -> datetime | None:
-    """When a new schedule first fires: its first occurrence from now on (an interval's start,
-    or a one-time trigger's time, may lie in the past: the misfire policy then applies)."""
+    """When a new schedule first fires. A one-time trigger fires at its time, even one already
+    past (the misfire policy then decides). An interval fires at its start when that is now
+    (within the current second) or later; a start in the past is not made up for: the first
+    fire is the next point of its grid. A cron trigger fires at its first occurrence after now."""
     if isinstance(trigger, OnceTrigger):
         return trigger.run_at
     if isinstance(trigger, IntervalTrigger):
         assert trigger.start_at is not None
-        if trigger.start_at >= now:
+        if trigger.start_at >= now.replace(microsecond=0):
             return trigger.start_at
         return next_after(trigger, now - timedelta(microseconds=1))
     return next_after(trigger, now)

@@ -24,7 +24,7 @@ def stack(
         vhost=vhost,
         shard_count=settings.shard_count,
     )
-    for name in ("status", "provisioner", "gateway"):
+    for name in ("status", "provisioner", "scheduler", "gateway"):
         s.start(name)
     try:
         s.wait_ready()

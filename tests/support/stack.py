@@ -1,4 +1,4 @@
-"""The three services as real subprocesses, for end-to-end tests."""
+"""The services as real subprocesses, for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.runtime.topology import STATUS_QUEUE, shard_queue
+from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_queue
 from tests.support import rabbit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,8 @@ class Stack:
     shard_count: int
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -45,6 +47,8 @@ class Stack:
     def start(self, name: str, service: str | None = None, **extra_env: str) -> None:
         env = {**os.environ, **self.env, "EDFI_IM_GATEWAY_PORT": str(self.port), **extra_env}
         handle = self.log(name).open("ab")
+        self.services[name] = service or name
+        self.log_offsets[name] = handle.tell()
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "services.runtime.cli", "run", service or name],
             cwd=ROOT,
@@ -55,6 +59,7 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         proc = self.procs.pop(name)
+        self.services.pop(name, None)
         if proc.poll() is None:
             proc.send_signal(sig)
             try:
@@ -80,11 +85,24 @@ class Stack:
         logs = "\n".join(f"--- {n}\n{self.log(n).read_text()[-2000:]}" for n in self.procs)
         raise TimeoutError(f"stack not ready after {timeout}s\n{logs}")
 
+    def logged_since_start(self, name: str, event: str) -> bool:
+        """Whether the process has logged `event` since it was (re)started."""
+        with self.log(name).open("rb") as f:
+            f.seek(self.log_offsets.get(name, 0))
+            return f'"{event}"'.encode() in f.read()
+
     def _ready(self) -> bool:
+        schedulers = [n for n, service in self.services.items() if service == "scheduler"]
+        if not all(
+            self.logged_since_start(n, "scheduler started") for n in schedulers if n in self.procs
+        ):
+            return False
         try:
             if httpx.get(f"{self.url}/ready", timeout=2).status_code != 200:
                 return False
             if rabbit.queue(self.vhost, STATUS_QUEUE).get("consumers", 0) < 1:
+                return False
+            if schedulers and rabbit.queue(self.vhost, MAINTENANCE_QUEUE).get("consumers", 0) < 1:
                 return False
             return all(
                 rabbit.queue(self.vhost, shard_queue(k)).get("consumers", 0) >= 1
