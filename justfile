@@ -65,6 +65,10 @@ chaos seconds="300": sync services
     uv run --frozen edfi-im templates
     CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q -s -p no:logging
 
+# Benchmarks (not tests): scheduler fire lateness with 1,000 and 10,000 active schedules.
+bench *args: sync services
+    uv run --frozen python -m bench.scheduler {{args}}
+
 # ruff (lint + format check) and mypy --strict.
 lint: sync
     uv run --frozen ruff check .

@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
 from services.gateway.problems import ProblemError, validation_problem
-from services.gateway.repository import accept_create, accept_operation
+from services.gateway.repository import accept_create, accept_operation, start_job
 from services.gateway.schemas import (
     CreateDbInstance,
     DeleteInstanceParameters,
@@ -20,7 +20,6 @@ from services.gateway.schemas import (
     ReconcileParameters,
     RenameInstanceParameters,
 )
-from services.runtime import outbox
 from services.runtime.naming import database_name, database_name_problem
 from services.runtime.settings import Settings
 from services.runtime.states import JobStatus, JobType
@@ -132,33 +131,19 @@ async def accept_maintenance(
     correlation_id: str,
     schedule_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    job_id = uuid.uuid4()
-    command = MaintenanceRequested(job_id=job_id, task=task, parameters=parameters)
-    await conn.execute(
-        insert(jobs).values(
-            id=job_id,
-            type=task.value,
-            instance_id=None,
-            status=JobStatus.PENDING.value,
-            progress_message="Accepted",
-            progress_percent=0,
-            attempts=0,
-            created_at=func.now(),
-            correlation_id=correlation_id,
-            data=parameters,
-            command=command.model_dump(mode="json"),
-            recoveries=0,
-            schedule_id=schedule_id,
-        )
-    )
-    await outbox.enqueue(
+    command = MaintenanceRequested(job_id=uuid.uuid4(), task=task, parameters=parameters)
+    await start_job(
         conn,
         command,
+        job_type=task.value,
+        instance_id=None,
+        data=parameters,
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
         exchange=MAINTENANCE_EXCHANGE,
         routing_key=MAINTENANCE_ROUTING_KEY,
-        correlation_id=correlation_id,
     )
-    return job_id
+    return command.job_id
 
 
 async def cancel_job(conn: AsyncConnection, job_id: uuid.UUID) -> Any:

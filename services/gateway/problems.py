@@ -60,9 +60,19 @@ def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
 
 
+# Discriminated unions put the chosen tag in an error's location (`trigger.cron.cron`): the field
+# is named without it (`trigger.cron`).
+UNION_TAGS: dict[str, frozenset[str]] = {"trigger": frozenset({"cron", "interval", "once"})}
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    named = [
+        part
+        for i, part in enumerate(parts)
+        if not (i > 0 and part in UNION_TAGS.get(parts[i - 1], ()))
+    ]
+    return ".".join(named) or "body"
 
 
 def install(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.messages import InstanceRequested, Operation
+from contracts.messages import Envelope, InstanceRequested, Operation
 from services.gateway.problems import ProblemError
 from services.gateway.schemas import DbInstance, Job
 from services.runtime import outbox
@@ -113,21 +113,23 @@ async def _conflict(
     )
 
 
-async def _start_job(
+async def start_job(
     conn: AsyncConnection,
+    command: Envelope,
     *,
-    job_id: uuid.UUID,
-    operation: Operation,
-    instance_id: int,
-    correlation_id: str,
+    job_type: str,
+    instance_id: int | None,
     data: dict[str, Any],
-    command: InstanceRequested,
+    correlation_id: str,
     schedule_id: uuid.UUID | None,
+    exchange: str,
+    routing_key: str,
 ) -> None:
+    """The job row (Pending) and its command in the outbox, in the caller's transaction."""
     await conn.execute(
         insert(jobs).values(
-            id=job_id,
-            type=JOB_TYPE[operation].value,
+            id=command.job_id,
+            type=job_type,
             instance_id=instance_id,
             status=JobStatus.PENDING.value,
             progress_message="Accepted",
@@ -142,11 +144,32 @@ async def _start_job(
         )
     )
     await outbox.enqueue(
+        conn, command, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+    )
+
+
+async def _start_job(
+    conn: AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    operation: Operation,
+    instance_id: int,
+    correlation_id: str,
+    data: dict[str, Any],
+    command: InstanceRequested,
+    schedule_id: uuid.UUID | None,
+) -> None:
+    assert command.job_id == job_id
+    await start_job(
         conn,
         command,
+        job_type=JOB_TYPE[operation].value,
+        instance_id=instance_id,
+        data=data,
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
         exchange=REQUESTS_EXCHANGE,
         routing_key=str(instance_id),
-        correlation_id=correlation_id,
     )
 
 

@@ -243,3 +243,98 @@ def test_pending_jobs_can_be_cancelled_and_running_ones_show_progress(
             assert api.get(f"/v2/jobs/{m['jobId']}").json()["startedAt"] is None
     listed = api.get("/v2/jobs", params={"status": "Cancelled", "type": "createInstance"})
     assert {j["id"] for j in listed.json()} >= set(cancelled)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"trigger": {"type": "cron", "cron": "0 0 25 * * ?"}}, "trigger.cron"),
+        ({"trigger": {"type": "cron", "cron": "0 0 9 * * MON-FRI", "x": 1}}, "trigger.x"),
+        ({"trigger": {"type": "cron", "cron": "0 0 9 * * ?", "timeZone": "Mars/Base"}}, None),
+        ({"trigger": {"type": "once", "runAt": "2030-01-01T10:00:00"}}, "trigger.runAt"),
+        ({"trigger": {"type": "interval", "intervalSeconds": 0}}, "trigger.intervalSeconds"),
+        ({"trigger": {"type": "weekly"}}, "trigger"),
+        ({"trigger": {"type": "cron", "cron": "0 0 0 30 2 ?"}}, "trigger"),
+        ({"job": {"type": "backup", "parameters": {}}}, "job.type"),
+        (
+            {
+                "job": {
+                    "type": "createInstance",
+                    "parameters": {"name": "x;DROP", "databaseTemplate": "Minimal"},
+                }
+            },
+            "job.parameters.name",
+        ),
+        (
+            {
+                "job": {
+                    "type": "createInstance",
+                    "parameters": {"name": "ok", "databaseTemplate": "Nope"},
+                }
+            },
+            "job.parameters.databaseTemplate",
+        ),
+        ({"job": {"type": "deleteInstance", "parameters": {}}}, "job.parameters.id"),
+        ({"misfirePolicy": "sometimes"}, "misfirePolicy"),
+        ({"name": "   "}, "name"),
+        ({"extra": True}, "extra"),
+    ],
+)
+def test_bad_schedules_are_refused_naming_the_field(
+    api: httpx.Client, change: dict[str, Any], field: str | None
+) -> None:
+    body = {
+        "name": f"bad {uuid.uuid4().hex[:8]}",
+        "job": {"type": "prune", "parameters": {}},
+        "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
+    } | change
+    before = len(api.get("/v2/schedules", params={"limit": 500}).json())
+    r = api.post("/v2/schedules", json=body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["status"] == 422
+    if field is not None:
+        assert field in problem["errors"], problem
+    else:
+        assert "trigger.timeZone" in problem["errors"] and "IANA" in problem["detail"]
+    assert len(api.get("/v2/schedules", params={"limit": 500}).json()) == before
+
+
+def test_schedule_conflicts_and_unknown_ids_are_problems(api: httpx.Client) -> None:
+    once = _schedule(
+        api,
+        job={"type": "prune", "parameters": {}},
+        trigger={"type": "once", "runAt": _iso(datetime.now(UTC) - timedelta(days=1))},
+        misfirePolicy="doNothing",
+    )
+    again = api.post(
+        "/v2/schedules",
+        json={
+            "name": once["name"].upper(),
+            "job": {"type": "prune"},
+            "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
+        },
+    )
+    assert again.status_code == 409 and "name" in again.json()["errors"]
+    # A one-time trigger in the past misfires at once: doNothing completes it without a job.
+    done = _until(
+        lambda: (s := api.get(f"/v2/schedules/{once['id']}").json())["state"] == "Complete" and s
+    )
+    assert done["fireCount"] == 0 and done["lastJobId"] is None
+    [run] = _runs(api, once["id"])
+    assert run["outcome"] == "Missed" and run["jobId"] is None
+    assert api.post(f"/v2/schedules/{once['id']}/resume").status_code == 409
+    assert api.post(f"/v2/schedules/{once['id']}/pause").status_code == 409
+    unknown = uuid.uuid4()
+    for response in (
+        api.get(f"/v2/schedules/{unknown}"),
+        api.post(f"/v2/schedules/{unknown}/pause"),
+        api.post(f"/v2/schedules/{unknown}/resume"),
+        api.delete(f"/v2/schedules/{unknown}"),
+        api.get(f"/v2/schedules/{unknown}/runs"),
+        api.delete(f"/v2/jobs/{unknown}"),
+    ):
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert api.get("/v2/schedules/not-a-uuid").status_code == 422

@@ -53,16 +53,7 @@ async def quiet_outbox(engine: AsyncEngine) -> AsyncIterator[list[uuid.UUID]]:
 
 
 async def _create(engine: AsyncEngine, settings: Settings) -> Any:
-    name = unique_name("Cancel")
-    async with engine.begin() as conn:
-        return await accept_create(
-            conn,
-            name=name,
-            template_key="Minimal",
-            template_database=settings.templates["Minimal"],
-            database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
-            correlation_id="test",
-        )
+    return await _create_named(engine, settings, unique_name("Cancel"))
 
 
 async def _job(engine: AsyncEngine, job_id: uuid.UUID) -> Any:

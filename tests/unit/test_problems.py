@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -45,3 +46,18 @@ async def test_unknown_routes_are_problem_details() -> None:
     r = await _get(RuntimeError(), "/nowhere")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("loc", "field"),
+    [
+        (("body", "trigger", "cron", "cron"), "trigger.cron"),
+        (("body", "trigger", "interval", "intervalSeconds"), "trigger.intervalSeconds"),
+        (("body", "trigger"), "trigger"),
+        (("body", "job", "type"), "job.type"),
+        (("query", "limit"), "limit"),
+        (("body",), "body"),
+    ],
+)
+def test_field_names_leave_out_the_tag_of_a_union(loc: tuple[str, ...], field: str) -> None:
+    assert problems._field_name(loc) == field
