@@ -28,6 +28,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.db import create_admin_engine
+from services.runtime.logging import configure_logging
 from services.runtime.migrate import migrate
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
@@ -148,6 +149,8 @@ async def measure(count: int, period: int, margin: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    # As a deployed scheduler logs: JSON lines, here at WARNING so the terminal shows the table.
+    configure_logging("scheduler", "WARNING", "json")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--period", type=int, default=30, help="interval of every schedule, s")

@@ -113,6 +113,16 @@ async def _conflict(
     )
 
 
+INSERT_JOB = insert(jobs).values(
+    status=JobStatus.PENDING.value,
+    progress_message="Accepted",
+    progress_percent=0,
+    attempts=0,
+    created_at=func.now(),
+    recoveries=0,
+)
+
+
 async def start_job(
     conn: AsyncConnection,
     command: Envelope,
@@ -127,21 +137,16 @@ async def start_job(
 ) -> None:
     """The job row (Pending) and its command in the outbox, in the caller's transaction."""
     await conn.execute(
-        insert(jobs).values(
-            id=command.job_id,
-            type=job_type,
-            instance_id=instance_id,
-            status=JobStatus.PENDING.value,
-            progress_message="Accepted",
-            progress_percent=0,
-            attempts=0,
-            created_at=func.now(),
-            correlation_id=correlation_id,
-            data=data,
-            command=command.model_dump(mode="json"),
-            recoveries=0,
-            schedule_id=schedule_id,
-        )
+        INSERT_JOB,
+        {
+            "id": command.job_id,
+            "type": job_type,
+            "instance_id": instance_id,
+            "correlation_id": correlation_id,
+            "data": data,
+            "command": command.model_dump(mode="json"),
+            "schedule_id": schedule_id,
+        },
     )
     await outbox.enqueue(
         conn, command, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id

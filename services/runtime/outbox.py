@@ -26,6 +26,9 @@ log = get_logger(__name__)
 # pg advisory lock key: "edfi-im outbox relay".
 RELAY_LOCK_KEY = 0x0ED1F1_0B0C
 
+# Built once: the hot paths (a request, a schedule's fire) only bind values to it.
+INSERT = insert(outbox).values(created_at=func.now(), attempts=0)
+
 
 async def enqueue(
     conn: AsyncConnection,
@@ -38,16 +41,15 @@ async def enqueue(
     """Add a message to the outbox inside the caller's transaction."""
     message_id = uuid.uuid4()
     await conn.execute(
-        insert(outbox).values(
-            message_id=message_id,
-            exchange=exchange,
-            routing_key=routing_key,
-            message_type=message_type(message),
-            body=message.model_dump(mode="json"),
-            correlation_id=correlation_id,
-            created_at=func.now(),
-            attempts=0,
-        )
+        INSERT,
+        {
+            "message_id": message_id,
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "message_type": message_type(message),
+            "body": message.model_dump(mode="json"),
+            "correlation_id": correlation_id,
+        },
     )
     return message_id
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -78,8 +78,20 @@ async def _unfinished(conn: AsyncConnection, job_id: uuid.UUID | None) -> bool:
     return status in UNFINISHED
 
 
-async def fire_schedule(conn: AsyncConnection, settings: Settings, row: Any, now: datetime) -> int:
-    """Fire one locked, due schedule at `now`; the number of jobs written."""
+@dataclass
+class Fired:
+    """What firing one schedule wrote (jobs) and what is left to write (runs, the advance)."""
+
+    jobs: int
+    runs: list[dict[str, Any]]
+    advance: dict[str, Any]
+
+
+async def fire_schedule(
+    conn: AsyncConnection, settings: Settings, row: Any, now: datetime
+) -> Fired:
+    """Fire one locked, due schedule at `now`: its jobs are written; its runs and its advance
+    are returned, for the pass to write with those of the other schedules."""
     policy = MisfirePolicy(row.misfire_policy)
     trigger = TRIGGER.validate_python(row.trigger)
     p = plan(
@@ -113,21 +125,21 @@ async def fire_schedule(conn: AsyncConnection, settings: Settings, row: Any, now
                 at,
                 RunOutcome.SKIPPED,
                 None,
-                f"skipped: the previous run (job {last_job}) is "
-                "still unfinished and allowConcurrent is false",
+                f"skipped: the previous run (job {last_job}) is still unfinished and "
+                "allowConcurrent is false",
             )
             log.info("fire skipped: previous run unfinished", schedule_id=str(row.id))
             continue
         try:
-            async with conn.begin_nested():
-                job_id = await accept_job(
-                    conn,
-                    settings,
-                    JobType(row.job_type),
-                    row.parameters,
-                    correlation_id=f"schedule:{row.id}:{at:%Y%m%dT%H%M%S}",
-                    schedule_id=row.id,
-                )
+            # No savepoint needed: every refusal is raised before the job writes anything.
+            job_id = await accept_job(
+                conn,
+                settings,
+                JobType(row.job_type),
+                row.parameters,
+                correlation_id=f"schedule:{row.id}:{at:%Y%m%dT%H%M%S}",
+                schedule_id=row.id,
+            )
         except ProblemError as refused:
             run(at, RunOutcome.REFUSED, None, f"refused ({refused.status}): {refused.detail}")
             log.warning(
@@ -153,61 +165,105 @@ async def fire_schedule(conn: AsyncConnection, settings: Settings, row: Any, now
     if p.missed and not p.fires:
         run(p.missed[0], RunOutcome.MISSED, None, note)
         log.warning("misfire: occurrences not fired", schedule_id=str(row.id), detail=note)
-    if runs:
-        await conn.execute(insert(schedule_runs), runs)
-    handled = p.fires or p.missed
-    await conn.execute(
-        update(schedules)
-        .where(schedules.c.id == row.id)
-        .values(
-            next_fire_time=p.next_fire,
-            previous_fire_time=max(handled) if handled else row.previous_fire_time,
-            fire_count=schedules.c.fire_count + fired,
-            last_job_id=last_job,
-            state=(ScheduleState.NORMAL if p.next_fire else ScheduleState.COMPLETE).value,
-            updated_at=func.now(),
-        )
-    )
     if p.next_fire is None:
         log.info("schedule complete: no further occurrences", schedule_id=str(row.id))
-    return fired
+    handled = p.fires or p.missed
+    return Fired(
+        jobs=fired,
+        runs=runs,
+        advance={
+            "b_id": row.id,
+            "b_next": p.next_fire,
+            "b_previous": max(handled) if handled else row.previous_fire_time,
+            "b_fired": fired,
+            "b_last_job": last_job,
+            "b_state": (ScheduleState.NORMAL if p.next_fire else ScheduleState.COMPLETE).value,
+        },
+    )
 
 
-async def _fail_schedule(conn: AsyncConnection, row: Any, exc: Exception) -> None:
+ADVANCE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("b_id"))
+    .values(
+        next_fire_time=bindparam("b_next"),
+        previous_fire_time=bindparam("b_previous"),
+        fire_count=schedules.c.fire_count + bindparam("b_fired"),
+        last_job_id=bindparam("b_last_job"),
+        state=bindparam("b_state"),
+        updated_at=func.now(),
+    )
+)
+
+
+def _due(settings: Settings, now: datetime) -> Any:
+    return (
+        select(schedules)
+        .where(schedules.c.state == ScheduleState.NORMAL.value)
+        .where(schedules.c.next_fire_time <= now)
+        .order_by(schedules.c.next_fire_time)
+        .limit(settings.scheduler_batch_size)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def _write(conn: AsyncConnection, fired: list[Fired]) -> None:
+    runs = [r for f in fired for r in f.runs]
+    if runs:
+        await conn.execute(insert(schedule_runs), runs)
+    if fired:
+        await conn.execute(ADVANCE, [f.advance for f in fired])
+
+
+async def _fail_schedule(conn: AsyncConnection, schedule_id: uuid.UUID, exc: Exception) -> None:
     reason = f"the scheduler could not fire it: {exc!r}"[:2000]
     await conn.execute(
         update(schedules)
-        .where(schedules.c.id == row.id)
+        .where(schedules.c.id == schedule_id)
         .values(state=ScheduleState.ERROR.value, error=reason, updated_at=func.now())
     )
-    log.error("schedule put in Error", schedule_id=str(row.id), reason=reason)
+    log.error("schedule put in Error", schedule_id=str(schedule_id), reason=reason)
 
 
 async def fire_due(engine: AsyncEngine, settings: Settings, now: datetime) -> PassResult:
-    """One pass over the schedules due at `now` (at most a batch; other replicas' rows skipped)."""
+    """One pass over the schedules due at `now` (at most a batch; other replicas' rows skipped),
+    in one transaction. If firing one of them fails unexpectedly, the pass is rolled back and
+    its schedules are fired again one per transaction, the failing one put in Error."""
+    try:
+        async with engine.begin() as conn:
+            rows = (await conn.execute(_due(settings, now))).all()
+            fired = [await fire_schedule(conn, settings, row, now) for row in rows]
+            await _write(conn, fired)
+        return PassResult(schedules=len(rows), fired=sum(f.jobs for f in fired))
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        log.warning("a scheduler pass failed; firing one schedule at a time", error=repr(exc))
+    except Exception as exc:
+        log.warning("a scheduler pass failed; firing one schedule at a time", error=repr(exc))
+    return await _fire_one_by_one(engine, settings, now)
+
+
+async def _fire_one_by_one(engine: AsyncEngine, settings: Settings, now: datetime) -> PassResult:
     result = PassResult()
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                select(schedules)
-                .where(schedules.c.state == ScheduleState.NORMAL.value)
-                .where(schedules.c.next_fire_time <= now)
-                .order_by(schedules.c.next_fire_time)
-                .limit(settings.scheduler_batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        for row in rows:
+    one = settings.model_copy(update={"scheduler_batch_size": 1})
+    for _ in range(settings.scheduler_batch_size):
+        async with engine.begin() as conn:
+            row = (await conn.execute(_due(one, now))).first()
+            if row is None:
+                break
             result.schedules += 1
             try:
                 async with conn.begin_nested():
-                    result.fired += await fire_schedule(conn, settings, row, now)
+                    fired = await fire_schedule(conn, settings, row, now)
+                    await _write(conn, [fired])
+                result.fired += fired.jobs
             except DBAPIError as exc:
                 if exc.connection_invalidated:
                     raise
-                await _fail_schedule(conn, row, exc)
+                await _fail_schedule(conn, row.id, exc)
             except Exception as exc:  # a schedule that cannot fire must not block the others
-                await _fail_schedule(conn, row, exc)
+                await _fail_schedule(conn, row.id, exc)
     return result
 
 
