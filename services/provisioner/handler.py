@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -104,7 +105,7 @@ class Provisioner:
         self._retry_max_wait = retry_max_wait
         self._heartbeat_interval = heartbeat_interval
         # The step each running job is on, repeated as its heartbeat.
-        self._step: dict[uuid.UUID, tuple[str, int]] = {}
+        self._step: dict[uuid.UUID, tuple[str, int, float]] = {}
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -206,7 +207,7 @@ class Provisioner:
 
     async def _progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         log.info("progress", step=message, percent=percent)
-        self._step[cmd.job_id] = (message, percent)
+        self._step[cmd.job_id] = (message, percent, time.monotonic())
         await self._emit(
             InstanceOperationProgress(
                 **_about(cmd),
@@ -221,9 +222,18 @@ class Provisioner:
         or for a retry), so the status service can tell a live job from an orphan."""
         while True:
             await asyncio.sleep(self._heartbeat_interval)
-            message, percent = self._step.get(cmd.job_id, ("Working", 0))
+            message, percent, since = self._step.get(cmd.job_id, ("Working", 0, time.monotonic()))
+            elapsed = time.monotonic() - since
             try:
-                await self._progress(cmd, message, percent)
+                # The same step, saying how long it has taken so far (a long clone, a wait).
+                await self._emit(
+                    InstanceOperationProgress(
+                        **_about(cmd),
+                        operation=cmd.operation,
+                        message=f"{message} ({elapsed:.1f} s so far)",
+                        percent=percent,
+                    )
+                )
             except Exception as exc:  # a missed heartbeat must not fail the operation
                 log.warning("heartbeat not sent", error=repr(exc))
 

@@ -780,6 +780,9 @@ async def test_long_clone_sends_heartbeats_and_none_after_the_outcome(
         if isinstance(e, InstanceOperationProgress) and e.message.startswith("Cloning")
     ]
     assert len(cloning) >= 3, "expected the clone progress plus heartbeats while it ran"
+    beats = [float(e.message.split("(")[1].split(" s so far")[0]) for e in cloning[1:]]
+    assert beats == sorted(beats) and beats[-1] > beats[0], "heartbeats say how long it has run"
+    assert all(e.percent == cloning[0].percent for e in cloning)
     assert len(emit.events) == events_at_outcome, "heartbeats continued after the outcome"
     _only_outcome(emit, cmd, InstanceCreated)
 
