@@ -32,6 +32,7 @@ from services.runtime.tables import (
 )
 from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
 from services.status.connection_strings import ods_connection_string
+from services.status.recovery import recover_orphans
 from tests.conftest import unique_name
 from tests.support import pg
 
@@ -360,3 +361,48 @@ async def test_prune_deletes_old_history_and_keeps_what_is_referenced(
                 .where(db_instances.c.id == instance_id)
                 .values(currentjobid=None)
             )
+
+
+async def test_an_orphaned_maintenance_job_is_sent_again_then_failed(
+    engine: AsyncEngine, quiet_outbox: list[uuid.UUID]
+) -> None:
+    async with engine.begin() as conn:
+        job_id = await accept_maintenance(
+            conn, MaintenanceTask.RECONCILE, {"repair": False}, correlation_id="test"
+        )
+    quiet_outbox.append(job_id)
+    stale = datetime.now(UTC) - timedelta(hours=2)
+
+    async def stall() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(status="Running", worker="scheduler:gone:1", heartbeat_at=stale)
+            )
+
+    async def messages() -> int:
+        async with engine.connect() as conn:
+            return int(
+                await conn.scalar(
+                    select(func.count())
+                    .select_from(outbox)
+                    .where(outbox.c.body["job_id"].astext == str(job_id))
+                )
+                or 0
+            )
+
+    await stall()
+    async with engine.begin() as conn:
+        handled = await recover_orphans(conn, threshold_seconds=3600, max_recoveries=1)
+    assert job_id in handled
+    job = await _job(engine, job_id)
+    assert (job.status, job.recoveries) == ("Running", 1) and "Re-driven" in job.progress_message
+    assert await messages() == 2  # the first command and the re-drive
+
+    await stall()
+    async with engine.begin() as conn:
+        await recover_orphans(conn, threshold_seconds=3600, max_recoveries=1)
+    job = await _job(engine, job_id)
+    assert job.status == "Failed" and "giving up" in job.error
+    assert await messages() == 2
