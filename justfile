@@ -23,6 +23,7 @@ up: setup
     set -euo pipefail
     export EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}"
     export EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}"
+    export EDFI_IM_REGISTRATION_ENABLED="${EDFI_IM_REGISTRATION_ENABLED:-true}"
     if [ -z "${ODS_CONNECTION_STRING_ENCRYPTION_KEY:-}" ]; then
         echo "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: using the public development key."
     fi
@@ -31,7 +32,7 @@ up: setup
 
 # Run one service alone (start it twice for two replicas): gateway | provisioner | status.
 run service:
-    EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}" uv run --frozen edfi-im run {{service}}
+    EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}" EDFI_IM_REGISTRATION_ENABLED="${EDFI_IM_REGISTRATION_ENABLED:-true}" uv run --frozen edfi-im run {{service}}
 
 # Apply admin-database migrations.
 migrate: sync

@@ -19,6 +19,7 @@ from tests.support import pg, rabbit
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_KEY = base64.b64encode(os.urandom(32)).decode()
+TEST_SIGNING_KEY = base64.b64encode(os.urandom(36)).decode()
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +72,9 @@ def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, s
         "EDFI_IM_STANDBY_DELAY_SECONDS": "1",
         "EDFI_IM_GRACEFUL_TIMEOUT_SECONDS": "20",
         "EDFI_IM_MISFIRE_THRESHOLD_SECONDS": "3",
+        "EDFI_IM_JWT_SIGNING_KEY": TEST_SIGNING_KEY,
+        "EDFI_IM_REGISTRATION_ENABLED": "true",
+        "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
         "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
         "EDFI_IM_LOG_FORMAT": "json",
         "EDFI_IM_LOG_LEVEL": "DEBUG",

@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from services.gateway import problems
+from services.gateway.auth import Authenticator, authorize
+from services.gateway.auth import router as auth_router
+from services.gateway.limits import BodyLimit
 from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import GatewayState
@@ -28,6 +31,10 @@ CORRELATION_HEADER = "X-Correlation-ID"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    settings.signing_key()  # a start-up error when missing in production
+    if settings.jwt_signing_key is None and settings.is_development:
+        log.warning("using the public development token-signing key: set EDFI_IM_JWT_SIGNING_KEY")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await declare_topology_when_available(settings)
@@ -39,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay.from_settings(engine, publisher, settings)
         relay.start()
         app.state.gateway = GatewayState(settings, engine, publisher, relay)
+        app.state.authenticator = Authenticator(settings, engine)
         log.info("gateway started", host=settings.gateway_host, port=settings.gateway_port)
         try:
             yield
@@ -88,6 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
-    app.include_router(router, tags=["instances"])
-    app.include_router(schedule_router)
+    protected = [Depends(authorize)]
+    app.include_router(auth_router)
+    app.include_router(router, tags=["instances"], dependencies=protected)
+    app.include_router(schedule_router, dependencies=protected)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -27,6 +27,7 @@ class ProblemError(Exception):
         detail: str,
         *,
         errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -34,6 +35,7 @@ class ProblemError(Exception):
         self.title = title
         self.detail = detail
         self.errors = errors
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -57,7 +59,9 @@ def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
     if problem.errors:
         body["errors"] = problem.errors
     body.update(problem.extra)
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
 
 
 # Discriminated unions put the chosen tag in an error's location (`trigger.cron.cron`): the field

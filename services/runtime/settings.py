@@ -15,6 +15,9 @@ from services.runtime.errors import ConfigurationError
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="
 
+# Signs the gateway's access tokens in development only (HS256); `just up` says so.
+DEVELOPMENT_JWT_SIGNING_KEY = "development-signing-key-not-for-production-use!"
+
 DEFAULT_TEMPLATES = {
     "Minimal": "EdFi_Ods_Minimal_Template",
     "Sample": "EdFi_Ods_Populated_Template",
@@ -69,6 +72,17 @@ class Settings(BaseSettings):
     scheduler_max_fires_per_pass: int = Field(default=100, ge=1)
     # What the prune job keeps: finished jobs, runs, inbox and sent outbox rows younger than this.
     retention_days: float = Field(default=30.0, gt=0)
+
+    # Authentication (Ed-Fi Admin API 2's convention: OAuth2 client credentials).
+    registration_enabled: bool = False
+    jwt_signing_key: SecretStr | None = None
+    token_lifetime_seconds: int = Field(default=1800, ge=60, le=86_400)
+    token_issuer: str = "edfi-instance-manager"  # noqa: S105 - a name, not a secret
+    token_audience: str = "edfi-instance-manager"  # noqa: S105 - a name, not a secret
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    max_body_bytes: int = Field(default=65_536, ge=1024)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -133,6 +147,21 @@ class Settings(BaseSettings):
                 f"ODS_CONNECTION_STRING_ENCRYPTION_KEY must decode to 32 bytes, not {len(key)}"
             )
         return key
+
+    def signing_key(self) -> str:
+        """The HS256 key of the gateway's tokens; outside development a missing or short key is
+        a start-up error."""
+        raw = self.jwt_signing_key.get_secret_value() if self.jwt_signing_key else ""
+        if not raw:
+            if not self.is_development:
+                raise ConfigurationError(
+                    "EDFI_IM_JWT_SIGNING_KEY is not set: the gateway signs its access tokens with "
+                    "it (at least 32 characters; every gateway replica needs the same one)"
+                )
+            return DEVELOPMENT_JWT_SIGNING_KEY
+        if len(raw.encode()) < 32:
+            raise ConfigurationError("EDFI_IM_JWT_SIGNING_KEY must be at least 32 bytes long")
+        return raw
 
     @property
     def uses_development_key(self) -> bool:

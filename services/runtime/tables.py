@@ -159,3 +159,13 @@ inbox = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False),
     schema="adminapi",
 )
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(100), primary_key=True),
+    Column("secret_hash", Text, nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("tenants", JSONB),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema="adminapi",
+)

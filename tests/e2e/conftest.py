@@ -35,5 +35,5 @@ def stack(
 
 @pytest.fixture
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as client:
+    with stack.client() as client:
         yield client

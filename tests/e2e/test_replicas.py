@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from contracts.messages import EVENT_TYPES, OUTCOMES
@@ -64,7 +63,7 @@ def test_two_replicas_share_the_shards_and_a_killed_one_hands_over(cluster: Stac
     wait_until(
         lambda: len(set(active_connections(cluster).values())) == 2, 30, "both replicas active"
     )
-    with httpx.Client(base_url=cluster.url, timeout=10) as api:
+    with cluster.client() as api:
         ids = [
             api.post(
                 "/v2/dbInstances",
@@ -146,7 +145,7 @@ def test_a_burst_under_kill_9_keeps_order_and_never_overlaps(cluster: Stack) -> 
 
     def killer() -> None:
         """Kill (-9) the provisioner that is running a job right now, then restart it."""
-        with httpx.Client(base_url=cluster.url, timeout=10) as probe:
+        with cluster.client() as probe:
             while not stop.is_set() and len(kills) < 6:
                 running = probe.get("/v2/jobs", params={"status": "Running", "limit": 1}).json()
                 pid = int(running[0]["worker"].rsplit(":", 1)[1]) if running else None
@@ -161,7 +160,7 @@ def test_a_burst_under_kill_9_keeps_order_and_never_overlaps(cluster: Stack) -> 
                 cluster.start(victim, "provisioner")
                 stop.wait(1.5)
 
-    with httpx.Client(base_url=cluster.url, timeout=10) as api:
+    with cluster.client() as api:
         for i in range(12):
             r = api.post(
                 "/v2/dbInstances",

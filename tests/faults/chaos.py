@@ -417,7 +417,7 @@ def run(
     until = time.monotonic() + seconds
     injector = threading.Thread(target=chaos.inject, args=(until, fault_interval), daemon=True)
     injector.start()
-    with httpx.Client(base_url=stack.url, timeout=10) as api:
+    with stack.client() as api:
         chaos.drive(api, until, concurrency)
     injector.join()
     stack.wait_ready(timeout=120)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
-import httpx
 import psycopg
 import pytest
 
@@ -115,7 +114,7 @@ def test_a_poison_command_fails_its_job_and_a_requeue_after_the_fix_completes_it
     ).encode()
     # A contract version this provisioner does not know: poison for it.
     mid = _publish(system, body, "edfi.instances.InstanceRequested.v9", str(instance_id))
-    with httpx.Client(base_url=system.url, timeout=10) as api:
+    with system.client() as api:
         failed, _ = wait_for_instance(api, instance_id, timeout=30)
         assert failed["status"] == "Error"
         assert "dead-lettered" in failed["error"]

@@ -12,7 +12,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.runtime.topology import shard_queue
@@ -41,7 +40,7 @@ def test_an_operation_outliving_the_consumer_timeout_still_completes_once(
     try:
         with (
             cluster(settings_env, Path(tmp_path_factory.mktemp("slow")), shards=1) as stack,
-            httpx.Client(base_url=stack.url, timeout=10) as api,
+            stack.client() as api,
         ):
             slots = pg.HeldCloneSlots(2)  # the clone waits: an artificially slow step
             try:

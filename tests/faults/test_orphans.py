@@ -63,7 +63,7 @@ def _stuck_create(api: httpx.Client, stack: Stack) -> tuple[dict[str, Any], pg.H
 
 
 def test_a_silent_worker_s_job_is_re_driven_and_completes_once(system: Stack) -> None:
-    with httpx.Client(base_url=system.url, timeout=10) as api:
+    with system.client() as api:
         body, slots = _stuck_create(api, system)
         try:
             _wait_job(api, body["jobId"], lambda j: j["recoveries"] >= 1, "not re-driven")
@@ -80,7 +80,7 @@ def test_a_silent_worker_s_job_is_re_driven_and_completes_once(system: Stack) ->
 
 
 def test_a_job_recovered_too_often_fails_with_a_clear_reason(system: Stack) -> None:
-    with httpx.Client(base_url=system.url, timeout=10) as api:
+    with system.client() as api:
         body, slots = _stuck_create(api, system)
         try:
             _wait_job(api, body["jobId"], lambda j: j["status"] == "Failed", "never gave up")

@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import pg
@@ -23,7 +22,7 @@ def test_sigterm_finishes_the_operation_in_hand_and_exits_0(
     settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     with cluster(settings_env, Path(tmp_path_factory.mktemp("stop")), shards=1) as stack:
-        with httpx.Client(base_url=stack.url, timeout=10) as api:
+        with stack.client() as api:
             slots = pg.HeldCloneSlots(2)
             r = api.post(
                 "/v2/dbInstances",

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +37,46 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
     log_offsets: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def token(self, scope: str = "edfi_admin_api/full_access") -> str:
+        """An access token of a client registered for this stack (registration is enabled in
+        the tests' settings)."""
+        if scope not in self.tokens:
+            client_id = f"tests-{uuid.uuid4().hex[:12]}"
+            secret = f"Tests-{uuid.uuid4().hex}-Secret!"
+            httpx.post(
+                f"{self.url}/connect/register",
+                data={"ClientId": client_id, "ClientSecret": secret, "DisplayName": "tests"},
+                timeout=10,
+            ).raise_for_status()
+            r = httpx.post(
+                f"{self.url}/connect/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "scope": scope,
+                },
+                timeout=10,
+            )
+            r.raise_for_status()
+            self.tokens[scope] = r.json()["access_token"]
+        return self.tokens[scope]
+
+    def client(
+        self, scope: str = "edfi_admin_api/full_access", timeout: float = 10
+    ) -> httpx.Client:
+        """An HTTP client of the gateway that sends a bearer token."""
+        return httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {self.token(scope)}"},
+        )
 
     def log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

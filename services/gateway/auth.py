@@ -1,0 +1,329 @@
+"""Authentication as Ed-Fi Admin API 2 does it: OAuth2 client credentials.
+
+`POST /connect/register` (when enabled) stores a client with an argon2id hash of its secret;
+`POST /connect/token` exchanges the client's id and secret for a signed, expiring JWT (HS256).
+Optionally, tokens of an external OpenID Connect issuer are accepted instead (keys from its
+JWKS). Every other endpoint but health, readiness and the API docs needs a bearer token:
+`edfi_admin_api/full_access` may do everything, `edfi_admin_api/read_only` may read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.gateway.problems import ProblemError, validation_problem
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.runtime.tables import clients
+
+log = get_logger(__name__)
+
+FULL_ACCESS = "edfi_admin_api/full_access"
+READ_ONLY = "edfi_admin_api/read_only"
+SCOPES = {
+    FULL_ACCESS: "Everything: create, rename and delete instances, schedules, jobs",
+    READ_ONLY: "Reads only, for monitoring",
+}
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,100}$")
+STRENGTH_RULE = (
+    "32-128 characters with at least one upper-case letter, one lower-case letter, one digit "
+    "and one symbol"
+)
+TENANT = re.compile(r"^[A-Za-z0-9-]{1,50}$")
+
+_hasher = PasswordHasher()
+# Verified against when the client id is unknown, so both cases take the same time.
+_UNKNOWN = _hasher.hash("an unknown client's secret, never matched")
+
+
+def secret_problem(secret: str) -> str | None:
+    if not 32 <= len(secret) <= 128:
+        return f"must be {STRENGTH_RULE}"
+    checks = (
+        any(c.isupper() for c in secret),
+        any(c.islower() for c in secret),
+        any(c.isdigit() for c in secret),
+        any(not c.isalnum() and not c.isspace() for c in secret),
+    )
+    return None if all(checks) and secret.isprintable() else f"must be {STRENGTH_RULE}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, with what rights: from a verified token."""
+
+    client_id: str
+    scopes: frozenset[str]
+    tenants: tuple[str, ...] | None  # None: every tenant
+
+    def may(self, method: str) -> bool:
+        if FULL_ACCESS in self.scopes:
+            return True
+        return method in READ_METHODS and READ_ONLY in self.scopes
+
+
+def unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="edfi-im"'}
+    )
+
+
+class Authenticator:
+    """Issues the gateway's own tokens and verifies them (or an OIDC issuer's)."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._key = settings.signing_key()
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.oidc_issuer:
+            url = settings.oidc_jwks_url or (
+                settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+            )
+            self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=600, timeout=10)
+
+    async def register(
+        self, client_id: str, secret: str, display_name: str, tenants: list[str] | None
+    ) -> None:
+        hashed = await asyncio.to_thread(_hasher.hash, secret)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    insert(clients).values(
+                        client_id=client_id,
+                        secret_hash=hashed,
+                        display_name=display_name,
+                        tenants=tenants,
+                    )
+                )
+        except IntegrityError:
+            raise ProblemError(
+                409,
+                "Conflict",
+                f"a client with id {client_id!r} is already registered",
+                errors={"ClientId": ["is taken"]},
+            ) from None
+
+    async def check_secret(self, client_id: str, secret: str) -> Any:
+        """The client row when the secret matches; None otherwise (same time either way)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(clients).where(clients.c.client_id == client_id))
+            ).first()
+        stored = row.secret_hash if row is not None else _UNKNOWN
+
+        def verify() -> bool:
+            try:
+                return _hasher.verify(stored, secret)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        ok = await asyncio.to_thread(verify)
+        return row if ok and row is not None else None
+
+    def issue(self, client_id: str, scope: str, tenants: list[str] | None) -> tuple[str, int]:
+        now = int(time.time())
+        lifetime = self._settings.token_lifetime_seconds
+        claims: dict[str, Any] = {
+            "iss": self._settings.token_issuer,
+            "aud": self._settings.token_audience,
+            "sub": client_id,
+            "client_id": client_id,
+            "scope": scope,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        if tenants is not None:
+            claims["tenants"] = tenants
+        return jwt.encode(claims, self._key, algorithm="HS256"), lifetime
+
+    def verify(self, token: str) -> Caller:
+        """The caller a valid token names; 401 for anything else (without saying more)."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") == "HS256":
+                claims = jwt.decode(
+                    token,
+                    self._key,
+                    algorithms=["HS256"],
+                    audience=self._settings.token_audience,
+                    issuer=self._settings.token_issuer,
+                    options={"require": ["exp", "iat", "sub", "scope"]},
+                )
+            elif self._jwks is not None:
+                signing = self._jwks.get_signing_key_from_jwt(token)
+                claims = jwt.decode(
+                    token,
+                    signing.key,
+                    algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
+                    audience=self._settings.oidc_audience,
+                    issuer=self._settings.oidc_issuer,
+                    options={"require": ["exp", "iat"]},
+                )
+            else:
+                raise jwt.InvalidTokenError("unsupported algorithm")
+        except (jwt.PyJWTError, ValueError) as exc:
+            log.info("token refused", reason=type(exc).__name__)
+            raise unauthorized("The access token is missing, invalid or expired.") from None
+        scope = claims.get("scope") or claims.get("scp") or ""
+        scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
+        tenants = claims.get("tenants")
+        return Caller(
+            client_id=str(claims.get("client_id") or claims.get("sub") or "?"),
+            scopes=scopes,
+            tenants=tuple(tenants) if isinstance(tenants, list) else None,
+        )
+
+
+def bearer(request: Request) -> str:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("This endpoint needs an access token: Authorization: Bearer <token>.")
+    return token.strip()
+
+
+# For the OpenAPI document (and its "Authorize" button): how to get a token.
+oauth2 = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl="/connect/token", scopes=SCOPES)
+    ),
+    auto_error=False,
+)
+
+
+async def authorize(
+    request: Request, _documented: Annotated[str | None, Depends(oauth2)] = None
+) -> Caller:
+    """FastAPI dependency of every protected route: a valid token with the right scope."""
+    authenticator: Authenticator = request.app.state.authenticator
+    caller = authenticator.verify(bearer(request))
+    if not caller.may(request.method):
+        raise ProblemError(
+            403,
+            "Forbidden",
+            f"The token's scope does not allow {request.method} here; it needs {FULL_ACCESS}.",
+        )
+    request.state.caller = caller
+    return caller
+
+
+router = APIRouter(prefix="/connect", tags=["connect"])
+
+
+def _form_problem(field: str, message: str) -> ProblemError:
+    return validation_problem(field, message)
+
+
+@router.post(
+    "/register",
+    summary="Register a client (only when EDFI_IM_REGISTRATION_ENABLED is true)",
+    responses={403: {}, 409: {}, 422: {}},
+)
+async def register(
+    request: Request,
+    client_id: Annotated[str, Form(alias="ClientId")],
+    client_secret: Annotated[str, Form(alias="ClientSecret")],
+    display_name: Annotated[str, Form(alias="DisplayName")],
+    tenants: Annotated[str | None, Form(alias="Tenants")] = None,
+) -> JSONResponse:
+    settings: Settings = request.app.state.gateway.settings
+    if not settings.registration_enabled:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            "Client registration is disabled (EDFI_IM_REGISTRATION_ENABLED is not true).",
+        )
+    if not CLIENT_ID.fullmatch(client_id):
+        raise _form_problem("ClientId", "must be 1-100 letters, digits, '.', '_', '~' or '-'")
+    problem = secret_problem(client_secret)
+    if problem:
+        raise _form_problem("ClientSecret", problem)
+    if not 1 <= len(display_name.strip()) <= 200 or not display_name.isprintable():
+        raise _form_problem("DisplayName", "must be 1-200 printable characters")
+    allowed = None
+    if tenants is not None:
+        allowed = [t.strip() for t in tenants.split(",") if t.strip()]
+        if not allowed or not all(TENANT.fullmatch(t) for t in allowed):
+            raise _form_problem("Tenants", "must be a comma-separated list of tenant names")
+    authenticator: Authenticator = request.app.state.authenticator
+    await authenticator.register(client_id, client_secret, display_name.strip(), allowed)
+    log.info("client registered", client_id=client_id, tenants=allowed)
+    return JSONResponse({"title": f"Registered client {client_id} successfully.", "status": 200})
+
+
+def _token_error(status: int, error: str, detail: str) -> ProblemError:
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="edfi-im"'
+    return ProblemError(status, "Token request refused", detail, headers=headers, error=error)
+
+
+@router.post(
+    "/token",
+    summary="Exchange client credentials for an access token (OAuth2 client_credentials)",
+    responses={400: {}, 401: {}},
+)
+async def token(
+    request: Request,
+    grant_type: Annotated[str, Form()],
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    scope: Annotated[str | None, Form()] = None,
+) -> JSONResponse:
+    if grant_type != "client_credentials":
+        raise _token_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+    basic = request.headers.get("authorization", "")
+    if basic.lower().startswith("basic ") and not client_id:
+        try:
+            pair = base64.b64decode(basic[6:].strip(), validate=True).decode()
+            user, _, password = pair.partition(":")
+            client_id, client_secret = unquote(user), unquote(password)
+        except (binascii.Error, UnicodeDecodeError):
+            raise _token_error(401, "invalid_client", "unreadable Basic credentials") from None
+    if not client_id or not client_secret:
+        raise _token_error(401, "invalid_client", "client_id and client_secret are required")
+    requested = (scope or "").split()
+    if len(requested) != 1 or requested[0] not in SCOPES:
+        raise _token_error(
+            400, "invalid_scope", f"scope must be one of: {', '.join(sorted(SCOPES))}"
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    row = await authenticator.check_secret(client_id[:200], client_secret[:200])
+    if row is None:
+        log.info("token refused: unknown client or wrong secret")
+        raise _token_error(401, "invalid_client", "unknown client or wrong secret")
+    access_token, lifetime = authenticator.issue(row.client_id, requested[0], row.tenants)
+    log.info("token issued", client_id=row.client_id, scope=requested[0])
+    return JSONResponse(
+        {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": requested[0],
+        },
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
