@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
 from contracts.messages import Operation
@@ -21,7 +21,10 @@ from services.runtime.tables import db_instances, jobs
 log = get_logger(__name__)
 router = APIRouter(prefix="/v2")
 
-Offset = Annotated[int, Query(ge=0, description="Rows to skip")]
+# Ids are PostgreSQL INT: anything outside it cannot name a row (422, not a database error).
+MAX_ID = 2_147_483_647
+InstanceId = Annotated[int, Path(ge=1, le=MAX_ID, description="The instance's id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by a setting)")]
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -80,7 +83,7 @@ async def create_db_instance(
     summary="Accept the rename of an instance (and of its database)",
 )
 async def rename_db_instance(
-    instance_id: int, body: RenameDbInstance, request: Request, response: Response
+    instance_id: InstanceId, body: RenameDbInstance, request: Request, response: Response
 ) -> DbInstance:
     new_database = checked_database_name(_state(request).settings, body.name)
     return await _accept(
@@ -100,7 +103,9 @@ async def rename_db_instance(
     responses={404: PROBLEM, 409: PROBLEM},
     summary="Accept the deletion of an instance: its database is dropped, its row kept",
 )
-async def delete_db_instance(instance_id: int, request: Request, response: Response) -> DbInstance:
+async def delete_db_instance(
+    instance_id: InstanceId, request: Request, response: Response
+) -> DbInstance:
     return await _accept(request, response, instance_id, Operation.DELETE)
 
 
@@ -151,7 +156,7 @@ async def list_db_instances(
 
 
 @router.get("/dbInstances/{instance_id}", response_model=DbInstance, responses={404: PROBLEM})
-async def get_db_instance(instance_id: int, request: Request) -> DbInstance:
+async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
     async with _state(request).engine.connect() as conn:
         row = (
             await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
@@ -167,7 +172,7 @@ async def list_jobs(
     offset: Offset = 0,
     limit: Limit = 25,
     status: Annotated[JobStatus | None, Query()] = None,
-    instance_id: Annotated[int | None, Query(alias="instanceId")] = None,
+    instance_id: Annotated[int | None, Query(alias="instanceId", ge=1, le=MAX_ID)] = None,
     type: Annotated[JobType | None, Query(description="Only jobs of this type")] = None,
     schedule_id: Annotated[
         uuid.UUID | None, Query(alias="scheduleId", description="Only jobs this schedule fired")

@@ -101,14 +101,14 @@ class _Parameters(CamelModel):
 
 
 class RenameInstanceParameters(_Parameters):
-    id: int = Field(ge=1, description="The instance to rename")
+    id: int = Field(ge=1, le=2_147_483_647, description="The instance to rename")
     name: str = Field(description="The new name: same rule as for a create")
 
     _valid_name = field_validator("name")(_checked_name)
 
 
 class DeleteInstanceParameters(_Parameters):
-    id: int = Field(ge=1, description="The instance to delete")
+    id: int = Field(ge=1, le=2_147_483_647, description="The instance to delete")
 
 
 class ReconcileParameters(_Parameters):
@@ -119,5 +119,5 @@ class ReconcileParameters(_Parameters):
 
 class PruneParameters(_Parameters):
     older_than_days: float | None = Field(
-        default=None, gt=0, description="Default: the EDFI_IM_RETENTION_DAYS setting"
+        default=None, gt=0, le=36_500, description="Default: the EDFI_IM_RETENTION_DAYS setting"
     )

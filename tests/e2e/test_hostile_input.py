@@ -1,0 +1,125 @@
+"""Hostile input through every door that takes a name: refused with a 4xx problem that names the
+field, and nothing changes (no instance, no job, no schedule, no database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import unique_name
+from tests.support import pg
+from tests.support.polling import wait_for_instance
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE_NAMES = [
+    "Robert'); DROP TABLE adminapi.dbinstances;--",
+    'Quote"; DROP DATABASE postgres; --',
+    "semi;colon",
+    "back`tick",
+    "dollar$$quote",
+    "percent%s",
+    "new\nline",
+    "tab\tname",
+    "nul\u0000byte",
+    "Grаnd Bend",  # Cyrillic а
+    "ＧｒａｎｄＢｅｎｄ",  # full-width
+    "Grand\u200bBend",  # zero-width space
+    "Grand\u202eBend",  # right-to-left override
+    "café",
+    "🙂",
+    "x" * 47,
+    "y" * 5000,
+    "",
+    "   ",
+    "../../etc/passwd",
+]
+
+
+def _counts(admin_database: str) -> tuple[int, int, int]:
+    return (
+        pg.query(admin_database, "SELECT count(*) FROM adminapi.dbinstances")[0][0],
+        pg.query(admin_database, "SELECT count(*) FROM adminapi.jobs")[0][0],
+        pg.query(admin_database, "SELECT count(*) FROM adminapi.schedules")[0][0],
+    )
+
+
+def _refused(r: httpx.Response, field: str) -> None:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = r.json()
+    assert field in problem["errors"], problem
+
+
+@pytest.fixture(scope="module")
+def target(stack: Stack) -> dict[str, Any]:
+    """One completed instance the renames aim at."""
+    with stack.client() as api:
+        made = api.post(
+            "/v2/dbInstances", json={"name": unique_name("Target"), "databaseTemplate": "Minimal"}
+        ).json()
+        return wait_for_instance(api, made["id"])[0]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_hostile_names_are_refused_everywhere_and_change_nothing(
+    api: httpx.Client, admin_database: str, db_prefix: str, target: dict[str, Any], name: str
+) -> None:
+    assert target["status"] == "Completed"
+    before = _counts(admin_database)
+    databases = set(pg.databases_like(db_prefix.replace("_", r"\_") + "%"))
+
+    _refused(
+        api.post("/v2/dbInstances", json={"name": name, "databaseTemplate": "Minimal"}), "name"
+    )
+    _refused(api.put(f"/v2/dbInstances/{target['id']}", json={"name": name}), "name")
+    for job in (
+        {"type": "createInstance", "parameters": {"name": name, "databaseTemplate": "Minimal"}},
+        {"type": "renameInstance", "parameters": {"id": target["id"], "name": name}},
+    ):
+        r = api.post(
+            "/v2/schedules",
+            json={
+                "name": unique_name("Hostile"),
+                "job": job,
+                "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
+            },
+        )
+        _refused(r, "job.parameters.name")
+    r = api.post(
+        "/v2/schedules",
+        json={
+            "name": name or " ",
+            "job": {"type": "prune"},
+            "trigger": {"type": "once", "runAt": "x"},
+        },
+    )
+    assert r.status_code == 422  # a schedule's own name may be any text, but this body is bad
+
+    assert _counts(admin_database) == before
+    assert set(pg.databases_like(db_prefix.replace("_", r"\_") + "%")) == databases
+    assert api.get(f"/v2/dbInstances/{target['id']}").json()["name"] == target["name"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Ok", "databaseTemplate": "Minimal", "unknown": 1},
+        {"name": 12, "databaseTemplate": "Minimal"},
+        {"name": ["Ok"], "databaseTemplate": "Minimal"},
+        {"name": None, "databaseTemplate": "Minimal"},
+        {"name": "Ok", "databaseTemplate": {"$ne": ""}},
+        [],
+        "a string",
+    ],
+)
+def test_wrong_shapes_are_refused_and_change_nothing(
+    api: httpx.Client, admin_database: str, body: Any
+) -> None:
+    before = _counts(admin_database)
+    r = api.post("/v2/dbInstances", json=body)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert _counts(admin_database) == before
