@@ -28,6 +28,7 @@ up: setup
         echo "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: using the public development key."
     fi
     echo "Gateway: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/docs"
+    echo "API clients: POST /connect/register, then /connect/token (README, Authentication)."
     exec uv run --frozen honcho -f infra/Procfile -d . start
 
 # Run one service alone (start it twice for two replicas): gateway | provisioner | status.
