@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -89,6 +89,47 @@ def unauthorized(detail: str) -> ProblemError:
     )
 
 
+def client_problems(
+    client_id: str, secret: str, display_name: str, tenants: list[str] | None
+) -> dict[str, str]:
+    """What is wrong with a registration, by form field (empty when it is acceptable)."""
+    problems: dict[str, str] = {}
+    if not CLIENT_ID.fullmatch(client_id):
+        problems["ClientId"] = "must be 1-100 letters, digits, '.', '_', '~' or '-'"
+    problem = secret_problem(secret)
+    if problem:
+        problems["ClientSecret"] = problem
+    if not 1 <= len(display_name.strip()) <= 200 or not display_name.isprintable():
+        problems["DisplayName"] = "must be 1-200 printable characters"
+    if tenants is not None and (not tenants or not all(TENANT.fullmatch(t) for t in tenants)):
+        problems["Tenants"] = "must be a comma-separated list of tenant names"
+    return problems
+
+
+async def register_client(
+    engine: AsyncEngine, client_id: str, secret: str, display_name: str, tenants: list[str] | None
+) -> None:
+    """Store a client with an argon2id hash of its secret; 409 when the id is taken."""
+    hashed = await asyncio.to_thread(_hasher.hash, secret)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(clients).values(
+                    client_id=client_id,
+                    secret_hash=hashed,
+                    display_name=display_name.strip(),
+                    tenants=tenants,
+                )
+            )
+    except IntegrityError:
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"a client with id {client_id!r} is already registered",
+            errors={"ClientId": ["is taken"]},
+        ) from None
+
+
 class Authenticator:
     """Issues the gateway's own tokens and verifies them (or an OIDC issuer's)."""
 
@@ -106,24 +147,7 @@ class Authenticator:
     async def register(
         self, client_id: str, secret: str, display_name: str, tenants: list[str] | None
     ) -> None:
-        hashed = await asyncio.to_thread(_hasher.hash, secret)
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(clients).values(
-                        client_id=client_id,
-                        secret_hash=hashed,
-                        display_name=display_name,
-                        tenants=tenants,
-                    )
-                )
-        except IntegrityError:
-            raise ProblemError(
-                409,
-                "Conflict",
-                f"a client with id {client_id!r} is already registered",
-                errors={"ClientId": ["is taken"]},
-            ) from None
+        await register_client(self._engine, client_id, secret, display_name, tenants)
 
     async def check_secret(self, client_id: str, secret: str) -> Any:
         """The client row when the secret matches; None otherwise (same time either way)."""
@@ -238,6 +262,26 @@ def _form_problem(field: str, message: str) -> ProblemError:
     return validation_problem(field, message)
 
 
+async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(clients.c.client_id, clients.c.display_name, clients.c.tenants).order_by(
+                    clients.c.client_id
+                )
+            )
+        ).all()
+    return [
+        {"clientId": r.client_id, "displayName": r.display_name, "tenants": r.tenants} for r in rows
+    ]
+
+
+async def remove_client(engine: AsyncEngine, client_id: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
+    return bool(result.rowcount)
+
+
 @router.post(
     "/register",
     summary="Register a client (only when EDFI_IM_REGISTRATION_ENABLED is true)",
@@ -257,18 +301,9 @@ async def register(
             "Forbidden",
             "Client registration is disabled (EDFI_IM_REGISTRATION_ENABLED is not true).",
         )
-    if not CLIENT_ID.fullmatch(client_id):
-        raise _form_problem("ClientId", "must be 1-100 letters, digits, '.', '_', '~' or '-'")
-    problem = secret_problem(client_secret)
-    if problem:
-        raise _form_problem("ClientSecret", problem)
-    if not 1 <= len(display_name.strip()) <= 200 or not display_name.isprintable():
-        raise _form_problem("DisplayName", "must be 1-200 printable characters")
-    allowed = None
-    if tenants is not None:
-        allowed = [t.strip() for t in tenants.split(",") if t.strip()]
-        if not allowed or not all(TENANT.fullmatch(t) for t in allowed):
-            raise _form_problem("Tenants", "must be a comma-separated list of tenant names")
+    allowed = None if tenants is None else [t.strip() for t in tenants.split(",") if t.strip()]
+    for field, problem in client_problems(client_id, client_secret, display_name, allowed).items():
+        raise _form_problem(field, problem)
     authenticator: Authenticator = request.app.state.authenticator
     await authenticator.register(client_id, client_secret, display_name.strip(), allowed)
     log.info("client registered", client_id=client_id, tenants=allowed)

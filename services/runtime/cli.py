@@ -48,6 +48,51 @@ def _run_service(name: str, settings: Settings) -> None:
     asyncio.run(serve(app, settings))
 
 
+def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    """`edfi-im clients add|list|remove`: the secret of `add` is read from the environment
+    (EDFI_IM_CLIENT_SECRET) or asked for, never taken from the command line."""
+    import getpass
+    import os
+
+    from services.gateway import auth
+    from services.gateway.problems import ProblemError
+    from services.runtime.db import create_admin_engine
+
+    engine = create_admin_engine(settings.admin_database_url, pool_size=1)
+
+    async def run() -> int:
+        try:
+            if args.action == "list":
+                for client in await auth.list_clients(engine):
+                    print(json.dumps(client))
+                return 0
+            if not args.client_id:
+                parser.error(f"clients {args.action} needs a client id")
+            if args.action == "remove":
+                removed = await auth.remove_client(engine, args.client_id)
+                print(f"client {args.client_id} {'removed' if removed else 'not found'}")
+                return 0 if removed else 1
+            secret = os.environ.get("EDFI_IM_CLIENT_SECRET") or getpass.getpass("Client secret: ")
+            tenants = None if args.tenants is None else args.tenants.split(",")
+            name = args.name or args.client_id
+            problems = auth.client_problems(args.client_id, secret, name, tenants)
+            for field, problem in problems.items():
+                print(f"{field}: {problem}", file=sys.stderr)
+            if problems:
+                return 2
+            try:
+                await auth.register_client(engine, args.client_id, secret, name, tenants)
+            except ProblemError as exc:
+                print(exc.detail, file=sys.stderr)
+                return 1
+            print(f"client {args.client_id} added")
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def _check_file(path: Path, expected: str) -> bool:
     return path.exists() and path.read_text() == expected
 
@@ -71,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         default="provisioner.dead",
         choices=("provisioner.dead", "status.dead", "scheduler.maintenance.dead"),
     )
+    api_clients = sub.add_parser(
+        "clients", help="manage the gateway's API clients (when self-registration is off)"
+    )
+    api_clients.add_argument("action", choices=("add", "list", "remove"))
+    api_clients.add_argument("client_id", nargs="?")
+    api_clients.add_argument("--name", help="display name (add)")
+    api_clients.add_argument("--tenants", help="comma-separated tenants it is limited to (add)")
     schemas = sub.add_parser("schemas", help="export the contracts' JSON Schema")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
@@ -124,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: the services will use the "
                     "public development key"
                 )
+        elif args.command == "clients":
+            return _clients(parser, args, settings)
         elif args.command == "dead-letters":
             from services.runtime import deadletters
 
