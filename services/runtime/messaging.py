@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -16,10 +16,14 @@ from faststream import FastStream
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import Envelope, Message, UnknownMessageTypeError, message_type
 from services.runtime.logging import get_logger
+from services.runtime.outbox import OutboxRelay
+from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
+from services.runtime.startup import BackgroundTasks
 from services.runtime.topology import EVENTS_EXCHANGE
 
 if TYPE_CHECKING:
@@ -143,4 +147,40 @@ def consumer_app(
         asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0))],
         logger=faststream_logger,
         **hooks,
+    )
+
+
+def outbox_consumer_app(
+    broker: RabbitBroker,
+    settings: Settings,
+    *,
+    engine: AsyncEngine,
+    publisher: ConfirmingPublisher,
+    relay: OutboxRelay,
+    tasks: BackgroundTasks,
+    on_startup: Callable[[], Awaitable[None]],
+    after_startup: Callable[[], Awaitable[None]],
+) -> FastStream | AsgiFastStream:
+    """A consumer app that also relays its admin database's outbox: the relay starts before the
+    service's own loops and stops after them; the publisher and the engine close last."""
+
+    async def start() -> None:
+        relay.start()  # state recovery: unsent outbox rows go out at once
+        await after_startup()
+
+    async def stop() -> None:
+        await tasks.stop()
+        await relay.stop()
+
+    async def close() -> None:
+        await publisher.close()
+        await engine.dispose()
+
+    return consumer_app(
+        broker,
+        settings,
+        on_startup=[on_startup],
+        after_startup=[start],
+        on_shutdown=[stop],
+        after_shutdown=[close],
     )

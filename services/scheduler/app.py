@@ -16,9 +16,9 @@ from contracts.messages import parse_maintenance
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
-    consumer_app,
     make_broker,
     message_context,
+    outbox_consumer_app,
     parse_or_dead_letter,
 )
 from services.runtime.outbox import OutboxRelay
@@ -69,7 +69,6 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     watchdog = Watchdog.from_settings(broker, settings, lambda: [MAINTENANCE_QUEUE])
 
     async def after_startup() -> None:
-        relay.start()
         tasks.start(scheduler.run())
         tasks.start(watchdog.run())
         log.info(
@@ -78,19 +77,13 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             misfire_threshold_seconds=settings.misfire_threshold_seconds,
         )
 
-    async def on_shutdown() -> None:
-        await tasks.stop()
-        await relay.stop()
-
-    async def after_shutdown() -> None:
-        await publisher.close()
-        await engine.dispose()
-
-    return consumer_app(
+    return outbox_consumer_app(
         broker,
         settings,
-        on_startup=[on_startup],
-        after_startup=[after_startup],
-        on_shutdown=[on_shutdown],
-        after_shutdown=[after_shutdown],
+        engine=engine,
+        publisher=publisher,
+        relay=relay,
+        tasks=tasks,
+        on_startup=on_startup,
+        after_startup=after_startup,
     )

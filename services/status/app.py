@@ -27,9 +27,9 @@ from contracts.messages import parse_event
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
-    consumer_app,
     make_broker,
     message_context,
+    outbox_consumer_app,
     parse_or_dead_letter,
 )
 from services.runtime.outbox import OutboxRelay
@@ -168,24 +168,17 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     watchdog = Watchdog.from_settings(broker, settings, lambda: [STATUS_QUEUE, DEAD_COMMANDS_QUEUE])
 
     async def after_startup() -> None:
-        # State recovery: unsent outbox rows go out, orphaned jobs are swept at once.
-        relay.start()
+        # State recovery: orphaned jobs are swept at once (the relay sends unsent rows).
         tasks.start(sweep_orphans())
         tasks.start(watchdog.run())
 
-    async def on_shutdown() -> None:
-        await tasks.stop()
-        await relay.stop()
-
-    async def after_shutdown() -> None:
-        await publisher.close()
-        await engine.dispose()
-
-    return consumer_app(
+    return outbox_consumer_app(
         broker,
         settings,
-        on_startup=[on_startup],
-        after_startup=[after_startup],
-        on_shutdown=[on_shutdown],
-        after_shutdown=[after_shutdown],
+        engine=engine,
+        publisher=publisher,
+        relay=relay,
+        tasks=tasks,
+        on_startup=on_startup,
+        after_startup=after_startup,
     )
