@@ -35,19 +35,22 @@ MAINTENANCE_TYPES = (JobType.RECONCILE.value, JobType.PRUNE.value)
 
 
 async def fail_job(conn: AsyncConnection, job: Any, reason: str) -> None:
-    """Fail a job and put its instance in the operation's failure status (caller holds locks)."""
-    operation = OPERATION_OF[job.type]
-    instance_status, job_status = outcome(operation, succeeded=False)
+    """Fail a job and, for an instance operation, put its instance in the operation's failure
+    status (caller holds locks). A maintenance job has no instance."""
     await conn.execute(
         update(jobs)
         .where(jobs.c.id == job.id)
         .values(
-            status=job_status.value,
+            status=JobStatus.FAILED.value,
             finished_at=func.now(),
             error=reason,
             progress_message=reason[:500],
         )
     )
+    operation = OPERATION_OF.get(job.type)
+    if operation is None:
+        return
+    instance_status, _ = outcome(operation, succeeded=False)
     await conn.execute(
         update(db_instances)
         .where(db_instances.c.id == job.instance_id)
@@ -64,7 +67,17 @@ async def fail_job(conn: AsyncConnection, job: Any, reason: str) -> None:
 
 
 async def redrive(conn: AsyncConnection, job: Any, correlation_id: str | None) -> None:
-    """Publish the job's command again, through the outbox (same job id: idempotent steps)."""
+    """Publish the job's command again, through the outbox (same job id: idempotent steps):
+    an instance command to its shard, a maintenance command to the scheduler's queue."""
+    if job.type in MAINTENANCE_TYPES:
+        await outbox.enqueue(
+            conn,
+            MaintenanceRequested.model_validate(job.command),
+            exchange=MAINTENANCE_EXCHANGE,
+            routing_key=MAINTENANCE_ROUTING_KEY,
+            correlation_id=correlation_id,
+        )
+        return
     command = InstanceRequested.model_validate(job.command)
     await outbox.enqueue(
         conn,
@@ -96,18 +109,18 @@ async def recover_orphans(
     handled = []
     for job in stale:
         silent = f"no heartbeat from worker {job.worker or '?'} for over {threshold_seconds:g}s"
-        if job.type in MAINTENANCE_TYPES:
-            await _recover_maintenance(conn, job, silent, max_recoveries)
-            handled.append(job.id)
-            continue
-        instance = (
-            await conn.execute(
-                select(db_instances.c.currentjobid)
-                .where(db_instances.c.id == job.instance_id)
-                .with_for_update()
-            )
-        ).first()
-        if instance is None or instance.currentjobid != job.id or job.command is None:
+        maintenance = job.type in MAINTENANCE_TYPES
+        current = True  # a maintenance job has no instance to have moved on
+        if not maintenance:
+            instance = (
+                await conn.execute(
+                    select(db_instances.c.currentjobid)
+                    .where(db_instances.c.id == job.instance_id)
+                    .with_for_update()
+                )
+            ).first()
+            current = instance is not None and instance.currentjobid == job.id
+        if not current or job.command is None:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)
@@ -116,7 +129,7 @@ async def recover_orphans(
         elif job.recoveries >= max_recoveries:
             reason = (
                 f"{silent}; recovered {job.recoveries} time(s) already, giving up "
-                "(see the provisioner logs for this job)"
+                f"(see the {'scheduler' if maintenance else 'provisioner'} logs for this job)"
             )
             await fail_job(conn, job, reason)
             log.error("orphaned job failed", job_id=str(job.id), reason=reason)
@@ -141,38 +154,6 @@ async def recover_orphans(
             )
         handled.append(job.id)
     return handled
-
-
-async def _recover_maintenance(
-    conn: AsyncConnection, job: Any, silent: str, max_recoveries: int
-) -> None:
-    """A maintenance job's worker died: send it again (both tasks are safe to repeat)."""
-    if job.command is None or job.recoveries >= max_recoveries:
-        reason = f"{silent}; recovered {job.recoveries} time(s) already, giving up"
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job.id)
-            .values(status=JobStatus.FAILED.value, finished_at=func.now(), error=reason)
-        )
-        log.error("orphaned maintenance job failed", job_id=str(job.id), reason=reason)
-        return
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            recoveries=jobs.c.recoveries + 1,
-            heartbeat_at=func.now(),
-            progress_message=f"Re-driven: {silent}",
-        )
-    )
-    await outbox.enqueue(
-        conn,
-        MaintenanceRequested.model_validate(job.command),
-        exchange=MAINTENANCE_EXCHANGE,
-        routing_key=MAINTENANCE_ROUTING_KEY,
-        correlation_id=job.correlation_id,
-    )
-    log.warning("orphaned maintenance job re-driven", job_id=str(job.id))
 
 
 def death_reason(headers: dict[str, Any]) -> str:
