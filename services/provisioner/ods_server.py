@@ -16,6 +16,7 @@ from psycopg import sql
 from services.runtime.errors import PermanentError, TransientError
 
 MANAGED_BY = "edfi-instance-manager"
+STAGING_PREFIX = "edfi_im_staging_"  # + the job id: where a clone is built
 # pg advisory lock class ids (first key of the two-key form).
 CLONE_SLOT_CLASS = 0x0ED1F1  # one of N clone slots on the server
 INSTANCE_LOCK_CLASS = 0x0ED1F2  # one operation per instance
@@ -211,4 +212,4 @@ class PostgresOdsServer:
 
 def staging_name(job_id: uuid.UUID) -> str:
     """Where a clone is built before it gets its real name; derived from the job, so ours."""
-    return f"edfi_im_staging_{job_id.hex}"
+    return f"{STAGING_PREFIX}{job_id.hex}"

@@ -215,6 +215,11 @@ async def _write(conn: AsyncConnection, fired: list[Fired]) -> None:
         await conn.execute(ADVANCE, [f.advance for f in fired])
 
 
+def _connection_lost(exc: Exception) -> bool:
+    """The admin database went away: the next pass retries; no schedule is to blame."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 async def _fail_schedule(conn: AsyncConnection, schedule_id: uuid.UUID, exc: Exception) -> None:
     reason = f"the scheduler could not fire it: {exc!r}"[:2000]
     await conn.execute(
@@ -235,11 +240,9 @@ async def fire_due(engine: AsyncEngine, settings: Settings, now: datetime) -> Pa
             fired = [await fire_schedule(conn, settings, row, now) for row in rows]
             await _write(conn, fired)
         return PassResult(schedules=len(rows), fired=sum(f.jobs for f in fired))
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise
-        log.warning("a scheduler pass failed; firing one schedule at a time", error=repr(exc))
     except Exception as exc:
+        if _connection_lost(exc):
+            raise
         log.warning("a scheduler pass failed; firing one schedule at a time", error=repr(exc))
     return await _fire_one_by_one(engine, settings, now)
 
@@ -258,11 +261,9 @@ async def _fire_one_by_one(engine: AsyncEngine, settings: Settings, now: datetim
                     fired = await fire_schedule(conn, settings, row, now)
                     await _write(conn, [fired])
                 result.fired += fired.jobs
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise
-                await _fail_schedule(conn, row.id, exc)
             except Exception as exc:  # a schedule that cannot fire must not block the others
+                if _connection_lost(exc):
+                    raise
                 await _fail_schedule(conn, row.id, exc)
     return result
 

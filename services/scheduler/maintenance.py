@@ -4,6 +4,7 @@ the databases on the ODS server; repair only what is safe) and `prune` (delete o
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask
-from services.provisioner.ods_server import Marker
+from services.provisioner.ods_server import STAGING_PREFIX, Marker
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 from services.runtime.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
@@ -30,7 +31,6 @@ from services.status.sync import database_of, import_ods_instances
 
 log = get_logger(__name__)
 
-STAGING_PREFIX = "edfi_im_staging_"
 # Statuses in which an instance's database should exist on the ODS server.
 HAS_DATABASE = {
     InstanceStatus.COMPLETED.value,
@@ -51,6 +51,16 @@ async def server_databases(ods_server_url: str) -> dict[str, Marker | None]:
     return {str(name): Marker.parse(None if c is None else str(c)) for name, c in rows}
 
 
+def _staging_job(name: str) -> uuid.UUID | None:
+    """The job a staging database (`edfi_im_staging_<job>`) was cloned for."""
+    if not name.lower().startswith(STAGING_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=name[len(STAGING_PREFIX) :])
+    except ValueError:
+        return None
+
+
 def _finding(kind: str, detail: str, **about: Any) -> dict[str, Any]:
     return {"kind": kind, "detail": detail, "repaired": False, **about}
 
@@ -61,10 +71,16 @@ async def reconcile(
     """Compare the three views of the instances; the report lists each difference."""
     databases = await server_databases(settings.ods_server_url)
     lowered = {name.lower(): name for name in databases}
+    staging = {name: job for name in databases if (job := _staging_job(name)) is not None}
     async with engine.connect() as conn:
         instances = (await conn.execute(select(db_instances))).all()
         dbo = {r.odsinstanceid: r for r in (await conn.execute(select(ods_instances))).all()}
-        job_ids = {r.id for r in (await conn.execute(select(jobs.c.id, jobs.c.status))).all()}
+        # Only the jobs staging databases name: this admin database's own leftovers.
+        ours = set(
+            (await conn.scalars(select(jobs.c.id).where(jobs.c.id.in_(staging.values())))).all()
+            if staging
+            else ()
+        )
     findings: list[dict[str, Any]] = []
     live = [i for i in instances if i.status != InstanceStatus.DELETED.value]
     managed_ods = {i.odsinstanceid for i in live if i.odsinstanceid is not None}
@@ -131,11 +147,8 @@ async def reconcile(
     for name, marker in sorted(databases.items()):
         low = name.lower()
         if low.startswith(STAGING_PREFIX):
-            try:
-                job_id = uuid.UUID(hex=low[len(STAGING_PREFIX) :])
-            except ValueError:
-                continue
-            if job_id in job_ids:
+            job_id = staging.get(name)
+            if job_id in ours:
                 findings.append(
                     _finding(
                         "leftoverStagingDatabase",
@@ -166,9 +179,7 @@ async def reconcile(
             if f["kind"] == "unmanagedOdsInstance" and f["odsInstanceId"] in imported:
                 f["repaired"] = True
                 repaired += 1
-    counts: dict[str, int] = {}
-    for f in findings:
-        counts[f["kind"]] = counts.get(f["kind"], 0) + 1
+    counts = dict(Counter(f["kind"] for f in findings))
     return {
         "checked": {
             "instances": len(live),
