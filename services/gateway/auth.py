@@ -144,11 +144,6 @@ class Authenticator:
             )
             self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=600, timeout=10)
 
-    async def register(
-        self, client_id: str, secret: str, display_name: str, tenants: list[str] | None
-    ) -> None:
-        await register_client(self._engine, client_id, secret, display_name, tenants)
-
     async def check_secret(self, client_id: str, secret: str) -> Any:
         """The client row when the secret matches; None otherwise (same time either way)."""
         async with self._engine.connect() as conn:
@@ -258,10 +253,6 @@ async def authorize(
 router = APIRouter(prefix="/connect", tags=["connect"])
 
 
-def _form_problem(field: str, message: str) -> ProblemError:
-    return validation_problem(field, message)
-
-
 async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         rows = (
@@ -294,18 +285,19 @@ async def register(
     display_name: Annotated[str, Form(alias="DisplayName")],
     tenants: Annotated[str | None, Form(alias="Tenants")] = None,
 ) -> JSONResponse:
-    settings: Settings = request.app.state.gateway.settings
-    if not settings.registration_enabled:
+    gateway = request.app.state.gateway
+    if not gateway.settings.registration_enabled:
         raise ProblemError(
             403,
             "Forbidden",
             "Client registration is disabled (EDFI_IM_REGISTRATION_ENABLED is not true).",
         )
     allowed = None if tenants is None else [t.strip() for t in tenants.split(",") if t.strip()]
-    for field, problem in client_problems(client_id, client_secret, display_name, allowed).items():
-        raise _form_problem(field, problem)
-    authenticator: Authenticator = request.app.state.authenticator
-    await authenticator.register(client_id, client_secret, display_name.strip(), allowed)
+    problems = client_problems(client_id, client_secret, display_name, allowed)
+    if problems:
+        field, problem = next(iter(problems.items()))  # the first, in form order
+        raise validation_problem(field, problem)
+    await register_client(gateway.engine, client_id, client_secret, display_name, allowed)
     log.info("client registered", client_id=client_id, tenants=allowed)
     return JSONResponse({"title": f"Registered client {client_id} successfully.", "status": 200})
 
