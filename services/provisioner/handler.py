@@ -206,14 +206,15 @@ class Provisioner:
         )
 
     async def _progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
+        """Start a step: log it, remember it for the heartbeat, report it."""
         log.info("progress", step=message, percent=percent)
         self._step[cmd.job_id] = (message, percent, time.monotonic())
+        await self._report_progress(cmd, message, percent)
+
+    async def _report_progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         await self._emit(
             InstanceOperationProgress(
-                **_about(cmd),
-                operation=cmd.operation,
-                message=message,
-                percent=percent,
+                **_about(cmd), operation=cmd.operation, message=message, percent=percent
             )
         )
 
@@ -226,14 +227,7 @@ class Provisioner:
             elapsed = time.monotonic() - since
             try:
                 # The same step, saying how long it has taken so far (a long clone, a wait).
-                await self._emit(
-                    InstanceOperationProgress(
-                        **_about(cmd),
-                        operation=cmd.operation,
-                        message=f"{message} ({elapsed:.1f} s so far)",
-                        percent=percent,
-                    )
-                )
+                await self._report_progress(cmd, f"{message} ({elapsed:.1f} s so far)", percent)
             except Exception as exc:  # a missed heartbeat must not fail the operation
                 log.warning("heartbeat not sent", error=repr(exc))
 
