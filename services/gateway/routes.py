@@ -30,12 +30,12 @@ Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
-def _state(request: Request) -> GatewayState:
+def gateway_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
 
 
-def _limit(state: GatewayState, limit: int) -> int:
+def page_limit(state: GatewayState, limit: int) -> int:
     if limit > state.settings.max_page_size:
         raise validation_problem("limit", f"must be at most {state.settings.max_page_size}")
     return limit
@@ -51,7 +51,7 @@ def _limit(state: GatewayState, limit: int) -> int:
 async def create_db_instance(
     body: CreateDbInstance, request: Request, response: Response
 ) -> DbInstance:
-    state = _state(request)
+    state = gateway_state(request)
     template_database, db_name = create_names(state.settings, body.name, body.database_template)
     correlation_id = request.state.correlation_id
     async with state.engine.begin() as conn:
@@ -85,7 +85,7 @@ async def create_db_instance(
 async def rename_db_instance(
     instance_id: InstanceId, body: RenameDbInstance, request: Request, response: Response
 ) -> DbInstance:
-    new_database = checked_database_name(_state(request).settings, body.name)
+    new_database = checked_database_name(gateway_state(request).settings, body.name)
     return await _accept(
         request,
         response,
@@ -117,7 +117,7 @@ async def _accept(
     new_name: str | None = None,
     new_database_name: str | None = None,
 ) -> DbInstance:
-    state = _state(request)
+    state = gateway_state(request)
     async with state.engine.begin() as conn:
         row = await accept_operation(
             conn,
@@ -145,9 +145,9 @@ async def list_db_instances(
     limit: Limit = 25,
     status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
 ) -> list[DbInstance]:
-    state = _state(request)
+    state = gateway_state(request)
     query = select(db_instances).order_by(db_instances.c.id).offset(offset)
-    query = query.limit(_limit(state, limit))
+    query = query.limit(page_limit(state, limit))
     if status is not None:
         query = query.where(db_instances.c.status == status.value)
     async with state.engine.connect() as conn:
@@ -157,7 +157,7 @@ async def list_db_instances(
 
 @router.get("/dbInstances/{instance_id}", response_model=DbInstance, responses={404: PROBLEM})
 async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
-    async with _state(request).engine.connect() as conn:
+    async with gateway_state(request).engine.connect() as conn:
         row = (
             await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
         ).first()
@@ -178,9 +178,9 @@ async def list_jobs(
         uuid.UUID | None, Query(alias="scheduleId", description="Only jobs this schedule fired")
     ] = None,
 ) -> list[Job]:
-    state = _state(request)
+    state = gateway_state(request)
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).offset(offset)
-    query = query.limit(_limit(state, limit))
+    query = query.limit(page_limit(state, limit))
     if status is not None:
         query = query.where(jobs.c.status == status.value)
     if instance_id is not None:
@@ -196,7 +196,7 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM})
 async def get_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with _state(request).engine.connect() as conn:
+    async with gateway_state(request).engine.connect() as conn:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")
@@ -210,7 +210,7 @@ async def get_job(job_id: uuid.UUID, request: Request) -> Job:
     summary="Cancel a job that has not started (409 once a worker has begun it)",
 )
 async def delete_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with _state(request).engine.begin() as conn:
+    async with gateway_state(request).engine.begin() as conn:
         row = await cancel_job(conn, job_id)
     log.info("job cancelled", job_id=str(job_id), instance_id=row.instance_id)
     return job_out(row)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.gateway.routes import PROBLEM, Limit, Offset, _limit, _state
+from services.gateway.routes import PROBLEM, Limit, Offset, gateway_state, page_limit
 from services.runtime.logging import get_logger
 from services.scheduler import store
 from services.scheduler.firing import utcnow
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v2/schedules", tags=["schedules"])
     summary="Schedule a job: cron (Quartz or standard), fixed interval, or one time",
 )
 async def create_schedule(body: CreateSchedule, request: Request, response: Response) -> Schedule:
-    state = _state(request)
+    state = gateway_state(request)
     async with state.engine.begin() as conn:
         row = await store.create_schedule(conn, state.settings, body, utcnow())
     log.info(
@@ -47,15 +47,15 @@ async def list_schedules(
     limit: Limit = 25,
     state: Annotated[ScheduleState | None, Query(description="Only this state")] = None,
 ) -> list[Schedule]:
-    gateway = _state(request)
+    gateway = gateway_state(request)
     async with gateway.engine.connect() as conn:
-        rows = await store.list_schedules(conn, offset, _limit(gateway, limit), state)
+        rows = await store.list_schedules(conn, offset, page_limit(gateway, limit), state)
     return [store.schedule_out(r) for r in rows]
 
 
 @router.get("/{schedule_id}", response_model=Schedule, responses={404: PROBLEM})
 async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with _state(request).engine.connect() as conn:
+    async with gateway_state(request).engine.connect() as conn:
         return store.schedule_out(await store.get_schedule(conn, schedule_id))
 
 
@@ -66,7 +66,7 @@ async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Stop firing until resumed",
 )
 async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with _state(request).engine.begin() as conn:
+    async with gateway_state(request).engine.begin() as conn:
         row = await store.pause_schedule(conn, schedule_id)
     log.info("schedule paused", schedule_id=str(schedule_id))
     return store.schedule_out(row)
@@ -79,7 +79,7 @@ async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Fire again; occurrences missed meanwhile follow the misfire policy",
 )
 async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with _state(request).engine.begin() as conn:
+    async with gateway_state(request).engine.begin() as conn:
         row = await store.resume_schedule(conn, schedule_id)
     log.info("schedule resumed", schedule_id=str(schedule_id))
     return store.schedule_out(row)
@@ -92,7 +92,7 @@ async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Unschedule: the schedule and its history go; its jobs stay",
 )
 async def delete_schedule(schedule_id: uuid.UUID, request: Request) -> Response:
-    async with _state(request).engine.begin() as conn:
+    async with gateway_state(request).engine.begin() as conn:
         await store.delete_schedule(conn, schedule_id)
     log.info("schedule deleted", schedule_id=str(schedule_id))
     return Response(status_code=204)
@@ -107,6 +107,6 @@ async def delete_schedule(schedule_id: uuid.UUID, request: Request) -> Response:
 async def list_runs(
     schedule_id: uuid.UUID, request: Request, offset: Offset = 0, limit: Limit = 25
 ) -> list[ScheduleRun]:
-    gateway = _state(request)
+    gateway = gateway_state(request)
     async with gateway.engine.connect() as conn:
-        return await store.list_runs(conn, schedule_id, offset, _limit(gateway, limit))
+        return await store.list_runs(conn, schedule_id, offset, page_limit(gateway, limit))
