@@ -19,11 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
-import psycopg
-from psycopg import sql
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,28 +32,9 @@ from services.runtime.settings import Settings
 from services.runtime.tables import schedule_runs, schedules
 from services.runtime.topology import declare_topology
 from services.scheduler.firing import Scheduler
+from tests.support import pg, rabbit
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-MANAGEMENT = "http://127.0.0.1:15672/api"
-
-
-def _vhost(name: str, create: bool) -> None:
-    with httpx.Client(base_url=MANAGEMENT, auth=("guest", "guest"), timeout=30) as c:
-        path = f"/vhosts/{quote(name, safe='')}"
-        if not create:
-            c.delete(path)
-            return
-        c.put(path).raise_for_status()
-        c.put(
-            f"/permissions/{quote(name, safe='')}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-
-
-def _drop_database(name: str) -> None:
-    with psycopg.connect(SERVER, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -98,11 +75,10 @@ async def _insert_schedules(engine: AsyncEngine, count: int, period: int, start:
 async def measure(count: int, period: int, margin: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     database, vhost = f"edfi_im_bench_{tag}", f"edfi_im_bench_{tag}"
-    _vhost(vhost, create=True)
-    migrate(f"postgresql://postgres@127.0.0.1:5432/{database}")
+    rabbit.create_vhost(vhost)
+    migrate(pg.database_url(database))
     settings = Settings(
-        admin_database_url=f"postgresql://postgres@127.0.0.1:5432/{database}",
-        rabbitmq_url=f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}",
+        admin_database_url=pg.database_url(database), rabbitmq_url=rabbit.amqp_url(vhost)
     )
     await declare_topology(settings.rabbitmq_url, settings.shard_count, settings.delivery_limit)
     engine = create_admin_engine(settings.admin_database_url)
@@ -144,8 +120,8 @@ async def measure(count: int, period: int, margin: int) -> dict[str, Any]:
         await relay.stop()
         await publisher.close()
         await engine.dispose()
-        _drop_database(database)
-        _vhost(vhost, create=False)
+        pg.drop(database)
+        rabbit.delete_vhost(vhost)
 
 
 def main() -> None:
@@ -172,6 +148,7 @@ def main() -> None:
             f"{r['fired']:>6}/{r['occurrences']:<6} {r['lateness_p50_ms']:>8} "
             f"{r['lateness_p99_ms']:>8} {r['lateness_max_ms']:>8}"
         )
+    defaults = Settings()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scheduler-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(
@@ -180,8 +157,8 @@ def main() -> None:
                 "bench": "scheduler-lateness",
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
                 "settings": {
-                    "pollIntervalSeconds": Settings().scheduler_poll_interval_seconds,
-                    "batchSize": Settings().scheduler_batch_size,
+                    "pollIntervalSeconds": defaults.scheduler_poll_interval_seconds,
+                    "batchSize": defaults.scheduler_batch_size,
                 },
                 "results": results,
             },
