@@ -4,6 +4,7 @@ the same 409 rules, the same one transaction (rows + job + outbox message)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -68,6 +69,31 @@ def checked_database_name(settings: Settings, name: str, field: str = "") -> str
     return db_name
 
 
+@dataclass(frozen=True)
+class CheckedJob:
+    """A job's parameters, and the database names an instance job derives from them."""
+
+    params: BaseModel
+    template_database: str | None = None
+    database_name: str | None = None
+
+
+def check_job(
+    settings: Settings, job_type: JobType, raw: Any, field: str = "parameters"
+) -> CheckedJob:
+    """Everything about a job that can be checked without the database: its parameters, its
+    template and the length of its database name; a 422 naming `field.<name>` otherwise."""
+    params = parse_parameters(job_type, raw, field)
+    if isinstance(params, CreateDbInstance):
+        template, db_name = create_names(
+            settings, params.name, params.database_template, f"{field}."
+        )
+        return CheckedJob(params, template, db_name)
+    if isinstance(params, RenameInstanceParameters):
+        return CheckedJob(params, None, checked_database_name(settings, params.name, f"{field}."))
+    return CheckedJob(params)
+
+
 async def accept_job(
     conn: AsyncConnection,
     settings: Settings,
@@ -78,18 +104,16 @@ async def accept_job(
     schedule_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Validate and accept a job in the caller's transaction; its id. ProblemError if refused."""
-    params = parse_parameters(job_type, raw_parameters)
-    field = "parameters."
+    checked = check_job(settings, job_type, raw_parameters)
+    params = checked.params
     if isinstance(params, CreateDbInstance):
-        template_database, db_name = create_names(
-            settings, params.name, params.database_template, field
-        )
+        assert checked.template_database and checked.database_name
         row = await accept_create(
             conn,
             name=params.name,
             template_key=params.database_template,
-            template_database=template_database,
-            database_name=db_name,
+            template_database=checked.template_database,
+            database_name=checked.database_name,
             correlation_id=correlation_id,
             schedule_id=schedule_id,
         )
@@ -100,7 +124,7 @@ async def accept_job(
             Operation.RENAME,
             correlation_id=correlation_id,
             new_name=params.name,
-            new_database_name=checked_database_name(settings, params.name, field),
+            new_database_name=checked.database_name,
             schedule_id=schedule_id,
         )
     elif isinstance(params, DeleteInstanceParameters):

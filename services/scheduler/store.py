@@ -10,9 +10,8 @@ from sqlalchemy import Row, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.gateway.jobs import checked_database_name, create_names, parse_parameters
+from services.gateway.jobs import check_job
 from services.gateway.problems import ProblemError, validation_problem
-from services.gateway.schemas import CreateDbInstance, RenameInstanceParameters
 from services.runtime.settings import Settings
 from services.runtime.states import JobStatus
 from services.runtime.tables import jobs, schedule_runs, schedules
@@ -48,13 +47,9 @@ def _not_found(schedule_id: uuid.UUID) -> ProblemError:
 async def create_schedule(
     conn: AsyncConnection, settings: Settings, body: CreateSchedule, now: datetime
 ) -> Row[Any]:
-    params = parse_parameters(body.job.type, body.job.parameters, field="job.parameters")
     # What can be checked now is checked now; the rest (names taken, instance states) is
     # checked at each fire, as for an HTTP request, and a refusal is recorded as a failed run.
-    if isinstance(params, CreateDbInstance):
-        create_names(settings, params.name, params.database_template, "job.parameters.")
-    elif isinstance(params, RenameInstanceParameters):
-        checked_database_name(settings, params.name, "job.parameters.")
+    params = check_job(settings, body.job.type, body.job.parameters, "job.parameters").params
     trigger = anchored(body.trigger, now)
     next_fire = first_fire(trigger, now)
     if next_fire is None:
