@@ -22,7 +22,7 @@ from services.gateway.jobs import accept_job
 from services.gateway.problems import ProblemError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
-from services.runtime.states import JobStatus, JobType
+from services.runtime.states import JobType, is_terminal
 from services.runtime.tables import jobs, schedule_runs, schedules
 from services.scheduler.triggers import (
     FirePlan,
@@ -35,7 +35,6 @@ from services.scheduler.triggers import (
 log = get_logger(__name__)
 
 TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
-UNFINISHED = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 
 
 class RunOutcome:
@@ -75,7 +74,7 @@ async def _unfinished(conn: AsyncConnection, job_id: uuid.UUID | None) -> bool:
     if job_id is None:
         return False
     status = await conn.scalar(select(jobs.c.status).where(jobs.c.id == job_id))
-    return status in UNFINISHED
+    return status is not None and not is_terminal(status)
 
 
 @dataclass
