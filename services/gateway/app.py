@@ -17,13 +17,13 @@ from services.gateway.auth import router as auth_router
 from services.gateway.limits import BodyLimit
 from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
-from services.gateway.state import GatewayState
+from services.gateway.state import Gateway, select_tenant
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
-from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
+from services.runtime.tenants import TenantDatabases
 
 log = get_logger(__name__)
 
@@ -38,22 +38,34 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await declare_topology_when_available(settings)
-        engine = create_admin_engine(settings.admin_database_url, pool_size=10)
         publisher = ConfirmingPublisher(settings.rabbitmq_url)
         await when_available(
             publisher.connect, "connect to the broker", settings.startup_wait_seconds
         )
-        relay = OutboxRelay.from_settings(engine, publisher, settings)
-        relay.start()
-        app.state.gateway = GatewayState(settings, engine, publisher, relay)
+        databases = TenantDatabases(settings, publisher, pool_size=10)
+        # API clients live in the top-level admin database (in single-tenant mode, the one).
+        engine = (
+            databases.get(None).engine
+            if not settings.multi_tenant
+            else create_admin_engine(settings.admin_database_url, pool_size=2)
+        )
+        databases.start_relays()
+        app.state.gateway = Gateway(settings, engine, publisher, databases)
         app.state.authenticator = Authenticator(settings, engine)
-        log.info("gateway started", host=settings.gateway_host, port=settings.gateway_port)
+        log.info(
+            "gateway started",
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            tenants=sorted(settings.tenants) or None,
+        )
         try:
             yield
         finally:
-            await relay.stop()
+            await databases.stop_relays()
             await publisher.close()
-            await engine.dispose()
+            await databases.dispose()
+            if settings.multi_tenant:
+                await engine.dispose()
             log.info("gateway stopped")
 
     app = FastAPI(
@@ -81,14 +93,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        state: GatewayState = request.app.state.gateway
+        gateway: Gateway = request.app.state.gateway
         checks = {"database": "ok", "broker": "ok"}
-        try:
-            async with state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        if not state.publisher.connected:
+        engines = [gateway.engine, *(db.engine for db in gateway.databases)]
+        for engine in dict.fromkeys(engines):
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except Exception as exc:
+                checks["database"] = f"unavailable: {type(exc).__name__}"
+        if not gateway.publisher.connected:
             checks["broker"] = "unavailable"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(
@@ -96,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
-    protected = [Depends(authorize)]
+    protected = [Depends(authorize), Depends(select_tenant)]
     app.include_router(auth_router)
     app.include_router(router, tags=["instances"], dependencies=protected)
     app.include_router(schedule_router, dependencies=protected)

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.gateway.problems import ProblemError, validation_problem
 from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
+from services.runtime.settings import TENANT_NAME, Settings
 from services.runtime.tables import clients
 
 log = get_logger(__name__)
@@ -50,7 +50,6 @@ STRENGTH_RULE = (
     "32-128 characters with at least one upper-case letter, one lower-case letter, one digit "
     "and one symbol"
 )
-TENANT = re.compile(r"^[A-Za-z0-9-]{1,50}$")
 
 _hasher = PasswordHasher()
 # Verified against when the client id is unknown, so both cases take the same time.
@@ -77,6 +76,10 @@ class Caller:
     scopes: frozenset[str]
     tenants: tuple[str, ...] | None  # None: every tenant
 
+    def sees(self, tenant: str) -> bool:
+        """Whether the caller may act on this tenant (its token may limit it to some)."""
+        return self.tenants is None or tenant.lower() in {t.lower() for t in self.tenants}
+
     def may(self, method: str) -> bool:
         if FULL_ACCESS in self.scopes:
             return True
@@ -90,9 +93,10 @@ def unauthorized(detail: str) -> ProblemError:
 
 
 def client_problems(
-    client_id: str, secret: str, display_name: str, tenants: list[str] | None
+    client_id: str, secret: str, display_name: str, tenants: list[str] | None, settings: Settings
 ) -> dict[str, str]:
-    """What is wrong with a registration, by form field (empty when it is acceptable)."""
+    """What is wrong with a registration, by form field (empty when it is acceptable). With
+    tenants configured, a client can be limited only to tenants that exist."""
     problems: dict[str, str] = {}
     if not CLIENT_ID.fullmatch(client_id):
         problems["ClientId"] = "must be 1-100 letters, digits, '.', '_', '~' or '-'"
@@ -101,8 +105,12 @@ def client_problems(
         problems["ClientSecret"] = problem
     if not 1 <= len(display_name.strip()) <= 200 or not display_name.isprintable():
         problems["DisplayName"] = "must be 1-200 printable characters"
-    if tenants is not None and (not tenants or not all(TENANT.fullmatch(t) for t in tenants)):
+    if tenants is not None and (not tenants or not all(TENANT_NAME.fullmatch(t) for t in tenants)):
         problems["Tenants"] = "must be a comma-separated list of tenant names"
+    elif tenants and settings.multi_tenant:
+        unknown = [t for t in tenants if settings.find_tenant(t) is None]
+        if unknown:
+            problems["Tenants"] = f"names tenants that are not configured: {', '.join(unknown)}"
     return problems
 
 
@@ -293,7 +301,7 @@ async def register(
             "Client registration is disabled (EDFI_IM_REGISTRATION_ENABLED is not true).",
         )
     allowed = None if tenants is None else [t.strip() for t in tenants.split(",") if t.strip()]
-    problems = client_problems(client_id, client_secret, display_name, allowed)
+    problems = client_problems(client_id, client_secret, display_name, allowed, gateway.settings)
     if problems:
         field, problem = next(iter(problems.items()))  # the first, in form order
         raise validation_problem(field, problem)

@@ -115,6 +115,7 @@ async def accept_job(
             template_database=checked.template_database,
             database_name=checked.database_name,
             correlation_id=correlation_id,
+            tenant=settings.tenant,
             schedule_id=schedule_id,
         )
     elif isinstance(params, RenameInstanceParameters):
@@ -123,6 +124,7 @@ async def accept_job(
             params.id,
             Operation.RENAME,
             correlation_id=correlation_id,
+            tenant=settings.tenant,
             new_name=params.name,
             new_database_name=checked.database_name,
             schedule_id=schedule_id,
@@ -133,6 +135,7 @@ async def accept_job(
             params.id,
             Operation.DELETE,
             correlation_id=correlation_id,
+            tenant=settings.tenant,
             schedule_id=schedule_id,
         )
     else:
@@ -141,6 +144,7 @@ async def accept_job(
             MAINTENANCE[job_type],
             params.model_dump(mode="json"),
             correlation_id=correlation_id,
+            tenant=settings.tenant,
             schedule_id=schedule_id,
         )
     job_id: uuid.UUID = row.currentjobid
@@ -153,9 +157,12 @@ async def accept_maintenance(
     parameters: dict[str, Any],
     *,
     correlation_id: str,
+    tenant: str | None,
     schedule_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    command = MaintenanceRequested(job_id=uuid.uuid4(), task=task, parameters=parameters)
+    command = MaintenanceRequested(
+        job_id=uuid.uuid4(), tenant=tenant, task=task, parameters=parameters
+    )
     await start_job(
         conn,
         command,

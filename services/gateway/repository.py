@@ -21,7 +21,7 @@ from services.runtime.states import (
     check_request,
 )
 from services.runtime.tables import db_instances, jobs
-from services.runtime.topology import REQUESTS_EXCHANGE
+from services.runtime.topology import REQUESTS_EXCHANGE, instance_routing_key
 
 # Serialises the operations that claim a name (create, rename), so two of them cannot both
 # see a name free; pg advisory lock key "edfi-im names".
@@ -174,7 +174,7 @@ async def _start_job(
         correlation_id=correlation_id,
         schedule_id=schedule_id,
         exchange=REQUESTS_EXCHANGE,
-        routing_key=str(instance_id),
+        routing_key=instance_routing_key(command.tenant, instance_id),
     )
 
 
@@ -186,6 +186,7 @@ async def accept_create(
     template_database: str,
     database_name: str,
     correlation_id: str,
+    tenant: str | None,
     schedule_id: uuid.UUID | None = None,
 ) -> Row[Any]:
     """Instance row, job and outbox command in the caller's one transaction."""
@@ -225,6 +226,7 @@ async def accept_create(
         data={"name": name, "databaseTemplate": template_key},
         command=InstanceRequested(
             job_id=job_id,
+            tenant=tenant,
             instance_id=row.id,
             operation=Operation.CREATE,
             database_name=database_name,
@@ -242,6 +244,7 @@ async def accept_operation(
     operation: Operation,
     *,
     correlation_id: str,
+    tenant: str | None,
     new_name: str | None = None,
     new_database_name: str | None = None,
     schedule_id: uuid.UUID | None = None,
@@ -322,6 +325,7 @@ async def accept_operation(
         data=data,
         command=InstanceRequested(
             job_id=job_id,
+            tenant=tenant,
             instance_id=instance_id,
             operation=operation,
             database_name=row.databasename,

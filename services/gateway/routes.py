@@ -13,7 +13,7 @@ from services.gateway.jobs import cancel_job, checked_database_name, create_name
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.repository import accept_create, accept_operation, instance_out, job_out
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
-from services.gateway.state import GatewayState
+from services.gateway.state import GatewayState, gateway_state
 from services.runtime.logging import get_logger
 from services.runtime.states import InstanceStatus, JobStatus, JobType
 from services.runtime.tables import db_instances, jobs
@@ -28,11 +28,6 @@ Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by a setting)")]
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
-
-def gateway_state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
 
 
 def page_limit(state: GatewayState, limit: int) -> int:
@@ -62,6 +57,7 @@ async def create_db_instance(
             template_database=template_database,
             database_name=db_name,
             correlation_id=correlation_id,
+            tenant=state.tenant,
         )
     state.relay.wake()
     log.info(
@@ -124,6 +120,7 @@ async def _accept(
             instance_id,
             operation,
             correlation_id=request.state.correlation_id,
+            tenant=state.tenant,
             new_name=new_name,
             new_database_name=new_database_name,
         )

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.gateway.routes import PROBLEM, Limit, Offset, gateway_state, page_limit
+from services.gateway.routes import PROBLEM, Limit, Offset, page_limit
+from services.gateway.state import gateway_state
 from services.runtime.logging import get_logger
 from services.scheduler import store
 from services.scheduler.firing import utcnow

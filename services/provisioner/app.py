@@ -8,8 +8,9 @@ import socket
 
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.messages import Message
+from contracts.messages import InstanceRequested, Message
 from services.provisioner.claims import JobClaims
 from services.provisioner.handler import Provisioner
 from services.provisioner.membership import Membership, group_key
@@ -24,6 +25,7 @@ from services.runtime.startup import (
     declare_topology_when_available,
     when_available,
 )
+from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import shard_queue
 from services.runtime.watchdog import Watchdog
 
@@ -36,21 +38,38 @@ def worker_id() -> str:
 
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, worker_id())
-    server = PostgresOdsServer(settings.ods_server_url, settings.clone_concurrency)
-    engine = create_admin_engine(settings.admin_database_url, pool_size=2)
 
     async def emit(event: Message) -> None:
         await publish_event(broker, event)
 
-    provisioner = Provisioner(
-        server,
-        emit,
-        worker=worker_id(),
-        retry_attempts=settings.step_retry_attempts,
-        heartbeat_interval=settings.heartbeat_interval_seconds,
-        claim=JobClaims(engine).claim,
-    )
-    shards = ShardConsumers(broker, provisioner.handle)
+    # Each tenant's commands act on its own ODS server (tenants that share a server share its
+    # clone slots) and are claimed in its own admin database.
+    servers: dict[str, PostgresOdsServer] = {}
+    engines: list[AsyncEngine] = []
+    provisioners: dict[str | None, Provisioner] = {}
+    for tenant, resolved in settings.tenant_settings().items():
+        server = servers.setdefault(
+            resolved.ods_server_url,
+            PostgresOdsServer(resolved.ods_server_url, resolved.clone_concurrency),
+        )
+        engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
+        engines.append(engine)
+        provisioners[tenant] = Provisioner(
+            server,
+            emit,
+            worker=worker_id(),
+            retry_attempts=settings.step_retry_attempts,
+            heartbeat_interval=settings.heartbeat_interval_seconds,
+            claim=JobClaims(engine).claim,
+        )
+
+    async def handle(cmd: InstanceRequested, attempt: int) -> None:
+        provisioner = provisioners.get(cmd.tenant)
+        if provisioner is None:
+            raise UnknownTenantError(cmd.tenant)
+        await provisioner.handle(cmd, attempt)
+
+    shards = ShardConsumers(broker, handle)
     all_shards = set(range(settings.shard_count))
     static = set(settings.owned_shard_set()) if settings.owned_shards else None
     membership = (
@@ -103,7 +122,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     async def after_shutdown() -> None:
         if membership is not None:
             await membership.leave()
-        await engine.dispose()
+        for engine in engines:
+            await engine.dispose()
 
     return consumer_app(
         broker,

@@ -81,8 +81,13 @@ def _about(cmd: InstanceRequested) -> dict[str, Any]:
     return {"job_id": cmd.job_id, "instance_id": cmd.instance_id, "tenant": cmd.tenant}
 
 
-def _ours(info: DatabaseInfo | None, instance_id: int) -> bool:
-    return info is not None and info.marker is not None and info.marker.instance_id == instance_id
+def _ours(info: DatabaseInfo | None, cmd: InstanceRequested) -> bool:
+    """Whether the database carries this instance's mark (its tenant's, too)."""
+    return (
+        info is not None
+        and info.marker is not None
+        and info.marker.names(cmd.tenant, cmd.instance_id)
+    )
 
 
 class Provisioner:
@@ -237,7 +242,7 @@ class Provisioner:
         await self._progress(cmd, f"Checking whether {target} exists", 10)
         existing = await s.database(target)
         if existing is not None:
-            if _ours(existing, cmd.instance_id):
+            if _ours(existing, cmd):
                 await self._progress(cmd, f"{target} already created for this instance", 90)
                 return done
             raise DatabaseExistsError(
@@ -256,7 +261,7 @@ class Provisioner:
                 await self._progress(cmd, f"Cloning {template}", 30)
                 await s.clone(template, staging)
         await self._progress(cmd, "Marking the new database as this instance's", 80)
-        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id))
+        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant))
         await self._progress(cmd, f"Renaming to {target}", 90)
         if await s.database(target) is not None:
             raise DatabaseExistsError(
@@ -279,11 +284,11 @@ class Provisioner:
         await self._progress(cmd, f"Checking {source} and {target}", 10)
         old, new = await s.database(source), await s.database(target)
         if old is None:
-            if _ours(new, cmd.instance_id):  # renamed by an earlier attempt
+            if _ours(new, cmd):  # renamed by an earlier attempt
                 await s.allow_connections(target)
                 return done
             raise PermanentError(f"database {source!r} does not exist on the ODS server")
-        if old.marker is not None and old.marker.instance_id != cmd.instance_id:
+        if old.marker is not None and not old.marker.names(cmd.tenant, cmd.instance_id):
             raise PermanentError(f"database {source!r} belongs to another instance")
         if new is not None:
             await s.allow_connections(source)  # an earlier attempt may have closed it
@@ -317,7 +322,7 @@ class Provisioner:
         if info is None:
             await self._progress(cmd, f"{name} is already gone", 90)
             return done(False)
-        if _ours(info, cmd.instance_id):
+        if _ours(info, cmd):
             # DROP … WITH (FORCE) ends the sessions itself; a failed drop leaves it as it was.
             await self._progress(cmd, f"Ending sessions on {name} and dropping it", 50)
             await s.drop(name)

@@ -25,15 +25,26 @@ MEMBER_CLASS = 0x0ED1F3  # provisioner replicas, for shard assignment
 
 @dataclass(frozen=True)
 class Marker:
-    """Written as the database comment: which instance (and job) this system created it for."""
+    """Written as the database comment: which instance (and job) this system created it for,
+    and in which tenant (tenants on one server number their instances alike)."""
 
     instance_id: int
     job_id: uuid.UUID
+    tenant: str | None = None
 
     def render(self) -> str:
-        return json.dumps(
-            {"managedBy": MANAGED_BY, "instanceId": self.instance_id, "jobId": str(self.job_id)}
-        )
+        data: dict[str, object] = {
+            "managedBy": MANAGED_BY,
+            "instanceId": self.instance_id,
+            "jobId": str(self.job_id),
+        }
+        if self.tenant is not None:
+            data["tenant"] = self.tenant
+        return json.dumps(data)
+
+    def names(self, tenant: str | None, instance_id: int) -> bool:
+        """Whether this is the mark of that tenant's instance."""
+        return self.instance_id == instance_id and self.tenant == tenant
 
     @staticmethod
     def parse(comment: str | None) -> Marker | None:
@@ -43,7 +54,12 @@ class Marker:
             data = json.loads(comment)
             if data.get("managedBy") != MANAGED_BY:
                 return None
-            return Marker(int(data["instanceId"]), uuid.UUID(data["jobId"]))
+            tenant = data.get("tenant")
+            return Marker(
+                int(data["instanceId"]),
+                uuid.UUID(data["jobId"]),
+                None if tenant is None else str(tenant),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 

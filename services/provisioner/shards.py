@@ -22,6 +22,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from contracts.messages import InstanceRequested, parse_command
 from services.runtime.logging import get_logger
 from services.runtime.messaging import delivery_attempt, message_context, parse_or_dead_letter
+from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import shard_queue
 
 log = get_logger(__name__)
@@ -63,7 +64,13 @@ class ShardConsumers:
                     shard=shard,
                     attempt=attempt,
                 )
-                await handle(command, attempt)
+                try:
+                    await handle(command, attempt)
+                except UnknownTenantError as exc:
+                    # Not this replica's to fix by retrying: dead-letter it (the status
+                    # service fails its job if it knows the tenant); requeue once configured.
+                    log.error("command for an unknown tenant dead-lettered", reason=str(exc))
+                    await message.reject(requeue=False)
 
         self._subscribers[shard] = sub
         return sub

@@ -75,7 +75,7 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
             secret = os.environ.get("EDFI_IM_CLIENT_SECRET") or getpass.getpass("Client secret: ")
             tenants = None if args.tenants is None else args.tenants.split(",")
             name = args.name or args.client_id
-            problems = auth.client_problems(args.client_id, secret, name, tenants)
+            problems = auth.client_problems(args.client_id, secret, name, tenants, settings)
             for field, problem in problems.items():
                 print(f"{field}: {problem}", file=sys.stderr)
             if problems:
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             _run_service(args.service, settings)
         elif args.command == "migrate":
-            from services.runtime.migrate import migrate
+            from services.runtime.migrate import migrate_all
 
-            migrate(settings.admin_database_url)
+            migrate_all(settings)
         elif args.command == "topology":
             from services.runtime import topology
 
@@ -154,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 log.info("topology declared", shards=settings.shard_count)
         elif args.command == "templates":
-            from services.runtime.templates import ensure_templates
+            from services.runtime.templates import ensure_all_templates
 
-            ensure_templates(settings.ods_server_url, settings.templates)
+            ensure_all_templates(settings)
         elif args.command == "setup":
             from services.runtime import topology
-            from services.runtime.migrate import migrate
-            from services.runtime.templates import ensure_templates
+            from services.runtime.migrate import migrate_all
+            from services.runtime.templates import ensure_all_templates
 
-            migrate(settings.admin_database_url)
+            migrate_all(settings)
             asyncio.run(
                 topology.declare_topology(
                     settings.rabbitmq_url, settings.shard_count, settings.delivery_limit
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             log.info("topology declared", shards=settings.shard_count)
             if not args.no_templates:
-                ensure_templates(settings.ods_server_url, settings.templates)
+                ensure_all_templates(settings)
             if settings.uses_development_key and settings.is_development:
                 log.warning(
                     "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: the services will use the "

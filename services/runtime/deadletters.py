@@ -14,6 +14,7 @@ from contracts.messages import InstanceRequested
 from services.runtime.db import create_admin_engine
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
+from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE
 
 
@@ -70,7 +71,6 @@ async def list_dead(settings: Settings, queue_name: str) -> list[DeadLetter]:
 async def requeue(settings: Settings, queue_name: str, message_id: str) -> str:
     """Send one dead letter on again; returns what was done. Raises LookupError if absent."""
     connection = await aio_pika.connect(settings.rabbitmq_url)
-    engine = create_admin_engine(settings.admin_database_url, pool_size=1)
     try:
         channel = await connection.channel()
         messages = await _take_all(channel, queue_name)
@@ -81,20 +81,17 @@ async def requeue(settings: Settings, queue_name: str, message_id: str) -> str:
         if target is None:
             raise LookupError(f"no message {message_id} in {queue_name}")
         try:
-            done = await _send_on(settings, engine, queue_name, target)
+            done = await _send_on(settings, queue_name, target)
         except Exception:
             await target.nack(requeue=True)
             raise
         await target.ack()
         return done
     finally:
-        await engine.dispose()
         await connection.close()
 
 
-async def _send_on(
-    settings: Settings, engine: Any, queue_name: str, message: AbstractIncomingMessage
-) -> str:
+async def _send_on(settings: Settings, queue_name: str, message: AbstractIncomingMessage) -> str:
     from services.status.recovery import reopen_and_redrive
 
     if queue_name == PROVISIONER_DEAD_QUEUE:
@@ -103,8 +100,16 @@ async def _send_on(
         except ValidationError:
             command = None
         if command is not None:
-            async with engine.begin() as conn:
-                await reopen_and_redrive(conn, command)
+            tenant = settings.tenant_settings().get(command.tenant)
+            if tenant is None:
+                raise UnknownTenantError(command.tenant)
+            # The job lives in its tenant's admin database.
+            engine = create_admin_engine(tenant.admin_database_url, pool_size=1)
+            try:
+                async with engine.begin() as conn:
+                    await reopen_and_redrive(conn, command)
+            finally:
+                await engine.dispose()
             return f"job {command.job_id} re-opened and its command sent again (outbox)"
     letter = _describe(message)
     if not letter.exchange:

@@ -16,14 +16,13 @@ from faststream import FastStream
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import Envelope, Message, UnknownMessageTypeError, message_type
 from services.runtime.logging import get_logger
-from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import BackgroundTasks
+from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import EVENTS_EXCHANGE
 
 if TYPE_CHECKING:
@@ -75,6 +74,19 @@ async def parse_or_dead_letter(
         return None
 
 
+async def tenant_or_dead_letter(
+    databases: TenantDatabases, tenant: str | None, message: RabbitMessage
+) -> TenantDatabase | None:
+    """The message's tenant, or None after dead-lettering it: a tenant this process is not
+    configured for will not appear by retrying (fix the configuration, then requeue it)."""
+    try:
+        return databases.get(tenant)
+    except UnknownTenantError as exc:
+        log.error("message for an unknown tenant dead-lettered", reason=str(exc))
+        await message.reject(requeue=False)
+        return None
+
+
 def delivery_attempt(message: RabbitMessage) -> int:
     """1 for the first delivery; quorum queues count redeliveries in `x-delivery-count`."""
     headers = message.raw_message.headers or {}
@@ -88,6 +100,7 @@ def message_context(msg: Envelope, message: RabbitMessage) -> Iterator[None]:
     try:
         with structlog.contextvars.bound_contextvars(
             job_id=str(msg.job_id),
+            tenant=msg.tenant,
             instance_id=getattr(msg, "instance_id", None),
             correlation_id=message.correlation_id,
             message_id=message.message_id,
@@ -154,27 +167,27 @@ def outbox_consumer_app(
     broker: RabbitBroker,
     settings: Settings,
     *,
-    engine: AsyncEngine,
+    databases: TenantDatabases,
     publisher: ConfirmingPublisher,
-    relay: OutboxRelay,
     tasks: BackgroundTasks,
     on_startup: Callable[[], Awaitable[None]],
     after_startup: Callable[[], Awaitable[None]],
 ) -> FastStream | AsgiFastStream:
-    """A consumer app that also relays its admin database's outbox: the relay starts before the
-    service's own loops and stops after them; the publisher and the engine close last."""
+    """A consumer app that also relays its admin databases' outboxes (one per tenant): the
+    relays start before the service's own loops and stop after them; the publisher and the
+    engines close last."""
 
     async def start() -> None:
-        relay.start()  # state recovery: unsent outbox rows go out at once
+        databases.start_relays()  # state recovery: unsent outbox rows go out at once
         await after_startup()
 
     async def stop() -> None:
         await tasks.stop()
-        await relay.stop()
+        await databases.stop_relays()
 
     async def close() -> None:
         await publisher.close()
-        await engine.dispose()
+        await databases.dispose()
 
     return consumer_app(
         broker,

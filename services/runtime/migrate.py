@@ -11,6 +11,7 @@ from yoyo import get_backend, read_migrations
 
 from services.runtime.db import with_driver
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
@@ -49,3 +50,15 @@ def migrate(url: str) -> list[str]:
     applied = [m.id for m in pending]
     log.info("migrations applied", applied=applied)
     return applied
+
+
+def admin_database_urls(settings: Settings) -> list[str]:
+    """The top-level admin database (API clients) and each tenant's, once each."""
+    urls = [settings.admin_database_url]
+    urls += [s.admin_database_url for s in settings.tenant_settings().values()]
+    return list(dict.fromkeys(urls))
+
+
+def migrate_all(settings: Settings) -> None:
+    for url in admin_database_urls(settings):
+        migrate(url)

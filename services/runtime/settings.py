@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.runtime.errors import ConfigurationError
 
@@ -22,6 +32,42 @@ DEFAULT_TEMPLATES = {
     "Minimal": "EdFi_Ods_Minimal_Template",
     "Sample": "EdFi_Ods_Populated_Template",
 }
+
+# Ed-Fi Admin API 2's rule for the `tenant` header and for tenant names.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9-]{1,50}$")
+
+
+def check_name_pattern(value: str) -> str:
+    """A database-name pattern: `{name}` and nothing else to fill in."""
+    if "{name}" not in value:
+        raise ValueError("database_name_pattern must contain {name}")
+    try:
+        value.format(name="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"database_name_pattern may use only the {{name}} placeholder: {exc!r}"
+        ) from exc
+    return value
+
+
+class TenantSettings(BaseModel):
+    """One tenant of `EDFI_IM_TENANTS`: its own admin database, and where its ODS databases go
+    (each unset field falls back to the top-level setting of the same name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admin_database_url: str
+    ods_server_url: str | None = None
+    ods_connection_string_template: str | None = None
+    ods_connection_string_options: str | None = None
+    database_name_pattern: str | None = None
+    templates: dict[str, str] | None = None
+    clone_concurrency: int | None = Field(default=None, ge=1, le=64)
+
+    @field_validator("database_name_pattern")
+    @classmethod
+    def _pattern_has_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_name_pattern(value)
 
 
 class Settings(BaseSettings):
@@ -99,18 +145,60 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Multi-tenant mode (Ed-Fi Admin API 2's `tenant` header): name -> the tenant's settings.
+    # Empty: single-tenant mode, everything in `admin_database_url` and `ods_server_url`.
+    tenants: Annotated[dict[str, TenantSettings], NoDecode] = Field(default_factory=dict)
+
+    # The tenant these settings were resolved for (`for_tenant`); None at the top level.
+    _tenant: str | None = PrivateAttr(default=None)
+
     @field_validator("database_name_pattern")
     @classmethod
     def _pattern_has_name(cls, value: str) -> str:
-        if "{name}" not in value:
-            raise ValueError("database_name_pattern must contain {name}")
-        try:
-            value.format(name="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"database_name_pattern may use only the {{name}} placeholder: {exc!r}"
-            ) from exc
+        return check_name_pattern(value)
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _tenants_json(cls, value: Any) -> Any:
+        """`EDFI_IM_TENANTS` is JSON; empty (as docker compose passes an unset one) is none."""
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"EDFI_IM_TENANTS is not valid JSON: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _tenants_apart(self) -> Settings:
+        """Tenants never share an admin database, nor the database names on one ODS server."""
+        seen: dict[str, str] = {}
+        for name in self.tenants:
+            if not TENANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"tenant name {name!r} must be 1-50 letters, digits or '-' (the `tenant` "
+                    "header's rule)"
+                )
+            if name.lower() in seen:
+                raise ValueError(f"tenants {seen[name.lower()]!r} and {name!r} differ only in case")
+            seen[name.lower()] = name
+        admin: dict[str, str] = {}
+        places: dict[tuple[str, str], str] = {}
+        for name in self.tenants:
+            resolved = self.for_tenant(name)
+            url = resolved.admin_database_url
+            if url in admin:
+                raise ValueError(f"tenants {admin[url]!r} and {name!r} share an admin database")
+            admin[url] = name
+            place = (resolved.ods_server_url, resolved.database_name_pattern.lower())
+            if place in places:
+                raise ValueError(
+                    f"tenants {places[place]!r} and {name!r} would name their ODS databases "
+                    "alike on one server: give them different database_name_pattern values"
+                )
+            places[place] = name
+        return self
 
     @model_validator(mode="after")
     def _threshold_above_heartbeat(self) -> Settings:
@@ -120,6 +208,33 @@ class Settings(BaseSettings):
                 "jobs would be taken for orphans"
             )
         return self
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant these settings belong to (None in single-tenant mode)."""
+        return self._tenant
+
+    @property
+    def multi_tenant(self) -> bool:
+        return bool(self.tenants)
+
+    def for_tenant(self, name: str) -> Settings:
+        """These settings with the tenant's own values in place of the top-level ones."""
+        overrides = self.tenants[name].model_dump(exclude_none=True)
+        resolved = self.model_copy(update=overrides)
+        resolved._tenant = name
+        return resolved
+
+    def tenant_settings(self) -> dict[str | None, Settings]:
+        """Each tenant's settings; {None: self} in single-tenant mode."""
+        if not self.tenants:
+            return {None: self}
+        return {name: self.for_tenant(name) for name in self.tenants}
+
+    def find_tenant(self, name: str) -> str | None:
+        """The configured tenant of that name, ignoring case; None when there is none."""
+        wanted = name.lower()
+        return next((t for t in self.tenants if t.lower() == wanted), None)
 
     @property
     def is_development(self) -> bool:

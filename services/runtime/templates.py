@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
@@ -68,4 +69,12 @@ def ensure_templates(server_url: str, templates: dict[str, str]) -> list[str]:
             )
             log.info("development template created", template=key, database=database)
             created.append(database)
+    return created
+
+
+def ensure_all_templates(settings: Settings) -> list[str]:
+    """The development templates on every tenant's ODS server."""
+    created: list[str] = []
+    for resolved in settings.tenant_settings().values():
+        created += ensure_templates(resolved.ods_server_url, resolved.templates)
     return created

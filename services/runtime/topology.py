@@ -40,6 +40,12 @@ def shard_queue(k: int) -> str:
     return f"provisioner.shard.{k}"
 
 
+def instance_routing_key(tenant: str | None, instance_id: int) -> str:
+    """What the consistent-hash exchange hashes: one instance's commands share a shard, in
+    order (tenants number their instances apart, so the tenant is part of the key)."""
+    return str(instance_id) if tenant is None else f"{tenant}.{instance_id}"
+
+
 @dataclass(frozen=True)
 class Exchange:
     name: str

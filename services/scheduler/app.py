@@ -13,18 +13,18 @@ from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 
 from contracts.messages import parse_maintenance
-from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
     make_broker,
     message_context,
     outbox_consumer_app,
     parse_or_dead_letter,
+    tenant_or_dead_letter,
 )
-from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import BackgroundTasks, declare_topology_when_available
+from services.runtime.tenants import TenantDatabases
 from services.runtime.topology import MAINTENANCE_QUEUE
 from services.runtime.watchdog import Watchdog
 from services.scheduler.firing import Scheduler
@@ -40,11 +40,13 @@ def worker_id() -> str:
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     key = settings.encryption_key_bytes()  # reconcile reads dbo connection strings
     broker = make_broker(settings, worker_id())
-    engine = create_admin_engine(settings.admin_database_url)
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
-    relay = OutboxRelay.from_settings(engine, publisher, settings)
-    scheduler = Scheduler(engine, settings, relay.wake)
-    worker = MaintenanceWorker(engine, settings, key, worker_id())
+    databases = TenantDatabases(settings, publisher)
+    # Each tenant's schedules fire into its own admin database; its maintenance jobs run there.
+    schedulers = [Scheduler(db.engine, db.settings, db.relay.wake) for db in databases]
+    workers = {
+        db.tenant: MaintenanceWorker(db.engine, db.settings, key, worker_id()) for db in databases
+    }
     tasks = BackgroundTasks()
 
     @broker.subscriber(
@@ -61,7 +63,9 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         if cmd is None:
             return
         with message_context(cmd, message):
-            await worker.handle(cmd)
+            db = await tenant_or_dead_letter(databases, cmd.tenant, message)
+            if db is not None:
+                await workers[db.tenant].handle(cmd)
 
     async def on_startup() -> None:
         await declare_topology_when_available(settings)
@@ -69,7 +73,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     watchdog = Watchdog.from_settings(broker, settings, lambda: [MAINTENANCE_QUEUE])
 
     async def after_startup() -> None:
-        tasks.start(scheduler.run())
+        for scheduler in schedulers:
+            tasks.start(scheduler.run())
         tasks.start(watchdog.run())
         log.info(
             "scheduler started",
@@ -80,9 +85,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     return outbox_consumer_app(
         broker,
         settings,
-        engine=engine,
+        databases=databases,
         publisher=publisher,
-        relay=relay,
         tasks=tasks,
         on_startup=on_startup,
         after_startup=after_startup,

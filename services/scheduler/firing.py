@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
@@ -298,6 +299,8 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        if self._settings.tenant is not None:  # this task's own context: its log lines
+            structlog.contextvars.bind_contextvars(tenant=self._settings.tenant)
         poll = self._settings.scheduler_poll_interval_seconds
         while True:
             delay = poll

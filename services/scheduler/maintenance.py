@@ -160,6 +160,8 @@ async def reconcile(
             continue
         if marker is None or not prefix or not low.startswith(prefix):
             continue
+        if marker.tenant != settings.tenant:
+            continue  # another tenant's, on a shared server
         owner = expected_dbs.get(low)
         if owner is None:
             findings.append(

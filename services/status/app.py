@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import structlog
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
@@ -24,15 +26,14 @@ from tenacity import (
 )
 
 from contracts.messages import parse_event
-from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
     make_broker,
     message_context,
     outbox_consumer_app,
     parse_or_dead_letter,
+    tenant_or_dead_letter,
 )
-from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import (
@@ -40,6 +41,7 @@ from services.runtime.startup import (
     declare_topology_when_available,
     when_available,
 )
+from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
@@ -71,14 +73,20 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             "ODS_CONNECTION_STRING_ENCRYPTION_KEY to the key your ODS/API uses"
         )
     broker = make_broker(settings, f"status:{os.getpid()}")
-    engine = create_admin_engine(settings.admin_database_url)
-    applier = StatusApplier(key, lambda db: ods_connection_string(settings, db))
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
-    relay = OutboxRelay.from_settings(engine, publisher, settings)
+    databases = TenantDatabases(settings, publisher)
+    # Each tenant's connection strings point at its own ODS server.
+    appliers = {
+        db.tenant: StatusApplier(key, functools.partial(ods_connection_string, db.settings))
+        for db in databases
+    }
     tasks = BackgroundTasks()
 
-    async def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """One transaction, retried with backoff while the admin database is unreachable."""
+    async def in_transaction(
+        db: TenantDatabase, work: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> T:
+        """One transaction in a tenant's admin database, retried with backoff while it is
+        unreachable."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(settings.status_retry_attempts),
@@ -89,9 +97,10 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                 if attempt.retry_state.attempt_number > 1:
                     log.warning(
                         "admin database unavailable; retrying",
+                        tenant=db.tenant,
                         try_number=attempt.retry_state.attempt_number,
                     )
-                async with engine.begin() as conn:
+                async with db.engine.begin() as conn:
                     return await work(conn)
         raise AssertionError("unreachable")
 
@@ -108,8 +117,12 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         if event is None:
             return
         with message_context(event, message):
+            db = await tenant_or_dead_letter(databases, event.tenant, message)
+            if db is None:
+                return
+            applier = appliers[db.tenant]
             outcome = await in_transaction(
-                lambda conn: applier.apply(conn, event, message_key(message))
+                db, lambda conn: applier.apply(conn, event, message_key(message))
             )
             log.debug("event processed", event_type=type(event).__name__, outcome=outcome)
 
@@ -125,12 +138,13 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         try:
             data = json.loads(message.body)
             job_id, instance_id = uuid.UUID(str(data["job_id"])), int(data["instance_id"])
-        except (ValueError, KeyError, TypeError) as exc:
+            db = databases.get(data.get("tenant"))
+        except (ValueError, KeyError, TypeError, UnknownTenantError) as exc:
             log.error(
-                "dead-lettered command names no job; nothing to fail",
+                "dead-lettered command names no job of a known tenant; nothing to fail",
                 message_id=message.message_id,
                 reason=why,
-                error=repr(exc),
+                error=str(exc) if isinstance(exc, UnknownTenantError) else repr(exc),
             )
             return
 
@@ -138,46 +152,52 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             if await claim_inbox(conn, f"dead:{message_key(message)}", "dead-command"):
                 await fail_dead_lettered(conn, job_id, instance_id, why)
 
-        await in_transaction(work)
+        await in_transaction(db, work)
 
-    async def sweep_orphans() -> None:
+    async def sweep_orphans(db: TenantDatabase) -> None:
+        if db.tenant is not None:  # this task's own context: its log lines
+            structlog.contextvars.bind_contextvars(tenant=db.tenant)
         while True:
             try:
                 handled = await in_transaction(
+                    db,
                     lambda conn: recover_orphans(
                         conn,
                         threshold_seconds=settings.orphan_threshold_seconds,
                         max_recoveries=settings.max_recoveries,
-                    )
+                    ),
                 )
                 if handled:
-                    relay.wake()
+                    db.relay.wake()
             except Exception as exc:
-                log.warning("orphan sweep failed; will try again", error=repr(exc))
+                log.warning(
+                    "orphan sweep failed; will try again", tenant=db.tenant, error=repr(exc)
+                )
             await asyncio.sleep(settings.orphan_check_interval_seconds)
 
     async def on_startup() -> None:
         await declare_topology_when_available(settings)
-        imported = await when_available(
-            lambda: import_ods_instances(engine, key),
-            "start-up sync",
-            settings.startup_wait_seconds,
-        )
-        log.info("start-up sync done", imported=len(imported))
+        for db in databases:
+            imported = await when_available(
+                functools.partial(import_ods_instances, db.engine, key),
+                "start-up sync",
+                settings.startup_wait_seconds,
+            )
+            log.info("start-up sync done", tenant=db.tenant, imported=len(imported))
 
     watchdog = Watchdog.from_settings(broker, settings, lambda: [STATUS_QUEUE, DEAD_COMMANDS_QUEUE])
 
     async def after_startup() -> None:
         # State recovery: orphaned jobs are swept at once (the relay sends unsent rows).
-        tasks.start(sweep_orphans())
+        for db in databases:
+            tasks.start(sweep_orphans(db))
         tasks.start(watchdog.run())
 
     return outbox_consumer_app(
         broker,
         settings,
-        engine=engine,
+        databases=databases,
         publisher=publisher,
-        relay=relay,
         tasks=tasks,
         on_startup=on_startup,
         after_startup=after_startup,

@@ -26,6 +26,7 @@ from services.runtime.topology import (
     MAINTENANCE_EXCHANGE,
     MAINTENANCE_ROUTING_KEY,
     REQUESTS_EXCHANGE,
+    instance_routing_key,
 )
 
 log = get_logger(__name__)
@@ -83,7 +84,7 @@ async def redrive(conn: AsyncConnection, job: Any, correlation_id: str | None) -
         conn,
         command,
         exchange=REQUESTS_EXCHANGE,
-        routing_key=str(command.instance_id),
+        routing_key=instance_routing_key(command.tenant, command.instance_id),
         correlation_id=correlation_id,
     )
 

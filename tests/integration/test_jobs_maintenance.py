@@ -4,6 +4,7 @@ prune (old history gone, what is still referenced kept)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,7 @@ async def _create_named(engine: AsyncEngine, settings: Settings, name: str) -> A
             template_database=settings.templates["Minimal"],
             database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
             correlation_id="test",
+            tenant=None,
         )
 
 
@@ -139,6 +141,7 @@ async def test_cancelling_a_rename_puts_the_instance_back(
             row.id,
             Operation.RENAME,
             correlation_id="test",
+            tenant=None,
             new_name=new_name,
             new_database_name=settings.database_name_pattern.format(name=new_name),
         )
@@ -161,7 +164,7 @@ async def test_a_cancelled_maintenance_job_is_skipped_by_its_worker(
 ) -> None:
     async with engine.begin() as conn:
         job_id = await accept_maintenance(
-            conn, MaintenanceTask.PRUNE, {"olderThanDays": 3650}, correlation_id="test"
+            conn, MaintenanceTask.PRUNE, {"olderThanDays": 3650}, correlation_id="test", tenant=None
         )
     quiet_outbox.append(job_id)
     async with engine.begin() as conn:
@@ -203,10 +206,17 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
     # 3. A database this system made for an instance that no longer uses it.
     orphan = f"{db_prefix}Orphan_{uuid.uuid4().hex[:6]}"
     pg.create(orphan, Marker(999_999, uuid.uuid4()).render())
+    # 4. Not a finding: another tenant's database on a shared server (its marker names it).
+    theirs = f"{db_prefix}Theirs_{uuid.uuid4().hex[:6]}"
+    pg.create(theirs, Marker(999_998, uuid.uuid4(), "another-tenant").render())
     try:
         async with engine.begin() as conn:
             job_id = await accept_maintenance(
-                conn, MaintenanceTask.RECONCILE, {"repair": True}, correlation_id="test"
+                conn,
+                MaintenanceTask.RECONCILE,
+                {"repair": True},
+                correlation_id="test",
+                tenant=None,
             )
         quiet_outbox.append(job_id)
         worker = MaintenanceWorker(engine, settings, encryption_key, "test-worker")
@@ -229,6 +239,7 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         [orphaned] = kinds(kind="orphanDatabase", database=orphan)
         assert orphaned["repaired"] is False and "kept" in orphaned["detail"]
         assert pg.exists(orphan)  # reported, never dropped
+        assert theirs not in json.dumps(findings)
         async with engine.connect() as conn:
             live = await conn.scalar(
                 select(func.count())
@@ -244,6 +255,7 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         assert kinds(kind="missingDatabase", instanceId=gone.id)
     finally:
         pg.drop(orphan)
+        pg.drop(theirs)
         async with engine.begin() as conn:
             await conn.execute(
                 update(db_instances).where(db_instances.c.id == gone.id).values(status="Deleted")
@@ -368,7 +380,7 @@ async def test_an_orphaned_maintenance_job_is_sent_again_then_failed(
 ) -> None:
     async with engine.begin() as conn:
         job_id = await accept_maintenance(
-            conn, MaintenanceTask.RECONCILE, {"repair": False}, correlation_id="test"
+            conn, MaintenanceTask.RECONCILE, {"repair": False}, correlation_id="test", tenant=None
         )
     quiet_outbox.append(job_id)
     stale = datetime.now(UTC) - timedelta(hours=2)

@@ -39,6 +39,7 @@ async def _accepted(engine: AsyncEngine, db_prefix: str) -> tuple[int, uuid.UUID
             template_database="EdFi_Ods_Minimal_Template",
             database_name=db,
             correlation_id="test",
+            tenant=None,
         )
     return row.id, row.currentjobid, db
 

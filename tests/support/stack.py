@@ -18,6 +18,7 @@ from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_que
 from tests.support import rabbit
 
 ROOT = Path(__file__).resolve().parents[2]
+FULL_ACCESS = "edfi_admin_api/full_access"
 
 
 def free_port() -> int:
@@ -43,40 +44,46 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def token(self, scope: str = "edfi_admin_api/full_access") -> str:
-        """An access token of a client registered for this stack (registration is enabled in
-        the tests' settings)."""
+    def new_token(self, scope: str = FULL_ACCESS, tenants: str | None = None) -> str:
+        """The access token of a client registered now (registration is enabled in the tests'
+        settings), limited to `tenants` (comma-separated) if given."""
+        client_id = f"tests-{uuid.uuid4().hex[:12]}"
+        secret = f"Tests-{uuid.uuid4().hex}-Secret!"
+        form = {"ClientId": client_id, "ClientSecret": secret, "DisplayName": "tests"}
+        if tenants is not None:
+            form["Tenants"] = tenants
+        httpx.post(f"{self.url}/connect/register", data=form, timeout=10).raise_for_status()
+        r = httpx.post(
+            f"{self.url}/connect/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+                "scope": scope,
+            },
+            timeout=10,
+        )
+        r.raise_for_status()
+        token: str = r.json()["access_token"]
+        return token
+
+    def token(self, scope: str = FULL_ACCESS) -> str:
+        """An access token of a client registered for this stack, one per scope."""
         if scope not in self.tokens:
-            client_id = f"tests-{uuid.uuid4().hex[:12]}"
-            secret = f"Tests-{uuid.uuid4().hex}-Secret!"
-            httpx.post(
-                f"{self.url}/connect/register",
-                data={"ClientId": client_id, "ClientSecret": secret, "DisplayName": "tests"},
-                timeout=10,
-            ).raise_for_status()
-            r = httpx.post(
-                f"{self.url}/connect/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": client_id,
-                    "client_secret": secret,
-                    "scope": scope,
-                },
-                timeout=10,
-            )
-            r.raise_for_status()
-            self.tokens[scope] = r.json()["access_token"]
+            self.tokens[scope] = self.new_token(scope)
         return self.tokens[scope]
 
     def client(
-        self, scope: str = "edfi_admin_api/full_access", timeout: float = 10
+        self,
+        scope: str = FULL_ACCESS,
+        timeout: float = 10,
+        tenant: str | None = None,
     ) -> httpx.Client:
-        """An HTTP client of the gateway that sends a bearer token."""
-        return httpx.Client(
-            base_url=self.url,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {self.token(scope)}"},
-        )
+        """An HTTP client of the gateway that sends a bearer token (and a `tenant` header)."""
+        headers = {"Authorization": f"Bearer {self.token(scope)}"}
+        if tenant is not None:
+            headers["tenant"] = tenant
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

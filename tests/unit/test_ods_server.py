@@ -76,6 +76,21 @@ def test_comment_that_is_not_our_marker_parses_to_none(comment: str | None) -> N
     assert Marker.parse(comment) is None
 
 
+@pytest.mark.parametrize("tenant", [None, "district-a"])
+def test_a_marker_names_its_tenant_and_parses_back_with_it(tenant: str | None) -> None:
+    marker = Marker(7, JOB, tenant)
+    assert Marker.parse(marker.render()) == marker
+    assert json.loads(marker.render()).get("tenant") == tenant
+    assert marker.names(tenant, 7)
+    assert not marker.names(tenant, 8)
+
+
+def test_the_same_instance_id_in_another_tenant_is_not_named_by_the_marker() -> None:
+    assert not Marker(7, JOB, "district-a").names("district-b", 7)
+    assert not Marker(7, JOB, "district-a").names(None, 7)
+    assert not Marker(7, JOB).names("district-a", 7)
+
+
 def test_markers_for_different_instances_differ() -> None:
     assert Marker.parse(Marker(1, JOB).render()) != Marker(2, JOB)
 

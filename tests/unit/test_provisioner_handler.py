@@ -37,6 +37,16 @@ NEW = "EdFi_Ods_Grand_Bend_North"
 NEW_NAME = "Grand Bend North"
 INSTANCE_ID = 17
 OTHER_INSTANCE_ID = INSTANCE_ID + 1
+TENANT = "tenant1"
+# Databases that are not the instance's: unmarked, another instance's, and the same instance id
+# in another tenant, or with no tenant (tenants sharing a server number their instances alike).
+FOREIGN_MARKERS = [
+    None,
+    Marker(OTHER_INSTANCE_ID, uuid.uuid4(), TENANT),
+    Marker(INSTANCE_ID, uuid.uuid4(), "tenant2"),
+    Marker(INSTANCE_ID, uuid.uuid4()),
+]
+FOREIGN_IDS = ["unmarked", "other-instance", "other-tenant", "no-tenant"]
 
 OutcomeT = TypeVar("OutcomeT", bound=Message)
 
@@ -244,7 +254,7 @@ def _command(
     return InstanceRequested(
         job_id=uuid.uuid4(),
         instance_id=instance_id,
-        tenant="tenant1",
+        tenant=TENANT,
         operation=Operation.CREATE,
         database_name=database,
         database_template=template,
@@ -260,7 +270,7 @@ def _rename_command(
     return InstanceRequested(
         job_id=uuid.uuid4(),
         instance_id=instance_id,
-        tenant="tenant1",
+        tenant=TENANT,
         operation=Operation.RENAME,
         database_name=old,
         new_name=new_name,
@@ -274,7 +284,7 @@ def _delete_command(
     return InstanceRequested(
         job_id=uuid.uuid4(),
         instance_id=instance_id,
-        tenant="tenant1",
+        tenant=TENANT,
         operation=Operation.DELETE,
         database_name=name,
         expect_database=expect_database,
@@ -283,7 +293,7 @@ def _delete_command(
 
 def _ours(instance_id: int = INSTANCE_ID) -> Marker:
     """A marker written by an earlier job (the create) for the instance."""
-    return Marker(instance_id, uuid.uuid4())
+    return Marker(instance_id, uuid.uuid4(), TENANT)
 
 
 def _provisioner(
@@ -521,7 +531,7 @@ async def test_created_database_is_marked_for_the_instance_and_no_staging_is_lef
 
     created = _only_outcome(emit, cmd, InstanceCreated)
     assert created.database_name == TARGET
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
     assert server.databases[TARGET].allow_connections
     assert staging_name(cmd.job_id) not in server.databases
     assert set(server.databases) == {TEMPLATE, "postgres", TARGET}
@@ -538,7 +548,7 @@ async def test_clone_is_built_under_a_staging_name_then_renamed(
 
     staging = staging_name(cmd.job_id)
     assert server.clone_calls == [(TEMPLATE, staging)]
-    assert server.mark_calls == [(staging, Marker(INSTANCE_ID, cmd.job_id))]
+    assert server.mark_calls == [(staging, Marker(INSTANCE_ID, cmd.job_id, TENANT))]
     assert server.rename_calls == [(staging, TARGET)]
     assert server.slots_in_use == 0, "the clone slot must be released"
     _only_outcome(emit, cmd, InstanceCreated)
@@ -560,7 +570,7 @@ async def test_redelivery_after_success_reports_created_without_cloning_again(
 
     assert server.clone_calls == []
     _only_outcome(emit, cmd, InstanceCreated)
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
 
 
 async def test_target_already_marked_for_this_instance_is_reported_created(
@@ -587,7 +597,7 @@ async def test_leftover_staging_database_is_completed_without_cloning_again(
 
     assert server.clone_calls == []
     _only_outcome(emit, cmd, InstanceCreated)
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
     assert staging not in server.databases
 
 
@@ -596,7 +606,7 @@ async def test_leftover_marked_staging_database_is_renamed_into_place(
 ) -> None:
     cmd = _command()
     staging = staging_name(cmd.job_id)
-    server.databases[staging] = FakeDatabase(Marker(INSTANCE_ID, cmd.job_id))
+    server.databases[staging] = FakeDatabase(Marker(INSTANCE_ID, cmd.job_id, TENANT))
 
     await _provisioner(server, emit).handle(cmd, attempt=2)
 
@@ -610,8 +620,8 @@ async def test_leftover_marked_staging_database_is_renamed_into_place(
 
 @pytest.mark.parametrize(
     "foreign_marker",
-    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
-    ids=["unmarked", "other-instance"],
+    FOREIGN_MARKERS,
+    ids=FOREIGN_IDS,
 )
 async def test_existing_database_not_ours_fails_once_and_is_left_untouched(
     emit: Recorder, foreign_marker: Marker | None
@@ -684,7 +694,7 @@ async def test_transient_clone_failures_are_retried_until_created(
     assert server.entered == [INSTANCE_ID] * 3
     _only_outcome(emit, cmd, InstanceCreated)
     assert len(emit.of(InstanceOperationStarted)) == 1
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
 
 
 async def test_someone_connected_to_the_template_delays_the_clone_until_they_leave(
@@ -703,7 +713,7 @@ async def test_someone_connected_to_the_template_delays_the_clone_until_they_lea
 
     assert len(server.clone_calls) == 2
     _only_outcome(emit, cmd, InstanceCreated)
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
 
 
 async def test_transient_failure_after_the_clone_does_not_clone_again(
@@ -717,7 +727,7 @@ async def test_transient_failure_after_the_clone_does_not_clone_again(
     assert len(server.clone_calls) == 1
     assert len(server.rename_calls) == 2
     _only_outcome(emit, cmd, InstanceCreated)
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
     assert staging_name(cmd.job_id) not in server.databases
 
 
@@ -732,7 +742,7 @@ async def test_connection_lost_after_the_final_rename_still_reports_created(
     assert len(server.clone_calls) == 1
     assert len(server.rename_calls) == 1
     _only_outcome(emit, cmd, InstanceCreated)
-    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
 
 
 async def test_transient_failure_forever_fails_once_after_the_configured_tries(
@@ -863,8 +873,8 @@ async def test_rename_of_a_missing_database_fails_naming_it(emit: Recorder) -> N
 
 @pytest.mark.parametrize(
     "taken_by",
-    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
-    ids=["unmarked", "other-instance"],
+    FOREIGN_MARKERS,
+    ids=FOREIGN_IDS,
 )
 async def test_rename_onto_a_taken_name_fails_and_the_old_database_stays_connectable(
     emit: Recorder, taken_by: Marker | None
@@ -900,7 +910,7 @@ async def test_rename_onto_a_taken_name_reopens_a_database_an_earlier_attempt_cl
 async def test_rename_of_a_database_marked_for_another_instance_is_refused(
     emit: Recorder,
 ) -> None:
-    theirs = Marker(OTHER_INSTANCE_ID, uuid.uuid4())
+    theirs = Marker(OTHER_INSTANCE_ID, uuid.uuid4(), TENANT)
     server = FakeOdsServer({OLD: theirs})
     server.connect(OLD, "their-api")
     cmd = _rename_command()
@@ -1085,8 +1095,8 @@ async def test_delete_handled_twice_drops_once_and_reports_deleted_both_times(
 
 @pytest.mark.parametrize(
     "foreign_marker",
-    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
-    ids=["unmarked", "other-instance"],
+    FOREIGN_MARKERS,
+    ids=FOREIGN_IDS,
 )
 async def test_delete_of_a_database_not_ours_fails_and_leaves_it_untouched(
     emit: Recorder, foreign_marker: Marker | None
@@ -1107,8 +1117,8 @@ async def test_delete_of_a_database_not_ours_fails_and_leaves_it_untouched(
 
 @pytest.mark.parametrize(
     "foreign_marker",
-    [None, Marker(OTHER_INSTANCE_ID, uuid.uuid4())],
-    ids=["unmarked", "other-instance"],
+    FOREIGN_MARKERS,
+    ids=FOREIGN_IDS,
 )
 async def test_delete_after_a_failed_create_leaves_a_database_not_ours_and_reports_deleted(
     emit: Recorder, foreign_marker: Marker | None

@@ -1,9 +1,12 @@
-"""Settings read from the environment: the encryption key, owned shards, the name pattern."""
+"""Settings read from the environment: the encryption key, owned shards, the name pattern,
+tenants."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -183,3 +186,127 @@ def test_invalid_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("EDFI_IM_ENVIRONMENT", "staging")
     with pytest.raises(ValidationError):
         Settings()
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+TWO_TENANTS = {
+    "district-a": {
+        "admin_database_url": "postgresql://postgres@db-a/EdFi_Admin",
+        "ods_server_url": "postgresql://postgres@ods-a/postgres",
+        "templates": {"Minimal": "Minimal_A"},
+    },
+    "District-B": {
+        "admin_database_url": "postgresql://postgres@db/EdFi_Admin_B",
+        "database_name_pattern": "EdFi_Ods_B_{name}",
+        "clone_concurrency": 5,
+    },
+}
+
+
+def _tenants(monkeypatch: pytest.MonkeyPatch, tenants: dict[str, Any]) -> Settings:
+    monkeypatch.setenv("EDFI_IM_TENANTS", json.dumps(tenants))
+    return Settings()
+
+
+def test_no_tenants_is_single_tenant_mode_with_the_top_level_settings() -> None:
+    settings = Settings()
+    assert not settings.multi_tenant
+    assert settings.tenant_settings() == {None: settings}
+    assert settings.tenant is None
+
+
+@pytest.mark.parametrize("value", ["", "  ", "{}"])
+def test_an_empty_tenants_variable_is_single_tenant_mode(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("EDFI_IM_TENANTS", value)
+    assert not Settings().multi_tenant
+
+
+def test_tenants_that_are_not_json_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDFI_IM_TENANTS", "{district-a: {}}")
+    with pytest.raises(ValidationError, match="EDFI_IM_TENANTS is not valid JSON"):
+        Settings()
+
+
+def test_each_tenant_gets_its_own_values_and_the_top_level_ones_it_does_not_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDFI_IM_CLONE_CONCURRENCY", "3")
+    settings = _tenants(monkeypatch, TWO_TENANTS)
+    assert settings.multi_tenant
+    a, b = settings.tenant_settings()["district-a"], settings.tenant_settings()["District-B"]
+    assert (a.tenant, b.tenant) == ("district-a", "District-B")
+    assert a.admin_database_url == "postgresql://postgres@db-a/EdFi_Admin"
+    assert a.ods_server_url == "postgresql://postgres@ods-a/postgres"
+    assert a.templates == {"Minimal": "Minimal_A"}
+    assert (a.database_name_pattern, a.clone_concurrency) == ("EdFi_Ods_{name}", 3)
+    assert b.ods_server_url == settings.ods_server_url
+    assert (b.database_name_pattern, b.clone_concurrency) == ("EdFi_Ods_B_{name}", 5)
+    assert b.templates == settings.templates
+    # A copy made from a tenant's settings stays that tenant's.
+    assert b.model_copy(update={"scheduler_batch_size": 1}).tenant == "District-B"
+
+
+def test_a_tenant_is_found_ignoring_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _tenants(monkeypatch, TWO_TENANTS)
+    assert settings.find_tenant("district-b") == "District-B"
+    assert settings.find_tenant("DISTRICT-A") == "district-a"
+    assert settings.find_tenant("district-c") is None
+
+
+@pytest.mark.parametrize(
+    ("tenants", "message"),
+    [
+        ({"bad name": {"admin_database_url": "postgresql://x/A"}}, "letters, digits"),
+        ({"a" * 51: {"admin_database_url": "postgresql://x/A"}}, "letters, digits"),
+        (
+            {"a": {"admin_database_url": "postgresql://x/A", "database_name_pattern": "A_{n}"}},
+            "database_name_pattern must contain",
+        ),
+        ({"a": {"database_name_pattern": "A_{name}"}}, "admin_database_url"),
+        ({"a": {"admin_database_url": "postgresql://x/A", "colour": "red"}}, "colour"),
+        (
+            {
+                "a": {"admin_database_url": "postgresql://x/A", "database_name_pattern": "A{name}"},
+                "A": {"admin_database_url": "postgresql://x/B", "database_name_pattern": "B{name}"},
+            },
+            "differ only in case",
+        ),
+        (
+            {
+                "a": {"admin_database_url": "postgresql://x/A", "database_name_pattern": "A{name}"},
+                "b": {"admin_database_url": "postgresql://x/A", "database_name_pattern": "B{name}"},
+            },
+            "share an admin database",
+        ),
+        (
+            {
+                "a": {"admin_database_url": "postgresql://x/A"},
+                "b": {"admin_database_url": "postgresql://x/B"},
+            },
+            "different database_name_pattern",
+        ),
+    ],
+)
+def test_unusable_tenants_are_refused_at_startup_naming_the_problem(
+    monkeypatch: pytest.MonkeyPatch, tenants: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _tenants(monkeypatch, tenants)
+
+
+def test_tenants_on_different_servers_may_share_a_name_pattern(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = _tenants(
+        monkeypatch,
+        {
+            "a": {"admin_database_url": "postgresql://x/A", "ods_server_url": "postgresql://s1/p"},
+            "b": {"admin_database_url": "postgresql://x/B", "ods_server_url": "postgresql://s2/p"},
+        },
+    )
+    assert sorted(settings.tenants) == ["a", "b"]
