@@ -53,7 +53,8 @@ templates: sync
 dead-letters *args: sync
     uv run --frozen edfi-im dead-letters {{args}}
 
-# Export the contracts' JSON Schema to contracts/schemas/.
+# Export the contracts' JSON Schema (contracts/schemas/) and the consumer services' AsyncAPI
+# documents (contracts/asyncapi/).
 schemas: sync
     uv run --frozen edfi-im schemas
 
@@ -67,8 +68,17 @@ chaos seconds="300": sync services
     uv run --frozen edfi-im templates
     CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q -s -p no:logging
 
-# Benchmarks (not tests): scheduler fire lateness with 1,000 and 10,000 active schedules.
-bench *args: sync services
+# Benchmarks (not tests): instances (clone overhead, bulk, accept path, pipeline; each against
+# its hand-made baseline), then scheduler fire lateness. Tables printed, JSON in bench/results/.
+bench: bench-instances bench-scheduler
+
+# The instance benchmarks alone (`just bench-instances --runs 3` …; see --help).
+bench-instances *args: sync services
+    uv run --frozen edfi-im templates
+    uv run --frozen python -m bench.instances {{args}}
+
+# Scheduler fire lateness with 1,000 and 10,000 active schedules.
+bench-scheduler *args: sync services
     uv run --frozen python -m bench.scheduler {{args}}
 
 # ruff (lint + format check) and mypy --strict.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.gateway import problems
@@ -20,6 +22,7 @@ from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
+from services.runtime.metrics import HTTP_REQUEST_SECONDS
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
@@ -86,6 +89,25 @@ def create_app(settings: Settings) -> FastAPI:
             response = await call_next(request)
         response.headers[CORRELATION_HEADER] = correlation_id[:100]
         return response
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # The route's template (`/v2/dbInstances/{instance_id}`), never the raw path.
+        template = getattr(route, "path", None) or "unmatched"
+        HTTP_REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics (no token: scrape it from inside your network)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

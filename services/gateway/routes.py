@@ -15,7 +15,8 @@ from services.gateway.repository import accept_create, accept_operation, instanc
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import GatewayState, gateway_state
 from services.runtime.logging import get_logger
-from services.runtime.states import InstanceStatus, JobStatus, JobType
+from services.runtime.metrics import JOBS_ACCEPTED, job_finished
+from services.runtime.states import JOB_TYPE, InstanceStatus, JobStatus, JobType
 from services.runtime.tables import db_instances, jobs
 
 log = get_logger(__name__)
@@ -60,6 +61,7 @@ async def create_db_instance(
             tenant=state.tenant,
         )
     state.relay.wake()
+    JOBS_ACCEPTED.labels(JobType.CREATE_INSTANCE.value, "api").inc()
     log.info(
         "create accepted",
         instance_id=row.id,
@@ -125,6 +127,7 @@ async def _accept(
             new_database_name=new_database_name,
         )
     state.relay.wake()
+    JOBS_ACCEPTED.labels(JOB_TYPE[operation].value, "api").inc()
     log.info(
         f"{operation.value} accepted",
         instance_id=instance_id,
@@ -209,5 +212,6 @@ async def get_job(job_id: uuid.UUID, request: Request) -> Job:
 async def delete_job(job_id: uuid.UUID, request: Request) -> Job:
     async with gateway_state(request).engine.begin() as conn:
         row = await cancel_job(conn, job_id)
+    job_finished(row.type, row.status, row.created_at, row.finished_at)
     log.info("job cancelled", job_id=str(job_id), instance_id=row.instance_id)
     return job_out(row)

@@ -8,14 +8,17 @@ import socket
 
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream
+from faststream.rabbit import ExchangeType, RabbitBroker
+from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.messages import InstanceRequested, Message
+from contracts.messages import InstanceEvent, InstanceRequested, Message
 from services.provisioner.claims import JobClaims
 from services.provisioner.handler import Provisioner
 from services.provisioner.membership import Membership, group_key
 from services.provisioner.ods_server import PostgresOdsServer
 from services.provisioner.shards import ShardConsumers
+from services.runtime.asyncapi import document_publisher, specification
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
@@ -26,7 +29,7 @@ from services.runtime.startup import (
     when_available,
 )
 from services.runtime.tenants import UnknownTenantError
-from services.runtime.topology import shard_queue
+from services.runtime.topology import EVENTS_EXCHANGE, shard_queue
 from services.runtime.watchdog import Watchdog
 
 log = get_logger(__name__)
@@ -36,8 +39,38 @@ def worker_id() -> str:
     return f"provisioner:{socket.gethostname()}:{os.getpid()}"
 
 
+DESCRIPTION = (
+    "Carries out InstanceRequested commands (create, rename, delete an ODS database), one at a "
+    "time per shard, and publishes what happens to instances.events."
+)
+
+
+def document_events(broker: RabbitBroker) -> None:
+    document_publisher(
+        broker,
+        EVENTS_EXCHANGE,
+        ExchangeType.TOPIC,
+        "instance.{instanceId}.{event}",
+        InstanceEvent,
+        "Started, progress (also the heartbeat), retrying, then exactly one outcome per job",
+    )
+
+
+def asyncapi(settings: Settings) -> AsyncAPI:
+    """The document: every shard's subscriber, and the events."""
+    broker = make_broker(settings, "asyncapi")
+    ShardConsumers(broker, _never).register(set(range(settings.shard_count)))
+    document_events(broker)
+    return specification(broker, "provisioner", DESCRIPTION)
+
+
+async def _never(cmd: InstanceRequested, attempt: int) -> None:
+    raise AssertionError("a document's broker handles nothing")
+
+
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, worker_id())
+    document_events(broker)
 
     async def emit(event: Message) -> None:
         await publish_event(broker, event)

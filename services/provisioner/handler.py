@@ -41,6 +41,7 @@ from services.runtime.errors import (
     TransientError,
 )
 from services.runtime.logging import get_logger
+from services.runtime.metrics import RETRIES
 
 log = get_logger(__name__)
 
@@ -174,6 +175,7 @@ class Provisioner:
         await self._emit(outcome)
 
     async def _retrying(self, cmd: InstanceRequested, state: RetryCallState) -> None:
+        RETRIES.labels("provisioning").inc()
         error = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning(

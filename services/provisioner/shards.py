@@ -12,22 +12,27 @@ operation per instance at a time.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from faststream.rabbit.subscriber import RabbitSubscriber
+from pydantic import WithJsonSchema
 
 from contracts.messages import InstanceRequested, parse_command
+from services.runtime.asyncapi import contract_schema
 from services.runtime.logging import get_logger
 from services.runtime.messaging import delivery_attempt, message_context, parse_or_dead_letter
+from services.runtime.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
 from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import shard_queue
 
 log = get_logger(__name__)
 
 Handle = Callable[[InstanceRequested, int], Awaitable[None]]
+# Read from the raw bytes by the handler; the schema is for the AsyncAPI document.
+CommandBody = Annotated[Any, WithJsonSchema(contract_schema(InstanceRequested))]
 
 
 class ShardConsumers:
@@ -49,7 +54,7 @@ class ShardConsumers:
         handle = self._handle
 
         @sub
-        async def on_request(body: Any, message: RabbitMessage) -> None:
+        async def on_request(body: CommandBody, message: RabbitMessage) -> None:
             # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
             command = await parse_or_dead_letter(
                 message, parse_command, "poison command dead-lettered"
@@ -57,6 +62,7 @@ class ShardConsumers:
             if command is None:
                 return
             with message_context(command, message):
+                MESSAGES_CONSUMED.labels(shard_queue(shard)).inc()
                 attempt = delivery_attempt(message)
                 log.info(
                     "command received",
@@ -70,6 +76,7 @@ class ShardConsumers:
                     # Not this replica's to fix by retrying: dead-letter it (the status
                     # service fails its job if it knows the tenant); requeue once configured.
                     log.error("command for an unknown tenant dead-lettered", reason=str(exc))
+                    MESSAGES_DEAD_LETTERED.labels("unknown tenant").inc()
                     await message.reject(requeue=False)
 
         self._subscribers[shard] = sub

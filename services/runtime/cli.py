@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     api_clients.add_argument("client_id", nargs="?")
     api_clients.add_argument("--name", help="display name (add)")
     api_clients.add_argument("--tenants", help="comma-separated tenants it is limited to (add)")
-    schemas = sub.add_parser("schemas", help="export the contracts' JSON Schema")
+    schemas = sub.add_parser(
+        "schemas", help="export the contracts' JSON Schema and the services' AsyncAPI documents"
+    )
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
 
@@ -197,18 +199,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(done)
         elif args.command == "schemas":
             from contracts import schema_export
+            from services.runtime import asyncapi
 
             if args.check:
                 stale = [
                     name
                     for name, text in schema_export.rendered().items()
                     if not _check_file(schema_export.SCHEMA_DIR / name, text)
+                ] + [
+                    f"asyncapi/{name}"
+                    for name, text in asyncapi.rendered().items()
+                    if not _check_file(asyncapi.ASYNCAPI_DIR / name, text)
                 ]
                 if stale:
                     log.error("contract schemas are stale; run `just schemas`", files=stale)
                     return 1
             else:
                 schema_export.export()
+                asyncapi.export()
     except ConfigurationError as exc:
         log.error("configuration error", error=str(exc))
         return 2

@@ -15,10 +15,12 @@ import uvicorn
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
+from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
 from contracts.messages import Envelope, Message, UnknownMessageTypeError, message_type
 from services.runtime.logging import get_logger
+from services.runtime.metrics import MESSAGES_DEAD_LETTERED
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import BackgroundTasks
@@ -70,6 +72,7 @@ async def parse_or_dead_letter(
             type=type_header,
             reason=str(exc)[:1000],
         )
+        MESSAGES_DEAD_LETTERED.labels("unreadable").inc()
         await message.reject(requeue=False)
         return None
 
@@ -83,6 +86,7 @@ async def tenant_or_dead_letter(
         return databases.get(tenant)
     except UnknownTenantError as exc:
         log.error("message for an unknown tenant dead-lettered", reason=str(exc))
+        MESSAGES_DEAD_LETTERED.labels("unknown tenant").inc()
         await message.reject(requeue=False)
         return None
 
@@ -152,12 +156,16 @@ async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:
 def consumer_app(
     broker: RabbitBroker, settings: Settings, **hooks: Any
 ) -> FastStream | AsgiFastStream:
-    """A FastStream app; an ASGI one serving `/health` only when a health port is set."""
+    """A FastStream app; an ASGI one serving `/health` and `/metrics` when a health port is
+    set."""
     if settings.health_port is None:
         return FastStream(broker, logger=faststream_logger, **hooks)
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0))],
+        asgi_routes=[
+            ("/health", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", make_asgi_app()),
+        ],
         logger=faststream_logger,
         **hooks,
     )

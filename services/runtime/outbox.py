@@ -11,12 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import Envelope, message_type
 from services.runtime.logging import get_logger
+from services.runtime.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_RELAY_DELAY_SECONDS,
+)
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.tables import outbox
@@ -54,7 +60,9 @@ async def enqueue(
     return message_id
 
 
-async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch: int) -> int:
+async def relay_once(
+    engine: AsyncEngine, publisher: ConfirmingPublisher, batch: int, tenant: str = "default"
+) -> int:
     """Publish up to `batch` unsent rows in order; returns how many (0 if another relay runs)."""
     async with engine.begin() as conn:
         leader = await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
@@ -77,6 +85,7 @@ async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch:
                     correlation_id=row.correlation_id,
                 )
             except Exception as exc:
+                OUTBOX_PUBLISH_FAILURES.inc()
                 log.warning(
                     "outbox publish failed; will retry",
                     outbox_id=row.id,
@@ -90,6 +99,9 @@ async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch:
                 )
                 break
             sent.append(row.id)
+            OUTBOX_RELAY_DELAY_SECONDS.observe(
+                max(0.0, (datetime.now(UTC) - row.created_at).total_seconds())
+            )
         if sent:
             await conn.execute(
                 update(outbox)
@@ -97,6 +109,13 @@ async def relay_once(engine: AsyncEngine, publisher: ConfirmingPublisher, batch:
                 .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
             )
             log.debug("outbox relayed", count=len(sent), last_id=sent[-1])
+        # What is left (the partial index on unsent rows makes the count cheap).
+        left: int | None = 0
+        if rows:
+            left = await conn.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+        OUTBOX_BACKLOG.labels(tenant).set(left or 0)
     # Raised after the commit, so the rows that did go out stay marked sent.
     if len(sent) < len(rows):
         raise RelayStalledError(f"published {len(sent)} of {len(rows)} rows")
@@ -118,7 +137,9 @@ class OutboxRelay:
         poll_interval: float,
         batch_size: int,
         max_backoff: float = 10.0,
+        tenant: str | None = None,
     ) -> None:
+        self._tenant = tenant or "default"
         self._engine = engine
         self._publisher = publisher
         self._poll = poll_interval
@@ -137,6 +158,7 @@ class OutboxRelay:
             publisher,
             poll_interval=settings.outbox_poll_interval_seconds,
             batch_size=settings.outbox_batch_size,
+            tenant=settings.tenant,
         )
 
     def wake(self) -> None:
@@ -156,7 +178,7 @@ class OutboxRelay:
         backoff = self._poll
         while True:
             try:
-                count = await relay_once(self._engine, self._publisher, self._batch)
+                count = await relay_once(self._engine, self._publisher, self._batch, self._tenant)
                 self.published += count
                 backoff = self._poll
                 if count == self._batch:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Annotated, Any
 
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
+from faststream.specification import AsyncAPI
+from pydantic import WithJsonSchema
 
-from contracts.messages import parse_maintenance
+from contracts.messages import MaintenanceRequested, parse_maintenance
+from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
     make_broker,
@@ -21,6 +24,7 @@ from services.runtime.messaging import (
     parse_or_dead_letter,
     tenant_or_dead_letter,
 )
+from services.runtime.metrics import MESSAGES_CONSUMED
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import BackgroundTasks, declare_topology_when_available
@@ -37,6 +41,18 @@ def worker_id() -> str:
     return f"scheduler:{socket.gethostname()}:{os.getpid()}"
 
 
+DESCRIPTION = (
+    "Fires due schedules (their jobs' commands go out through the outbox) and runs the "
+    "maintenance jobs, reconcile and prune."
+)
+MaintenanceBody = Annotated[Any, WithJsonSchema(contract_schema(MaintenanceRequested))]
+
+
+def asyncapi(settings: Settings) -> AsyncAPI:
+    app = create_app(settings)
+    return specification(app.broker, "scheduler", DESCRIPTION)
+
+
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     key = settings.encryption_key_bytes()  # reconcile reads dbo connection strings
     broker = make_broker(settings, worker_id())
@@ -48,6 +64,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         db.tenant: MaintenanceWorker(db.engine, db.settings, key, worker_id()) for db in databases
     }
     tasks = BackgroundTasks()
+    document_commands(broker, "the commands of the jobs schedules fire, sent through the outbox")
 
     @broker.subscriber(
         RabbitQueue(MAINTENANCE_QUEUE, queue_type=QueueType.QUORUM, declare=False),
@@ -56,12 +73,13 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=MAINTENANCE_QUEUE,
         description="Maintenance jobs (reconcile, prune), one at a time per replica",
     )
-    async def on_maintenance(body: Any, message: RabbitMessage) -> None:
+    async def on_maintenance(body: MaintenanceBody, message: RabbitMessage) -> None:
         cmd = await parse_or_dead_letter(
             message, parse_maintenance, "unreadable maintenance command dead-lettered"
         )
         if cmd is None:
             return
+        MESSAGES_CONSUMED.labels(MAINTENANCE_QUEUE).inc()
         with message_context(cmd, message):
             db = await tenant_or_dead_letter(databases, cmd.tenant, message)
             if db is not None:

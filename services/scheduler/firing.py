@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.gateway.jobs import accept_job
 from services.gateway.problems import ProblemError
 from services.runtime.logging import get_logger
+from services.runtime.metrics import JOBS_ACCEPTED, SCHEDULE_FIRES
 from services.runtime.settings import Settings
 from services.runtime.states import JobType, is_terminal
 from services.runtime.tables import jobs, schedule_runs, schedules
@@ -85,6 +86,14 @@ class Fired:
     jobs: int
     runs: list[dict[str, Any]]
     advance: dict[str, Any]
+    job_type: str = ""
+
+    def count(self) -> None:
+        """The metrics of what was written, once it is committed."""
+        for r in self.runs:
+            SCHEDULE_FIRES.labels(str(r["outcome"]).lower()).inc()
+        if self.jobs:
+            JOBS_ACCEPTED.labels(self.job_type, "schedule").inc(self.jobs)
 
 
 async def fire_schedule(
@@ -170,6 +179,7 @@ async def fire_schedule(
     handled = p.fires or p.missed
     return Fired(
         jobs=fired,
+        job_type=row.job_type,
         runs=runs,
         advance={
             "b_id": row.id,
@@ -239,6 +249,8 @@ async def fire_due(engine: AsyncEngine, settings: Settings, now: datetime) -> Pa
             rows = (await conn.execute(_due(settings, now))).all()
             fired = [await fire_schedule(conn, settings, row, now) for row in rows]
             await _write(conn, fired)
+        for f in fired:  # committed
+            f.count()
         return PassResult(schedules=len(rows), fired=sum(f.jobs for f in fired))
     except Exception as exc:
         if _connection_lost(exc):
@@ -260,6 +272,7 @@ async def _fire_one_by_one(engine: AsyncEngine, settings: Settings, now: datetim
                 async with conn.begin_nested():
                     fired = await fire_schedule(conn, settings, row, now)
                     await _write(conn, [fired])
+                fired.count()
                 result.fired += fired.jobs
             except Exception as exc:  # a schedule that cannot fire must not block the others
                 if _connection_lost(exc):

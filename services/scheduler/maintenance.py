@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.messages import MaintenanceRequested, MaintenanceTask
 from services.provisioner.ods_server import STAGING_PREFIX, Marker
 from services.runtime.logging import get_logger
+from services.runtime.metrics import job_finished
 from services.runtime.settings import Settings
 from services.runtime.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
 from services.runtime.tables import (
@@ -270,12 +271,17 @@ class MaintenanceWorker:
 
     async def _finish(self, job_id: uuid.UUID, **values: Any) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .where(jobs.c.status == JobStatus.RUNNING.value)
-                .values(finished_at=func.now(), heartbeat_at=func.now(), **values)
-            )
+            done = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .where(jobs.c.status == JobStatus.RUNNING.value)
+                    .values(finished_at=func.now(), heartbeat_at=func.now(), **values)
+                    .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
+                )
+            ).first()
+        if done is not None:
+            job_finished(done.type, done.status, done.created_at, done.finished_at)
 
     async def handle(self, cmd: MaintenanceRequested) -> None:
         if not await self._claim(cmd.job_id):

@@ -9,13 +9,17 @@ import json
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import QueueType
+from faststream.specification import AsyncAPI
+from pydantic import WithJsonSchema
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
@@ -25,7 +29,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts.messages import parse_event
+from contracts.messages import EVENT_TYPES, OUTCOMES, InstanceRequested, parse_event
+from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
     make_broker,
@@ -34,6 +39,12 @@ from services.runtime.messaging import (
     parse_or_dead_letter,
     tenant_or_dead_letter,
 )
+from services.runtime.metrics import (
+    EVENT_APPLY_DELAY_SECONDS,
+    MESSAGES_CONSUMED,
+    RETRIES,
+    job_finished,
+)
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import (
@@ -41,6 +52,8 @@ from services.runtime.startup import (
     declare_topology_when_available,
     when_available,
 )
+from services.runtime.states import is_terminal
+from services.runtime.tables import jobs
 from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.runtime.watchdog import Watchdog
@@ -65,6 +78,20 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+DESCRIPTION = (
+    "The only writer of status transitions: applies the provisioner's events to the admin "
+    "database, fails the jobs of dead-lettered commands, and re-drives orphaned jobs through "
+    "its outbox."
+)
+EventBody = Annotated[Any, WithJsonSchema(contract_schema(*EVENT_TYPES.values()))]
+CommandBody = Annotated[Any, WithJsonSchema(contract_schema(InstanceRequested))]
+
+
+def asyncapi(settings: Settings) -> AsyncAPI:
+    app = create_app(settings)
+    return specification(app.broker, "status", DESCRIPTION)
+
+
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     key = settings.encryption_key_bytes()  # a start-up error when missing in production
     if settings.uses_development_key:
@@ -81,6 +108,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         for db in databases
     }
     tasks = BackgroundTasks()
+    document_commands(broker, "orphaned jobs' commands, sent again through the outbox")
 
     async def in_transaction(
         db: TenantDatabase, work: Callable[[AsyncConnection], Awaitable[T]]
@@ -95,6 +123,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
+                    RETRIES.labels("status transaction").inc()
                     log.warning(
                         "admin database unavailable; retrying",
                         tenant=db.tenant,
@@ -111,7 +140,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=STATUS_QUEUE,
         description="Progress and outcome events, applied in one transaction each",
     )
-    async def on_event(body: Any, message: RabbitMessage) -> None:
+    async def on_event(body: EventBody, message: RabbitMessage) -> None:
         # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
         event = await parse_or_dead_letter(message, parse_event, "unreadable event dead-lettered")
         if event is None:
@@ -121,9 +150,16 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             if db is None:
                 return
             applier = appliers[db.tenant]
+            MESSAGES_CONSUMED.labels(STATUS_QUEUE).inc()
             outcome = await in_transaction(
                 db, lambda conn: applier.apply(conn, event, message_key(message))
             )
+            if outcome == "applied":
+                EVENT_APPLY_DELAY_SECONDS.labels(type(event).__name__).observe(
+                    max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+                )
+                if type(event) in OUTCOMES:
+                    await record_finished(db, event.job_id)
             log.debug("event processed", event_type=type(event).__name__, outcome=outcome)
 
     @broker.subscriber(
@@ -133,7 +169,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=DEAD_COMMANDS_QUEUE,
         description="Copies of dead-lettered commands: their jobs are failed, visibly",
     )
-    async def on_dead_command(body: Any, message: RabbitMessage) -> None:
+    async def on_dead_command(body: CommandBody, message: RabbitMessage) -> None:
+        MESSAGES_CONSUMED.labels(DEAD_COMMANDS_QUEUE).inc()
         why = death_reason(dict(message.headers or {}))
         try:
             data = json.loads(message.body)
@@ -153,6 +190,25 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                 await fail_dead_lettered(conn, job_id, instance_id, why)
 
         await in_transaction(db, work)
+        await record_finished(db, job_id)
+
+    async def record_finished(db: TenantDatabase, job_id: uuid.UUID) -> None:
+        """Count a job that has just ended (read after the commit: a retried transaction is
+        not counted twice)."""
+        try:
+            async with db.engine.connect() as conn:
+                job = (
+                    await conn.execute(
+                        select(
+                            jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at
+                        ).where(jobs.c.id == job_id)
+                    )
+                ).first()
+        except Exception as exc:  # metrics never fail a message
+            log.warning("could not read a finished job for the metrics", error=repr(exc))
+            return
+        if job is not None and is_terminal(job.status):
+            job_finished(job.type, job.status, job.created_at, job.finished_at)
 
     async def sweep_orphans(db: TenantDatabase) -> None:
         if db.tenant is not None:  # this task's own context: its log lines

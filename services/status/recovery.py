@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts.messages import InstanceRequested, MaintenanceRequested, Operation
 from services.runtime import outbox
 from services.runtime.logging import get_logger
+from services.runtime.metrics import ORPHAN_RECOVERIES
 from services.runtime.states import (
     JOB_TYPE,
     PENDING,
@@ -133,6 +134,7 @@ async def recover_orphans(
                 f"(see the {'scheduler' if maintenance else 'provisioner'} logs for this job)"
             )
             await fail_job(conn, job, reason)
+            ORPHAN_RECOVERIES.labels("failed").inc()
             log.error("orphaned job failed", job_id=str(job.id), reason=reason)
         else:
             await conn.execute(
@@ -147,6 +149,7 @@ async def recover_orphans(
                 )
             )
             await redrive(conn, job, job.correlation_id)
+            ORPHAN_RECOVERIES.labels("re-driven").inc()
             log.warning(
                 "orphaned job re-driven",
                 job_id=str(job.id),

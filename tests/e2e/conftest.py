@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from services.runtime.settings import Settings
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 
 
 @pytest.fixture(scope="package")
@@ -24,8 +24,10 @@ def stack(
         vhost=vhost,
         shard_count=settings.shard_count,
     )
-    for name in ("status", "provisioner", "scheduler", "gateway"):
-        s.start(name)
+    # The consumers serve /health and /metrics on a port of their own, as in docker compose.
+    for name in ("status", "provisioner", "scheduler"):
+        s.start(name, EDFI_IM_HEALTH_PORT=str(free_port()))
+    s.start("gateway")
     try:
         s.wait_ready()
         yield s

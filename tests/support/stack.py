@@ -39,6 +39,7 @@ class Stack:
     services: dict[str, str] = field(default_factory=dict)
     log_offsets: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    health_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -90,6 +91,8 @@ class Stack:
 
     def start(self, name: str, service: str | None = None, **extra_env: str) -> None:
         env = {**os.environ, **self.env, "EDFI_IM_GATEWAY_PORT": str(self.port), **extra_env}
+        if "EDFI_IM_HEALTH_PORT" in extra_env:
+            self.health_ports[name] = int(extra_env["EDFI_IM_HEALTH_PORT"])
         handle = self.log(name).open("ab")
         self.services[name] = service or name
         self.log_offsets[name] = handle.tell()

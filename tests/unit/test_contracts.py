@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from pydantic import ValidationError
@@ -23,12 +25,14 @@ from contracts.messages import (
     InstanceRenamed,
     InstanceRenameFailed,
     InstanceRequested,
+    MaintenanceRequested,
     Message,
     Operation,
     UnknownMessageTypeError,
     message_type,
     parse_event,
 )
+from services.runtime import asyncapi
 
 SECRET_WORDS = ("connection", "password", "secret", "key", "token", "credential")
 
@@ -56,6 +60,51 @@ def test_every_contract_schema_file_is_up_to_date() -> None:
     assert on_disk == set(rendered), hint
     for name, text in rendered.items():
         assert (schema_export.SCHEMA_DIR / name).read_text() == text, f"{name}: {hint}"
+
+
+def test_every_asyncapi_document_is_up_to_date_and_names_each_queue_and_contract() -> None:
+    rendered = asyncapi.rendered()
+    hint = "contracts/asyncapi is out of date with the services: run `just schemas`"
+    assert set(rendered) == {"provisioner.json", "status.json", "scheduler.json"}
+    for name, text in rendered.items():
+        assert (asyncapi.ASYNCAPI_DIR / name).read_text() == text, f"{name}: {hint}"
+    documents = {name: json.loads(text) for name, text in rendered.items()}
+    for document in documents.values():
+        assert document["asyncapi"] == "3.0.0"
+
+    def receives(name: str) -> dict[str, Any]:
+        operations = documents[f"{name}.json"]["operations"].values()
+        return {
+            unquote(op["channel"]["$ref"].rsplit("/", 1)[-1]): op
+            for op in operations
+            if op["action"] == "receive"
+        }
+
+    def sends(name: str) -> set[str]:
+        return {
+            unquote(op["channel"]["$ref"].rsplit("/", 1)[-1])
+            for op in documents[f"{name}.json"]["operations"].values()
+            if op["action"] == "send"
+        }
+
+    assert set(receives("provisioner")) == {f"provisioner.shard.{k}" for k in range(8)}
+    assert sends("provisioner") == {"instances.events:instance.{instanceId}.{event}"}
+    assert set(receives("status")) == {"status.events", "status.dead-commands"}
+    assert set(receives("scheduler")) == {"scheduler.maintenance"}
+    assert (
+        {
+            "instances.requests:{instanceId} (or {tenant}.{instanceId})",
+            "maintenance.requests:maintenance",
+        }
+        == sends("scheduler")
+        == sends("status")
+    )
+    # The payloads are the contracts, each with its type as $id (not FastStream's `Any`).
+    text = rendered["status.json"]
+    for cls in EVENT_TYPES.values():
+        assert f'"$id": "{message_type(cls)}"' in text
+    assert f'"$id": "{message_type(InstanceRequested)}"' in rendered["provisioner.json"]
+    assert f'"$id": "{message_type(MaintenanceRequested)}"' in rendered["scheduler.json"]
 
 
 def test_every_contract_has_a_schema() -> None:
