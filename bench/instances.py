@@ -173,7 +173,7 @@ class Bench:
         )
 
     def close(self) -> None:
-        self.memory = peak_memory_mb(self.stack)
+        self.memory.update(peak_memory_mb(self.stack))
         self.stack.stop_all()
         rabbit.delete_vhost(self.vhost)
         pg.drop(self.database)
@@ -391,6 +391,7 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
 def accept(b: Bench, concurrency: int, seconds: float) -> dict[str, Any]:
     # The provisioner is stopped: the accepted commands wait in their queues (dropped with the
     # vhost), so clones do not share the machine with the gateway.
+    b.memory.update(peak_memory_mb(b.stack))  # the provisioner's, before it stops
     b.stack.stop("provisioner")
     health = b.load(
         "--mode", "health", "--concurrency", str(concurrency), "--seconds", str(seconds)

@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             worker=worker_id(),
             retry_attempts=settings.step_retry_attempts,
             heartbeat_interval=settings.heartbeat_interval_seconds,
+            progress_delay=settings.progress_delay_seconds,
             claim=JobClaims(engine).claim,
         )
 

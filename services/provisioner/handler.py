@@ -101,6 +101,7 @@ class Provisioner:
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         heartbeat_interval: float = 10.0,
+        progress_delay: float = 0.0,
         claim: Claim = _always,
     ) -> None:
         self._server = server
@@ -112,6 +113,10 @@ class Provisioner:
         self._heartbeat_interval = heartbeat_interval
         # The step each running job is on, repeated as its heartbeat.
         self._step: dict[uuid.UUID, tuple[str, int, float]] = {}
+        # With a delay, a step is reported only once it has lasted that long: a fast create is
+        # Started then its outcome, not a stream of steps for the status service to apply.
+        self._progress_delay = progress_delay
+        self._delayed: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -148,14 +153,23 @@ class Provisioner:
                             outcome = self._failure(cmd, str(exc))
                         # Reported while the instance's lock is still held: the next operation
                         # on the instance cannot start before this one has said how it ended.
+                        self._end_steps(cmd)
                         await self._report(cmd, outcome)
                         return
         except (PermanentError, TransientError) as exc:
+            self._end_steps(cmd)
             await self._report(cmd, self._failure(cmd, str(exc)))
         finally:
             if beat is not None:
                 beat.cancel()
-            self._step.pop(cmd.job_id, None)
+            self._end_steps(cmd)
+
+    def _end_steps(self, cmd: InstanceRequested) -> None:
+        """No step is reported after this: the outcome comes next."""
+        self._step.pop(cmd.job_id, None)
+        delayed = self._delayed.pop(cmd.job_id, None)
+        if delayed is not None:
+            delayed.cancel()
 
     async def _claimed(self, cmd: InstanceRequested) -> bool:
         """Claim the job (under the instance's lock); False when it was cancelled."""
@@ -215,8 +229,24 @@ class Provisioner:
     async def _progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         """Start a step: log it, remember it for the heartbeat, report it."""
         log.info("progress", step=message, percent=percent)
-        self._step[cmd.job_id] = (message, percent, time.monotonic())
-        await self._report_progress(cmd, message, percent)
+        step = (message, percent, time.monotonic())
+        self._step[cmd.job_id] = step
+        if self._progress_delay <= 0:
+            await self._report_progress(cmd, message, percent)
+            return
+        previous = self._delayed.pop(cmd.job_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._delayed[cmd.job_id] = asyncio.create_task(self._report_if_still(cmd, step))
+
+    async def _report_if_still(self, cmd: InstanceRequested, step: tuple[str, int, float]) -> None:
+        """Report the step if the job is still on it after the delay."""
+        await asyncio.sleep(self._progress_delay)
+        if self._step.get(cmd.job_id) is step:
+            try:
+                await self._report_progress(cmd, step[0], step[1])
+            except Exception as exc:  # the heartbeat repeats it
+                log.warning("progress not sent", error=repr(exc))
 
     async def _report_progress(self, cmd: InstanceRequested, message: str, percent: int) -> None:
         await self._emit(

@@ -173,6 +173,9 @@ class PostgresOdsServer:
         self._url = url
         self._clone_slots = clone_slots
         self._lock_poll = lock_poll_seconds
+        # This process's own clones queue here and take a freed slot at once; the advisory
+        # locks then share the slots with other replicas.
+        self._local_slots = asyncio.Semaphore(clone_slots)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
@@ -205,7 +208,7 @@ class PostgresOdsServer:
     @asynccontextmanager
     async def clone_slot(self) -> AsyncIterator[int]:
         """Hold one of N server-wide clone slots (advisory locks), across all replicas."""
-        async with self._connect() as conn:
+        async with self._local_slots, self._connect() as conn:
             slot = await self._acquire_slot(conn)
             try:
                 yield slot
@@ -223,7 +226,7 @@ class PostgresOdsServer:
                 if row and row[0]:
                     return slot
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.25)
 
 
 def staging_name(job_id: uuid.UUID) -> str:

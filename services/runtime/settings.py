@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=20, ge=1)
     graceful_timeout_seconds: float = Field(default=600.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    # A provisioning step is reported once it has lasted this long (0: every step at once).
+    progress_delay_seconds: float = Field(default=0.5, ge=0)
     step_retry_attempts: int = Field(default=5, ge=1)
 
     # Seed 004's OrphanedJobsCheckInterval / OrphanedJobThreshold.

@@ -302,6 +302,7 @@ def _provisioner(
     *,
     retry_attempts: int = 5,
     heartbeat_interval: float = 10.0,
+    progress_delay: float = 0.0,
 ) -> Provisioner:
     return Provisioner(
         server,
@@ -310,6 +311,7 @@ def _provisioner(
         retry_attempts=retry_attempts,
         retry_max_wait=0.01,
         heartbeat_interval=heartbeat_interval,
+        progress_delay=progress_delay,
     )
 
 
@@ -795,6 +797,33 @@ async def test_long_clone_sends_heartbeats_and_none_after_the_outcome(
     assert all(e.percent == cloning[0].percent for e in cloning)
     assert len(emit.events) == events_at_outcome, "heartbeats continued after the outcome"
     _only_outcome(emit, cmd, InstanceCreated)
+
+
+async def test_with_a_progress_delay_a_fast_create_reports_only_started_and_its_outcome(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    cmd = _command()
+
+    await _provisioner(server, emit, progress_delay=0.1).handle(cmd, attempt=1)
+    await asyncio.sleep(0.2)  # any step report still pending would have gone out by now
+
+    assert [type(e) for e in emit.events] == [InstanceOperationStarted, InstanceCreated]
+
+
+async def test_with_a_progress_delay_a_step_that_lasts_is_reported_before_the_outcome(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    server.clone_delay = 0.3
+    cmd = _command()
+
+    await _provisioner(server, emit, progress_delay=0.05).handle(cmd, attempt=1)
+    events_at_outcome = len(emit.events)
+    await asyncio.sleep(0.15)
+
+    steps = [e.message for e in emit.events if isinstance(e, InstanceOperationProgress)]
+    assert steps == [f"Cloning {cmd.database_template}"], "only the step that lasted"
+    assert isinstance(emit.events[-1], InstanceCreated)
+    assert len(emit.events) == events_at_outcome, "a step was reported after the outcome"
 
 
 # --- rename ------------------------------------------------------------------------------------
