@@ -213,9 +213,13 @@ def test_pending_jobs_can_be_cancelled_and_running_ones_show_progress(
             jobs = [api.get(f"/v2/jobs/{m['jobId']}").json() for m in made]
             return [j for j in jobs if j["status"] == "Running"]
 
-        [busy, *_] = _until(running)
-        # Progress is visible while the job runs: it is waiting for a clone slot.
-        assert "clone slot" in busy["progressMessage"] and busy["progressPercent"] == 20
+        def waiting_for_a_slot() -> list[dict[str, Any]]:
+            return [j for j in running() if "clone slot" in (j["progressMessage"] or "")]
+
+        # Progress is visible while the job runs: it is waiting for a clone slot (a step is
+        # reported once it has lasted EDFI_IM_PROGRESS_DELAY_SECONDS).
+        [busy, *_] = _until(waiting_for_a_slot)
+        assert busy["progressPercent"] == 20
         assert busy["startedAt"] is not None and busy["attempts"] == 1
         refused = api.delete(f"/v2/jobs/{busy['id']}")
         assert refused.status_code == 409
