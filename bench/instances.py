@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +37,13 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from bench.common import percentile, write_results
 from services.runtime.migrate import migrate
 from tests.support import pg, rabbit
 from tests.support.stack import ROOT, Stack
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TINY = "EdFi_Ods_Minimal_Template"
 POLL_SECONDS = 0.01  # how often the bench polls the API for a status
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -60,7 +51,7 @@ def summary(values: list[float]) -> dict[str, Any]:
     return {
         "runs": len(values),
         "p50_ms": round(statistics.median(values) * 1000, 1),
-        "p99_ms": round(_percentile(values, 99) * 1000, 1),
+        "p99_ms": round(percentile(values, 99) * 1000, 1),
     }
 
 
@@ -565,22 +556,7 @@ def main() -> None:
     bare_runs = [r["bare"]["p50_ms"] for r in results["bulk"]]
     results["bareClonesPerSecond"] = round(args.bulk / (statistics.median(bare_runs) / 1000), 2)
     report(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"instances-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "bench": "instances",
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-                "pollSeconds": POLL_SECONDS,
-                "results": results,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n"
-    )
-    print(f"\nwritten: {out}")
+    write_results("instances", pollSeconds=POLL_SECONDS, results=results)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,7 @@ from typing import Any
 
 import httpx
 
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
+from bench.common import percentile
 
 
 class Load:
@@ -102,7 +98,7 @@ class Load:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "perSecond": round(len(lat) / elapsed, 1) if elapsed else None,
             "p50_ms": round(statistics.median(lat) * 1000, 2) if lat else None,
-            "p99_ms": round(_percentile(lat, 99) * 1000, 2) if lat else None,
+            "p99_ms": round(percentile(lat, 99) * 1000, 2) if lat else None,
             "ids": self.ids if args.mode == "create" else [],
         }
 

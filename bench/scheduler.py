@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.common import percentile, write_results
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import configure_logging
 from services.runtime.migrate import migrate
@@ -33,14 +30,6 @@ from services.runtime.tables import schedule_runs, schedules
 from services.runtime.topology import declare_topology
 from services.scheduler.firing import Scheduler
 from tests.support import pg, rabbit
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 async def _insert_schedules(engine: AsyncEngine, count: int, period: int, start: datetime) -> None:
@@ -112,7 +101,7 @@ async def measure(count: int, period: int, margin: int) -> dict[str, Any]:
             "occurrences": count,
             "fired": len(late),
             "lateness_p50_ms": round(statistics.median(late) * 1000, 1) if late else None,
-            "lateness_p99_ms": round(_percentile(late, 99) * 1000, 1) if late else None,
+            "lateness_p99_ms": round(percentile(late, 99) * 1000, 1) if late else None,
             "lateness_max_ms": round(max(late) * 1000, 1) if late else None,
             "elapsedSeconds": round(elapsed, 1),
         }
@@ -149,24 +138,14 @@ def main() -> None:
             f"{r['lateness_p99_ms']:>8} {r['lateness_max_ms']:>8}"
         )
     defaults = Settings()
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"scheduler-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "bench": "scheduler-lateness",
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-                "settings": {
-                    "pollIntervalSeconds": defaults.scheduler_poll_interval_seconds,
-                    "batchSize": defaults.scheduler_batch_size,
-                },
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "scheduler",
+        settings={
+            "pollIntervalSeconds": defaults.scheduler_poll_interval_seconds,
+            "batchSize": defaults.scheduler_batch_size,
+        },
+        results=results,
     )
-    print(f"\nwritten: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
 
 
 if __name__ == "__main__":
