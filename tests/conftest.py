@@ -20,6 +20,9 @@ from tests.support import pg, rabbit
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_KEY = base64.b64encode(os.urandom(32)).decode()
 TEST_SIGNING_KEY = base64.b64encode(os.urandom(36)).decode()
+# Where the tests' Ed-Fi Admin Console is served from, and the ODS/API it shows.
+CONSOLE_ORIGIN = "https://console.example.org"
+DISCOVERY_URL = "https://api.example.org/"
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,8 @@ def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, s
         "EDFI_IM_REGISTRATION_ENABLED": "true",
         "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
         "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
+        "EDFI_IM_CORS_ORIGINS": CONSOLE_ORIGIN,
+        "EDFI_IM_EDFI_API_DISCOVERY_URL": DISCOVERY_URL,
         "EDFI_IM_LOG_FORMAT": "json",
         "EDFI_IM_LOG_LEVEL": "DEBUG",
     }

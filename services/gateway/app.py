@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from services.gateway import problems
+from services.gateway import console, problems
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
 from services.gateway.limits import BodyLimit
@@ -136,5 +137,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(router, tags=["instances"], dependencies=protected)
     app.include_router(schedule_router, dependencies=protected)
+    app.include_router(console.tenants_router)
+    app.include_router(console.instances_router, dependencies=protected)
+    app.include_router(console.unmanaged_router, dependencies=[Depends(authorize)])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(console.CaseInsensitiveConsolePaths)
+    if settings.cors_origins:
+        # Outermost, so a preflight is answered before anything asks for a token.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Tenant", CORRELATION_HEADER],
+            expose_headers=["Location", CORRELATION_HEADER],
+            max_age=600,
+        )
     return app

@@ -117,6 +117,7 @@ async def accept_job(
             correlation_id=correlation_id,
             tenant=settings.tenant,
             schedule_id=schedule_id,
+            details=params.stored(),
         )
     elif isinstance(params, RenameInstanceParameters):
         row = await accept_operation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -23,9 +24,10 @@ from services.runtime.states import (
 from services.runtime.tables import db_instances, jobs
 from services.runtime.topology import REQUESTS_EXCHANGE, instance_routing_key
 
-# Serialises the operations that claim a name (create, rename), so two of them cannot both
-# see a name free; pg advisory lock key "edfi-im names".
-NAME_LOCK_KEY = 0x0ED1F1_0A0E
+# Serialises the operations that claim the same name or database name (create, rename), so two
+# of them cannot both see it free; operations on other names do not wait for each other.
+# pg advisory lock class "edfi-im names" (first key of the two-key form).
+NAME_LOCK_CLASS = 0x0ED1F4
 
 
 def instance_out(row: Row[Any]) -> DbInstance:
@@ -44,6 +46,9 @@ def instance_out(row: Row[Any]) -> DbInstance:
         created_date=row.createdat,
         last_modified_date=row.lastmodifieddate,
         last_refreshed=row.lastrefreshed,
+        instance_type=row.instancetype,
+        ods_instance_contexts=row.contexts or [],
+        ods_instance_derivatives=row.derivatives or [],
     )
 
 
@@ -74,8 +79,18 @@ def live() -> Any:
     return db_instances.c.status != InstanceStatus.DELETED.value
 
 
-async def _lock_names(conn: AsyncConnection) -> None:
-    await conn.execute(select(func.pg_advisory_xact_lock(NAME_LOCK_KEY)))
+async def _lock_names(conn: AsyncConnection, name: str, database_name: str) -> None:
+    """Transaction locks on the name and the database name (ignoring case), taken in one order
+    so that two operations never wait for each other in a circle."""
+    keys = sorted({_name_key(name), _name_key(database_name)})
+    for key in keys:
+        await conn.execute(select(func.pg_advisory_xact_lock(NAME_LOCK_CLASS, key)))
+
+
+def _name_key(value: str) -> int:
+    """A stable 32-bit key of a name; two names sharing one only wait for each other."""
+    digest = hashlib.blake2b(value.lower().encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 async def _conflict(
@@ -178,6 +193,18 @@ async def _start_job(
     )
 
 
+def _detail_data(details: dict[str, Any]) -> dict[str, Any]:
+    """The details as the job's parameters show them (camelCase, only those given)."""
+    data: dict[str, Any] = {}
+    if details.get("instancetype"):
+        data["instanceType"] = details["instancetype"]
+    if details.get("contexts"):
+        data["odsInstanceContexts"] = details["contexts"]
+    if details.get("derivatives"):
+        data["odsInstanceDerivatives"] = details["derivatives"]
+    return data
+
+
 async def accept_create(
     conn: AsyncConnection,
     *,
@@ -188,9 +215,12 @@ async def accept_create(
     correlation_id: str,
     tenant: str | None,
     schedule_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Row[Any]:
-    """Instance row, job and outbox command in the caller's one transaction."""
-    await _lock_names(conn)
+    """Instance row, job and outbox command in the caller's one transaction. `details`: the
+    instance type, contexts and derivatives (InstanceDetails.stored()), for dbo on completion."""
+    details = details or {}
+    await _lock_names(conn, name, database_name)
     conflict = await _conflict(conn, name, database_name)
     if conflict:
         raise conflict
@@ -210,6 +240,7 @@ async def accept_create(
                         lastmodifieddate=func.now(),
                         createdat=func.now(),
                         imported=False,
+                        **details,
                     )
                     .returning(db_instances)
                 )
@@ -223,7 +254,7 @@ async def accept_create(
         operation=Operation.CREATE,
         instance_id=row.id,
         correlation_id=correlation_id,
-        data={"name": name, "databaseTemplate": template_key},
+        data={"name": name, "databaseTemplate": template_key} | _detail_data(details),
         command=InstanceRequested(
             job_id=job_id,
             tenant=tenant,
@@ -252,7 +283,8 @@ async def accept_operation(
     """Accept a rename or delete: check the rules under the instance's row lock, then write the
     new status, the job and the command in the caller's transaction."""
     if operation is Operation.RENAME:
-        await _lock_names(conn)
+        assert new_name is not None and new_database_name is not None
+        await _lock_names(conn, new_name, new_database_name)
     row = (
         await conn.execute(
             select(db_instances).where(db_instances.c.id == instance_id).with_for_update()

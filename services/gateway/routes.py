@@ -59,6 +59,7 @@ async def create_db_instance(
             database_name=db_name,
             correlation_id=correlation_id,
             tenant=state.tenant,
+            details=body.stored(),
         )
     state.relay.wake()
     JOBS_ACCEPTED.labels(JobType.CREATE_INSTANCE.value, "api").inc()

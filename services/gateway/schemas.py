@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 from services.runtime.naming import name_problem
@@ -23,7 +23,69 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class CreateDbInstance(CamelModel):
+# What Ed-Fi's dbo tables hold: contextkey, contextvalue and derivativetype are VARCHAR(50).
+DetailText = Annotated[
+    str, StringConstraints(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f]+$")
+]
+
+
+class OdsInstanceContextIn(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    context_key: DetailText = Field(description="e.g. schoolYear")
+    context_value: DetailText = Field(description="e.g. 2027")
+
+
+class OdsInstanceDerivativeIn(CamelModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    derivative_type: Literal["ReadReplica", "Snapshot"] = Field(
+        description="Ed-Fi's derivative types"
+    )
+
+
+class InstanceDetails(CamelModel):
+    """What Ed-Fi keeps about an instance besides its database: written to
+    dbo.odsinstances.instancetype, dbo.odsinstancecontexts and dbo.odsinstancederivatives."""
+
+    instance_type: str | None = Field(
+        default=None, min_length=1, max_length=100, description="e.g. DistrictSpecific"
+    )
+    ods_instance_contexts: list[OdsInstanceContextIn] = Field(
+        default_factory=list, max_length=20, description="One value per key"
+    )
+    ods_instance_derivatives: list[OdsInstanceDerivativeIn] = Field(
+        default_factory=list, max_length=2, description="One of each type"
+    )
+
+    @field_validator("ods_instance_contexts")
+    @classmethod
+    def _one_value_per_key(cls, value: list[OdsInstanceContextIn]) -> list[OdsInstanceContextIn]:
+        keys = [c.context_key.lower() for c in value]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each contextKey may appear once")
+        return value
+
+    @field_validator("ods_instance_derivatives")
+    @classmethod
+    def _one_of_each_type(
+        cls, value: list[OdsInstanceDerivativeIn]
+    ) -> list[OdsInstanceDerivativeIn]:
+        types = [d.derivative_type for d in value]
+        if len(set(types)) != len(types):
+            raise ValueError("each derivativeType may appear once")
+        return value
+
+    def stored(self) -> dict[str, Any]:
+        """The adminapi.dbinstances columns."""
+        return {
+            "instancetype": self.instance_type,
+            "contexts": [c.model_dump(by_alias=True) for c in self.ods_instance_contexts],
+            "derivatives": [d.model_dump(by_alias=True) for d in self.ods_instance_derivatives],
+        }
+
+
+class CreateDbInstance(InstanceDetails):
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -69,6 +131,9 @@ class DbInstance(CamelModel):
     created_date: datetime
     last_modified_date: datetime | None
     last_refreshed: datetime
+    instance_type: str | None = None
+    ods_instance_contexts: list[dict[str, str]] = Field(default_factory=list)
+    ods_instance_derivatives: list[dict[str, str]] = Field(default_factory=list)
 
 
 class Job(CamelModel):

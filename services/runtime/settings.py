@@ -63,6 +63,7 @@ class TenantSettings(BaseModel):
     database_name_pattern: str | None = None
     templates: dict[str, str] | None = None
     clone_concurrency: int | None = Field(default=None, ge=1, le=64)
+    edfi_api_discovery_url: str | None = None
 
     @field_validator("database_name_pattern")
     @classmethod
@@ -132,6 +133,12 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     max_body_bytes: int = Field(default=65_536, ge=1024)
 
+    # The Ed-Fi Admin Console (`/adminconsole`): origins its browser pages are served from, the
+    # template its creates use (it names none), and the ODS/API it shows for a tenant.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    console_database_template: str = "Minimal"
+    edfi_api_discovery_url: str | None = None
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     health_port: int | None = None
@@ -158,6 +165,14 @@ class Settings(BaseSettings):
     @classmethod
     def _pattern_has_name(cls, value: str) -> str:
         return check_name_pattern(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        """Comma-separated (`https://console.example.org,http://localhost:8598`) or `*`."""
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
 
     @field_validator("tenants", mode="before")
     @classmethod

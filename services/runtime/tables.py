@@ -74,6 +74,9 @@ db_instances = Table(
     Column("pendingname", String(100)),
     Column("pendingdatabasename", String(255)),
     Column("imported", Boolean, nullable=False),
+    Column("instancetype", String(100)),
+    Column("contexts", JSONB, nullable=False, server_default="[]"),
+    Column("derivatives", JSONB, nullable=False, server_default="[]"),
     schema="adminapi",
 )
 jobs = Table(

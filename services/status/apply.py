@@ -68,6 +68,43 @@ async def claim_inbox(conn: AsyncConnection, message_id: str, kind: str) -> bool
     return result.first() is not None
 
 
+async def write_details(
+    conn: AsyncConnection,
+    ods_id: int,
+    contexts: list[dict[str, str]] | None,
+    derivatives: list[dict[str, str]] | None,
+    connection_string: str,
+) -> None:
+    """The instance's contexts and derivatives in dbo, replacing what was there. A derivative
+    gets the instance's own connection string until its real one is set by whoever runs it."""
+    for table in (ods_instance_contexts, ods_instance_derivatives):
+        await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+    if contexts:
+        await conn.execute(
+            insert(ods_instance_contexts),
+            [
+                {
+                    "odsinstance_odsinstanceid": ods_id,
+                    "contextkey": c["contextKey"],
+                    "contextvalue": c["contextValue"],
+                }
+                for c in contexts
+            ],
+        )
+    if derivatives:
+        await conn.execute(
+            insert(ods_instance_derivatives),
+            [
+                {
+                    "odsinstance_odsinstanceid": ods_id,
+                    "derivativetype": d["derivativeType"],
+                    "connectionstring": connection_string,
+                }
+                for d in derivatives
+            ],
+        )
+
+
 class StatusApplier:
     def __init__(self, encryption_key: bytes, connection_string: Callable[[str], str]) -> None:
         self._key = encryption_key
@@ -189,10 +226,17 @@ class StatusApplier:
             insert(ods_instances)
             .values(
                 name=instance.name,
-                instancetype=None,
+                instancetype=instance.instancetype,
                 connectionstring=self.encrypted_connection_string(event.database_name),
             )
             .returning(ods_instances.c.odsinstanceid)
+        )
+        await write_details(
+            conn,
+            ods_id,
+            instance.contexts,
+            instance.derivatives,
+            self.encrypted_connection_string(event.database_name),
         )
         log.info("dbo.odsinstances row added", ods_instance_id=ods_id)
         return {

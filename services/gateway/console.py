@@ -1,0 +1,422 @@
+"""`/adminconsole`: the contract the Ed-Fi Admin Console speaks (Ed-Fi Admin API 2 served it
+until 2025), on the same jobs, outbox and services as `/v2/dbInstances`.
+
+Paths are case-insensitive, as the Console writes them both ways. Tenants come from the
+configuration (single-tenant mode is one tenant named `default`); an instance's contexts and
+derivatives are kept with it and written to dbo when it completes. What the Console calls that
+this system does not manage (vendors, applications, claim sets …) is a `404` problem.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from contracts.messages import Operation
+from services.gateway.auth import Caller, authorize
+from services.gateway.jobs import checked_database_name, create_names
+from services.gateway.problems import ProblemError
+from services.gateway.repository import accept_create, accept_operation
+from services.gateway.routes import MAX_ID, PROBLEM
+from services.gateway.schemas import CamelModel, InstanceDetails, _checked_name
+from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
+from services.runtime.logging import get_logger
+from services.runtime.metrics import JOBS_ACCEPTED
+from services.runtime.settings import Settings
+from services.runtime.states import JOB_TYPE, JobType
+from services.runtime.tables import (
+    db_instances,
+    ods_instance_contexts,
+    ods_instance_derivatives,
+    ods_instances,
+)
+from services.status.apply import write_details
+
+log = get_logger(__name__)
+
+PREFIX = "/adminconsole"
+ConsoleId = Annotated[int, Path(ge=1, le=MAX_ID, description="The instance's id")]
+
+
+class CaseInsensitiveConsolePaths:
+    """ASGI middleware: `/adminConsole/odsInstances/7` is `/adminconsole/odsinstances/7`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].lower().startswith(PREFIX):
+            scope = dict(scope, path=scope["path"].lower())
+        await self.app(scope, receive, send)
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+
+class TenantDocument(CamelModel):
+    name: str
+    edfi_api_discovery_url: str | None = None
+
+
+class ConsoleTenant(CamelModel):
+    tenant_id: int
+    document: TenantDocument
+
+
+def console_tenants(settings: Settings) -> list[tuple[int, str, Settings]]:
+    """(tenantId, name, settings), numbered in configuration order from 1."""
+    if not settings.multi_tenant:
+        return [(1, "default", settings)]
+    return [(k, name, settings.for_tenant(name)) for k, name in enumerate(settings.tenants, 1)]
+
+
+def tenant_id(settings: Settings, tenant: str | None) -> int:
+    return next((k for k, name, _ in console_tenants(settings) if tenant in (None, name)), 1)
+
+
+tenants_router = APIRouter(prefix=PREFIX, tags=["adminconsole"])
+
+
+def _visible(request: Request, caller: Caller) -> list[ConsoleTenant]:
+    gateway: Gateway = request.app.state.gateway
+    return [
+        ConsoleTenant(
+            tenant_id=k,
+            document=TenantDocument(name=name, edfi_api_discovery_url=s.edfi_api_discovery_url),
+        )
+        for k, name, s in console_tenants(gateway.settings)
+        if not gateway.settings.multi_tenant or caller.sees(name)
+    ]
+
+
+@tenants_router.get("/tenants", response_model=list[ConsoleTenant])
+async def list_tenants(
+    request: Request, caller: Annotated[Caller, Depends(authorize)]
+) -> list[ConsoleTenant]:
+    return _visible(request, caller)
+
+
+@tenants_router.get("/tenants/{tenant_id}", response_model=ConsoleTenant, responses={404: PROBLEM})
+async def get_tenant(
+    request: Request,
+    caller: Annotated[Caller, Depends(authorize)],
+    tenant_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+) -> ConsoleTenant:
+    found = next((t for t in _visible(request, caller) if t.tenant_id == tenant_id), None)
+    if found is None:
+        raise ProblemError(404, "Not found", f"no tenant with id {tenant_id}")
+    return found
+
+
+# --- instances -----------------------------------------------------------------------------------
+
+
+class ConsoleContext(CamelModel):
+    id: int
+    instance_id: int
+    context_key: str
+    context_value: str
+
+
+class ConsoleDerivative(CamelModel):
+    id: int
+    instance_id: int
+    derivative_type: str
+
+
+class ConsoleInstance(CamelModel):
+    id: int
+    tenant_id: int
+    name: str
+    instance_type: str | None
+    status: str
+    base_url: str | None
+    ods_instance_contexts: list[ConsoleContext]
+    ods_instance_derivatives: list[ConsoleDerivative]
+
+
+class ConsoleInstanceIn(InstanceDetails):
+    """The Console's create and update body. Fields it sends that this system has no use for are
+    ignored, so a newer Console keeps working."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    tenant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    tenant_name: str | None = Field(default=None, max_length=50)
+    name: str = Field(description="1-46 characters: ASCII letters, digits, space, underscore")
+
+    _valid_name = field_validator("name")(_checked_name)
+
+
+async def _console_rows(
+    conn: AsyncConnection, state: GatewayState, instance_id: int | None = None
+) -> list[ConsoleInstance]:
+    query = select(db_instances).order_by(db_instances.c.id)
+    if instance_id is not None:
+        query = query.where(db_instances.c.id == instance_id)
+    rows = (await conn.execute(query)).all()
+    ods_ids = [r.odsinstanceid for r in rows if r.odsinstanceid is not None]
+    # Once an instance is in dbo, dbo is what the ODS/API reads: show that (with its ids).
+    contexts: dict[int, list[Any]] = {}
+    derivatives: dict[int, list[Any]] = {}
+    types: dict[int, str | None] = {}
+    if ods_ids:
+        for c in await conn.execute(
+            select(ods_instance_contexts)
+            .where(ods_instance_contexts.c.odsinstance_odsinstanceid.in_(ods_ids))
+            .order_by(ods_instance_contexts.c.odsinstancecontextid)
+        ):
+            contexts.setdefault(c.odsinstance_odsinstanceid, []).append(c)
+        for d in await conn.execute(
+            select(ods_instance_derivatives)
+            .where(ods_instance_derivatives.c.odsinstance_odsinstanceid.in_(ods_ids))
+            .order_by(ods_instance_derivatives.c.odsinstancederivativeid)
+        ):
+            derivatives.setdefault(d.odsinstance_odsinstanceid, []).append(d)
+        for o in await conn.execute(
+            select(ods_instances.c.odsinstanceid, ods_instances.c.instancetype).where(
+                ods_instances.c.odsinstanceid.in_(ods_ids)
+            )
+        ):
+            types[o.odsinstanceid] = o.instancetype
+    settings = state.settings
+    tid = tenant_id(settings, settings.tenant)
+    out = []
+    for r in rows:
+        if r.odsinstanceid is not None and r.odsinstanceid in types:
+            ctx = [
+                ConsoleContext(
+                    id=c.odsinstancecontextid,
+                    instance_id=r.id,
+                    context_key=c.contextkey,
+                    context_value=c.contextvalue,
+                )
+                for c in contexts.get(r.odsinstanceid, [])
+            ]
+            der = [
+                ConsoleDerivative(
+                    id=d.odsinstancederivativeid, instance_id=r.id, derivative_type=d.derivativetype
+                )
+                for d in derivatives.get(r.odsinstanceid, [])
+            ]
+            kind = types[r.odsinstanceid]
+        else:  # not in dbo (yet): what was asked for, numbered in order
+            ctx = [
+                ConsoleContext(
+                    id=k,
+                    instance_id=r.id,
+                    context_key=c["contextKey"],
+                    context_value=c["contextValue"],
+                )
+                for k, c in enumerate(r.contexts or [], 1)
+            ]
+            der = [
+                ConsoleDerivative(id=k, instance_id=r.id, derivative_type=d["derivativeType"])
+                for k, d in enumerate(r.derivatives or [], 1)
+            ]
+            kind = r.instancetype
+        out.append(
+            ConsoleInstance(
+                id=r.id,
+                tenant_id=tid,
+                name=r.name,
+                instance_type=kind,
+                status=r.status,
+                base_url=settings.edfi_api_discovery_url,
+                ods_instance_contexts=ctx,
+                ods_instance_derivatives=der,
+            )
+        )
+    return out
+
+
+def _check_tenant(state: GatewayState, body: ConsoleInstanceIn) -> None:
+    """The body may name its tenant too; it must be the one the `tenant` header chose."""
+    settings = state.settings
+    named = body.tenant_name
+    if named and settings.multi_tenant and named.lower() != (settings.tenant or "").lower():
+        raise ProblemError(
+            422,
+            "Validation failed",
+            f"tenantName {named!r} is not the tenant of the request's header",
+            errors={"tenantName": ["must be the tenant named in the `tenant` header"]},
+        )
+
+
+instances_router = APIRouter(prefix=PREFIX, tags=["adminconsole"])
+
+
+@instances_router.get("/odsinstances", response_model=list[ConsoleInstance])
+async def list_instances(request: Request) -> list[ConsoleInstance]:
+    state = gateway_state(request)
+    async with state.engine.connect() as conn:
+        return await _console_rows(conn, state)
+
+
+@instances_router.get(
+    "/odsinstances/{instance_id}", response_model=ConsoleInstance, responses={404: PROBLEM}
+)
+async def get_instance(instance_id: ConsoleId, request: Request) -> ConsoleInstance:
+    state = gateway_state(request)
+    async with state.engine.connect() as conn:
+        found = await _console_rows(conn, state, instance_id)
+    if not found:
+        raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
+    return found[0]
+
+
+@instances_router.post(
+    "/odsinstances",
+    status_code=202,
+    response_model=ConsoleInstance,
+    responses={409: PROBLEM, 422: PROBLEM},
+    summary="Accept the creation of an instance (its template: EDFI_IM_CONSOLE_DATABASE_TEMPLATE)",
+)
+async def create_instance(
+    body: ConsoleInstanceIn, request: Request, response: Response
+) -> ConsoleInstance:
+    state = gateway_state(request)
+    _check_tenant(state, body)
+    template = state.settings.console_database_template
+    template_database, db_name = create_names(state.settings, body.name, template)
+    async with state.engine.begin() as conn:
+        row = await accept_create(
+            conn,
+            name=body.name,
+            template_key=template,
+            template_database=template_database,
+            database_name=db_name,
+            correlation_id=request.state.correlation_id,
+            tenant=state.tenant,
+            details=body.stored(),
+        )
+        [created] = await _console_rows(conn, state, row.id)
+    state.relay.wake()
+    JOBS_ACCEPTED.labels(JobType.CREATE_INSTANCE.value, "adminconsole").inc()
+    log.info("create accepted (Admin Console)", instance_id=row.id, job_id=str(row.currentjobid))
+    response.headers["Location"] = f"{PREFIX}/odsInstances/{row.id}"
+    return created
+
+
+@instances_router.put(
+    "/odsinstances/{instance_id}",
+    response_model=ConsoleInstance,
+    responses={202: {"model": ConsoleInstance}, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+    summary="Update an instance: a new name is a rename (202); contexts and derivatives are "
+    "replaced (200 when nothing else changes)",
+)
+async def update_instance(
+    instance_id: ConsoleId, body: ConsoleInstanceIn, request: Request, response: Response
+) -> ConsoleInstance:
+    state = gateway_state(request)
+    _check_tenant(state, body)
+    async with state.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
+        renamed = body.name != row.name
+        if renamed:
+            await accept_operation(
+                conn,
+                instance_id,
+                Operation.RENAME,
+                correlation_id=request.state.correlation_id,
+                tenant=state.tenant,
+                new_name=body.name,
+                new_database_name=checked_database_name(state.settings, body.name),
+            )
+        stored = body.stored()
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == instance_id).values(**stored)
+        )
+        if row.odsinstanceid is not None:
+            ods = (
+                await conn.execute(
+                    select(ods_instances.c.connectionstring).where(
+                        ods_instances.c.odsinstanceid == row.odsinstanceid
+                    )
+                )
+            ).first()
+            if ods is not None:
+                await conn.execute(
+                    update(ods_instances)
+                    .where(ods_instances.c.odsinstanceid == row.odsinstanceid)
+                    .values(instancetype=stored["instancetype"])
+                )
+                await write_details(
+                    conn,
+                    row.odsinstanceid,
+                    stored["contexts"],
+                    stored["derivatives"],
+                    ods.connectionstring or "",
+                )
+        [updated] = await _console_rows(conn, state, instance_id)
+    if renamed:
+        state.relay.wake()
+        JOBS_ACCEPTED.labels(JOB_TYPE[Operation.RENAME].value, "adminconsole").inc()
+        response.status_code = 202
+    log.info("instance updated (Admin Console)", instance_id=instance_id, renamed=renamed)
+    return updated
+
+
+@instances_router.delete(
+    "/odsinstances/{instance_id}",
+    status_code=202,
+    response_model=ConsoleInstance,
+    responses={404: PROBLEM, 409: PROBLEM},
+    summary="Accept the deletion of an instance (as DELETE /v2/dbInstances/{id})",
+)
+async def delete_instance(instance_id: ConsoleId, request: Request) -> ConsoleInstance:
+    state = gateway_state(request)
+    async with state.engine.begin() as conn:
+        await accept_operation(
+            conn,
+            instance_id,
+            Operation.DELETE,
+            correlation_id=request.state.correlation_id,
+            tenant=state.tenant,
+        )
+        [deleting] = await _console_rows(conn, state, instance_id)
+    state.relay.wake()
+    JOBS_ACCEPTED.labels(JOB_TYPE[Operation.DELETE].value, "adminconsole").inc()
+    log.info("delete accepted (Admin Console)", instance_id=instance_id)
+    return deleting
+
+
+# --- everything else of Admin API 2 ---------------------------------------------------------------
+
+unmanaged_router = APIRouter(prefix=PREFIX)
+
+
+@unmanaged_router.api_route(
+    "/{rest:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def not_managed(rest: str) -> None:
+    raise ProblemError(
+        404,
+        "Not found",
+        f"{PREFIX}/{rest} is not served here: this system manages ODS instances only "
+        f"({PREFIX}/tenants and {PREFIX}/odsInstances); vendors, applications, claim sets and "
+        "the rest of Ed-Fi Admin API 2 are not part of it",
+    )
+
+
+__all__ = [
+    "CaseInsensitiveConsolePaths",
+    "instances_router",
+    "select_tenant",
+    "tenants_router",
+    "unmanaged_router",
+]
