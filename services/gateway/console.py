@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from sqlalchemy import select, update
@@ -29,7 +29,7 @@ from services.gateway.state import Gateway, GatewayState, gateway_state, select_
 from services.runtime.logging import get_logger
 from services.runtime.metrics import JOBS_ACCEPTED
 from services.runtime.settings import Settings
-from services.runtime.states import JOB_TYPE, JobType
+from services.runtime.states import JOB_TYPE, InstanceStatus, JobType
 from services.runtime.tables import (
     db_instances,
     ods_instance_contexts,
@@ -155,11 +155,16 @@ class ConsoleInstanceIn(InstanceDetails):
 
 
 async def _console_rows(
-    conn: AsyncConnection, state: GatewayState, instance_id: int | None = None
+    conn: AsyncConnection,
+    state: GatewayState,
+    instance_id: int | None = None,
+    status: InstanceStatus | None = None,
 ) -> list[ConsoleInstance]:
     query = select(db_instances).order_by(db_instances.c.id)
     if instance_id is not None:
         query = query.where(db_instances.c.id == instance_id)
+    if status is not None:
+        query = query.where(db_instances.c.status == status.value)
     rows = (await conn.execute(query)).all()
     ods_ids = [r.odsinstanceid for r in rows if r.odsinstanceid is not None]
     # Once an instance is in dbo, dbo is what the ODS/API reads: show that (with its ids).
@@ -252,11 +257,16 @@ def _check_tenant(state: GatewayState, body: ConsoleInstanceIn) -> None:
 instances_router = APIRouter(prefix=PREFIX, tags=["adminconsole"])
 
 
-@instances_router.get("/odsinstances", response_model=list[ConsoleInstance])
-async def list_instances(request: Request) -> list[ConsoleInstance]:
+@instances_router.get(
+    "/odsinstances", response_model=list[ConsoleInstance], responses={422: PROBLEM}
+)
+async def list_instances(
+    request: Request,
+    status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
+) -> list[ConsoleInstance]:
     state = gateway_state(request)
     async with state.engine.connect() as conn:
-        return await _console_rows(conn, state)
+        return await _console_rows(conn, state, status=status)
 
 
 @instances_router.get(

@@ -189,6 +189,9 @@ def test_create_with_contexts_and_a_derivative_update_rename_and_delete(
     assert made["id"] in {i["id"] for i in listed}
     done = _until_status(console, made["id"])
     assert done["status"] == "Completed"
+    completed = console.get("/adminconsole/odsInstances", params={"status": "Completed"}).json()
+    assert made["id"] in {i["id"] for i in completed}
+    assert all(i["status"] == "Completed" for i in completed)
     assert done["tenantId"] == 1 and done["baseUrl"] == DISCOVERY_URL
 
     # dbo has it all, written when the instance completed.
