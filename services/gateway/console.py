@@ -327,14 +327,14 @@ async def update_instance(
     state = gateway_state(request)
     _check_tenant(state, body)
     async with state.engine.begin() as conn:
-        row = (
-            await conn.execute(
-                select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
-            )
-        ).first()
-        if row is None:
+        current = await conn.scalar(
+            select(db_instances.c.name).where(db_instances.c.id == instance_id)
+        )
+        if current is None:
             raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
-        renamed = body.name != row.name
+        # A rename takes its name locks before the instance's row lock, as every rename does
+        # (the other order could deadlock with a /v2 rename); the row is locked after it.
+        renamed = body.name != current
         if renamed:
             await accept_operation(
                 conn,
@@ -345,6 +345,11 @@ async def update_instance(
                 new_name=body.name,
                 new_database_name=checked_database_name(state.settings, body.name),
             )
+        row = (
+            await conn.execute(
+                select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
+            )
+        ).one()
         stored = body.stored()
         await conn.execute(
             update(db_instances).where(db_instances.c.id == instance_id).values(**stored)
