@@ -81,25 +81,18 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
 
     @app.middleware("http")
-    async def correlation(
+    async def correlate_and_measure(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
-        request.state.correlation_id = correlation_id[:100]
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id[:100]):
-            response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = correlation_id[:100]
-        return response
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+        """Every request: its correlation id (given or new), and its latency by route."""
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
+        correlation_id = (request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4()))[:100]
+        request.state.correlation_id = correlation_id
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = correlation_id
         # The route's template (`/v2/dbInstances/{instance_id}`), never the raw path.
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(request.scope.get("route"), "path", None) or "unmatched"
         HTTP_REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
             time.perf_counter() - started
         )
