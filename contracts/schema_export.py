@@ -19,11 +19,16 @@ def rendered() -> dict[str, str]:
     return out
 
 
-def export() -> list[Path]:
-    SCHEMA_DIR.mkdir(exist_ok=True)
+def write_all(directory: Path, files: dict[str, str]) -> list[Path]:
+    """Write each rendered file (name -> text) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in rendered().items():
-        path = SCHEMA_DIR / name
+    for name, text in files.items():
+        path = directory / name
         path.write_text(text)
         written.append(path)
     return written
+
+
+def export() -> list[Path]:
+    return write_all(SCHEMA_DIR, rendered())

@@ -20,16 +20,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.messages import Operation
 from services.gateway.auth import Caller, authorize
-from services.gateway.jobs import checked_database_name, create_names
+from services.gateway.jobs import checked_database_name
 from services.gateway.problems import ProblemError
-from services.gateway.repository import accept_create, accept_operation
-from services.gateway.routes import MAX_ID, PROBLEM
+from services.gateway.repository import accept_operation
+from services.gateway.routes import MAX_ID, PROBLEM, accept_new_instance, accepted
 from services.gateway.schemas import CamelModel, InstanceDetails, _checked_name
 from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
 from services.runtime.logging import get_logger
-from services.runtime.metrics import JOBS_ACCEPTED
 from services.runtime.settings import Settings
-from services.runtime.states import JOB_TYPE, InstanceStatus, JobType
+from services.runtime.states import InstanceStatus
 from services.runtime.tables import (
     db_instances,
     ods_instance_contexts,
@@ -41,6 +40,7 @@ from services.status.apply import write_details
 log = get_logger(__name__)
 
 PREFIX = "/adminconsole"
+SOURCE = "adminconsole"  # what asked for its jobs, in the metrics and logs
 ConsoleId = Annotated[int, Path(ge=1, le=MAX_ID, description="The instance's id")]
 
 
@@ -294,22 +294,10 @@ async def create_instance(
     state = gateway_state(request)
     _check_tenant(state, body)
     template = state.settings.console_database_template
-    template_database, db_name = create_names(state.settings, body.name, template)
     async with state.engine.begin() as conn:
-        row = await accept_create(
-            conn,
-            name=body.name,
-            template_key=template,
-            template_database=template_database,
-            database_name=db_name,
-            correlation_id=request.state.correlation_id,
-            tenant=state.tenant,
-            details=body.stored(),
-        )
+        row = await accept_new_instance(conn, state, request, body.name, template, body.stored())
         [created] = await _console_rows(conn, state, row.id)
-    state.relay.wake()
-    JOBS_ACCEPTED.labels(JobType.CREATE_INSTANCE.value, "adminconsole").inc()
-    log.info("create accepted (Admin Console)", instance_id=row.id, job_id=str(row.currentjobid))
+    accepted(state, Operation.CREATE, SOURCE, row, name=row.name, database_name=row.databasename)
     response.headers["Location"] = f"{PREFIX}/odsInstances/{row.id}"
     return created
 
@@ -336,7 +324,7 @@ async def update_instance(
         # (the other order could deadlock with a /v2 rename); the row is locked after it.
         renamed = body.name != current
         if renamed:
-            await accept_operation(
+            accepted_row = await accept_operation(
                 conn,
                 instance_id,
                 Operation.RENAME,
@@ -377,10 +365,9 @@ async def update_instance(
                 )
         [updated] = await _console_rows(conn, state, instance_id)
     if renamed:
-        state.relay.wake()
-        JOBS_ACCEPTED.labels(JOB_TYPE[Operation.RENAME].value, "adminconsole").inc()
+        accepted(state, Operation.RENAME, SOURCE, accepted_row, new_name=body.name)
         response.status_code = 202
-    log.info("instance updated (Admin Console)", instance_id=instance_id, renamed=renamed)
+    log.info("instance details updated (Admin Console)", instance_id=instance_id)
     return updated
 
 
@@ -394,7 +381,7 @@ async def update_instance(
 async def delete_instance(instance_id: ConsoleId, request: Request) -> ConsoleInstance:
     state = gateway_state(request)
     async with state.engine.begin() as conn:
-        await accept_operation(
+        row = await accept_operation(
             conn,
             instance_id,
             Operation.DELETE,
@@ -402,9 +389,7 @@ async def delete_instance(instance_id: ConsoleId, request: Request) -> ConsoleIn
             tenant=state.tenant,
         )
         [deleting] = await _console_rows(conn, state, instance_id)
-    state.relay.wake()
-    JOBS_ACCEPTED.labels(JOB_TYPE[Operation.DELETE].value, "adminconsole").inc()
-    log.info("delete accepted (Admin Console)", instance_id=instance_id)
+    accepted(state, Operation.DELETE, SOURCE, row)
     return deleting
 
 

@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
 from services.gateway.jobs import cancel_job, checked_database_name, create_names
@@ -37,6 +38,44 @@ def page_limit(state: GatewayState, limit: int) -> int:
     return limit
 
 
+async def accept_new_instance(
+    conn: AsyncConnection,
+    state: GatewayState,
+    request: Request,
+    name: str,
+    template: str,
+    details: dict[str, Any],
+) -> Row[Any]:
+    """A create from an HTTP request (/v2 or the Admin Console), in the caller's transaction:
+    its template and database name checked, then the instance, job and command written."""
+    template_database, db_name = create_names(state.settings, name, template)
+    return await accept_create(
+        conn,
+        name=name,
+        template_key=template,
+        template_database=template_database,
+        database_name=db_name,
+        correlation_id=request.state.correlation_id,
+        tenant=state.tenant,
+        details=details,
+    )
+
+
+def accepted(
+    state: GatewayState, operation: Operation, source: str, row: Row[Any], **fields: Any
+) -> None:
+    """After the job's transaction commits: its command goes out now; it is counted and logged."""
+    state.relay.wake()
+    JOBS_ACCEPTED.labels(JOB_TYPE[operation].value, source).inc()
+    log.info(
+        f"{operation.value} accepted",
+        source=source,
+        instance_id=row.id,
+        job_id=str(row.currentjobid),
+        **fields,
+    )
+
+
 @router.post(
     "/dbInstances",
     status_code=202,
@@ -48,28 +87,11 @@ async def create_db_instance(
     body: CreateDbInstance, request: Request, response: Response
 ) -> DbInstance:
     state = gateway_state(request)
-    template_database, db_name = create_names(state.settings, body.name, body.database_template)
-    correlation_id = request.state.correlation_id
     async with state.engine.begin() as conn:
-        row = await accept_create(
-            conn,
-            name=body.name,
-            template_key=body.database_template,
-            template_database=template_database,
-            database_name=db_name,
-            correlation_id=correlation_id,
-            tenant=state.tenant,
-            details=body.stored(),
+        row = await accept_new_instance(
+            conn, state, request, body.name, body.database_template, body.stored()
         )
-    state.relay.wake()
-    JOBS_ACCEPTED.labels(JobType.CREATE_INSTANCE.value, "api").inc()
-    log.info(
-        "create accepted",
-        instance_id=row.id,
-        job_id=str(row.currentjobid),
-        name=row.name,
-        database_name=db_name,
-    )
+    accepted(state, Operation.CREATE, "api", row, name=row.name, database_name=row.databasename)
     response.headers["Location"] = f"/v2/dbInstances/{row.id}"
     return instance_out(row)
 
@@ -127,14 +149,7 @@ async def _accept(
             new_name=new_name,
             new_database_name=new_database_name,
         )
-    state.relay.wake()
-    JOBS_ACCEPTED.labels(JOB_TYPE[operation].value, "api").inc()
-    log.info(
-        f"{operation.value} accepted",
-        instance_id=instance_id,
-        job_id=str(row.currentjobid),
-        new_name=new_name,
-    )
+    accepted(state, operation, "api", row, new_name=new_name)
     response.headers["Location"] = f"/v2/dbInstances/{instance_id}"
     return instance_out(row)
 

@@ -22,6 +22,7 @@ from contracts.messages import (
     MaintenanceRequested,
     message_type,
 )
+from contracts.schema_export import write_all
 from services.runtime.settings import Settings
 from services.runtime.topology import (
     MAINTENANCE_EXCHANGE,
@@ -129,10 +130,4 @@ def rendered(settings: Settings = DOCUMENTED_SETTINGS) -> dict[str, str]:
 
 
 def export() -> list[Path]:
-    ASYNCAPI_DIR.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in rendered().items():
-        path = ASYNCAPI_DIR / name
-        path.write_text(text)
-        written.append(path)
-    return written
+    return write_all(ASYNCAPI_DIR, rendered())
