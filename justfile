@@ -13,9 +13,10 @@ sync:
 services:
     bash infra/scripts/services.sh
 
-# Migrate the admin database, declare the broker topology, create development templates.
+# Migrate the admin database (in development, first a copy of Ed-Fi 7.3.2's dbo tables where
+# there are none), declare the broker topology, create development templates.
 setup: sync services
-    uv run --frozen edfi-im setup
+    EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" uv run --frozen edfi-im setup
 
 # Set everything up and run gateway, provisioner and status in the foreground (Ctrl-C stops all).
 up: setup
@@ -35,9 +36,9 @@ up: setup
 run service:
     EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}" EDFI_IM_REGISTRATION_ENABLED="${EDFI_IM_REGISTRATION_ENABLED:-true}" uv run --frozen edfi-im run {{service}}
 
-# Apply admin-database migrations.
+# Apply admin-database migrations (development: a copy of Ed-Fi's dbo tables where missing).
 migrate: sync
-    uv run --frozen edfi-im migrate
+    EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" uv run --frozen edfi-im migrate
 
 # Declare the RabbitMQ topology (and rewrite infra/rabbitmq/definitions.json).
 topology: sync

@@ -38,7 +38,6 @@ import psycopg
 from psycopg import sql
 
 from bench.common import percentile, write_results
-from services.runtime.migrate import migrate
 from tests.support import pg, rabbit
 from tests.support.stack import ROOT, Stack
 
@@ -138,7 +137,7 @@ class Bench:
             "EDFI_IM_LOG_LEVEL": "WARNING",
         }
         rabbit.create_vhost(self.vhost)
-        migrate(pg.database_url(self.database))
+        pg.edfi_admin(self.database)
         self.stack = Stack(
             env=env,
             log_dir=Path(tempfile.mkdtemp(prefix="edfi-im-bench-")),
@@ -191,7 +190,7 @@ class Bench:
         while time.monotonic() < deadline:
             done = pg.query(
                 self.database,
-                "SELECT count(*) FROM adminapi.dbinstances WHERE id = ANY(%s) "
+                "SELECT count(*) FROM edfi_im.dbinstances WHERE id = ANY(%s) "
                 "AND status IN ('Completed', 'Error')",
                 (list(ids),),
             )[0][0]
@@ -300,8 +299,8 @@ def pipeline(b: Bench, rate: float, seconds: float) -> dict[str, Any]:
     rows = pg.query(
         b.database,
         "SELECT j.created_at, o.sent_at, j.started_at, j.finished_at, j.status "
-        "FROM adminapi.jobs j JOIN adminapi.dbinstances i ON i.currentjobid = j.id "
-        "JOIN adminapi.outbox o ON (o.body->>'job_id')::uuid = j.id "
+        "FROM edfi_im.jobs j JOIN edfi_im.dbinstances i ON i.currentjobid = j.id "
+        "JOIN edfi_im.outbox o ON (o.body->>'job_id')::uuid = j.id "
         "WHERE i.id = ANY(%s)",
         (list(ids),),
     )
@@ -341,7 +340,7 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
     """10,000 rows inserted directly; then random pages through the API and straight SQL."""
     with psycopg.connect(pg.database_url(b.database), autocommit=True) as c:
         c.execute(
-            "INSERT INTO adminapi.dbinstances (name, status, databasetemplate, databasename, "
+            "INSERT INTO edfi_im.dbinstances (name, status, databasetemplate, databasename, "
             "imported, createdat, lastmodifieddate, lastrefreshed) "
             "SELECT 'Page ' || g, 'Completed', 'Minimal', %s || 'Page_' || g, false, now(), "
             "now(), now() FROM generate_series(1, %s) g",
@@ -357,7 +356,7 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
             api.append(time.perf_counter() - started)
             started = time.perf_counter()
             c.execute(
-                "SELECT * FROM adminapi.dbinstances ORDER BY id OFFSET %s LIMIT 25", (offset,)
+                "SELECT * FROM edfi_im.dbinstances ORDER BY id OFFSET %s LIMIT 25", (offset,)
             ).fetchall()
             direct.append(time.perf_counter() - started)
         started = time.perf_counter()

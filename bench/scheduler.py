@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import percentile, write_results
 from services.runtime.db import create_admin_engine
 from services.runtime.logging import configure_logging
-from services.runtime.migrate import migrate
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
@@ -65,7 +64,7 @@ async def measure(count: int, period: int, margin: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     database, vhost = f"edfi_im_bench_{tag}", f"edfi_im_bench_{tag}"
     rabbit.create_vhost(vhost)
-    migrate(pg.database_url(database))
+    pg.edfi_admin(database)
     settings = Settings(
         admin_database_url=pg.database_url(database), rabbitmq_url=rabbit.amqp_url(vhost)
     )

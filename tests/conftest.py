@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.db import create_admin_engine
-from services.runtime.migrate import migrate
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
 from tests.support import pg, rabbit
@@ -46,7 +45,7 @@ def vhost() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def admin_database() -> Iterator[str]:
     name = f"edfi_admin_test_{RUN_ID}"
-    migrate(pg.database_url(name))
+    pg.edfi_admin(name)
     yield name
     pg.drop(name)
 

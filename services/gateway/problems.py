@@ -7,10 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.runtime import dberrors
 from services.runtime.logging import get_logger
+from services.runtime.metrics import WRITES_REFUSED
 
 log = get_logger(__name__)
 
@@ -106,10 +108,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, DBAPIError) and not (
-            isinstance(exc, OperationalError) or exc.connection_invalidated
-        ):
-            return await _unexpected(request, exc)
+        if not dberrors.is_transient(exc):
+            # Refused by EdFi_Admin's constraints: the transaction was rolled back; say why.
+            meaning = dberrors.describe(exc)
+            WRITES_REFUSED.labels("gateway", dberrors.sqlstate(exc) or type(exc).__name__).inc()
+            log.error("admin database refused the request", path=request.url.path, error=meaning)
+            status, title = (
+                (409, "Conflict")
+                if isinstance(exc, IntegrityError)
+                else (422, "Validation failed")
+                if isinstance(exc, DataError)
+                else (500, "Internal error")
+            )
+            return problem_response(
+                request, ProblemError(status, title, f"Nothing was changed: {meaning}")
+            )
         log.warning("admin database unavailable", path=request.url.path, error=str(exc)[:300])
         response = problem_response(
             request,

@@ -77,7 +77,7 @@ class InstanceDetails(CamelModel):
         return value
 
     def stored(self) -> dict[str, Any]:
-        """The adminapi.dbinstances columns."""
+        """The edfi_im.dbinstances columns."""
         return {
             "instancetype": self.instance_type,
             "contexts": [c.model_dump(by_alias=True) for c in self.ods_instance_contexts],

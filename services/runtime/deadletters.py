@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.messages import InstanceRequested
+from contracts.messages import InstanceRequested, UnknownMessageTypeError, parse_event
 from services.runtime.db import create_admin_engine
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.tenants import UnknownTenantError
-from services.runtime.topology import PROVISIONER_DEAD_QUEUE
+from services.runtime.topology import PROVISIONER_DEAD_QUEUE, STATUS_DEAD_QUEUE
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,26 +95,48 @@ async def requeue(settings: Settings, queue_name: str, message_id: str) -> str:
         await connection.close()
 
 
-async def _send_on(settings: Settings, queue_name: str, message: AbstractIncomingMessage) -> str:
-    from services.status.recovery import reopen_and_redrive
+async def _in_tenant(
+    settings: Settings, tenant: str | None, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """One transaction in the admin database of the tenant a message names."""
+    resolved = settings.tenant_settings().get(tenant)
+    if resolved is None:
+        raise UnknownTenantError(tenant)
+    engine = create_admin_engine(resolved.admin_database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    finally:
+        await engine.dispose()
 
+
+async def _send_on(settings: Settings, queue_name: str, message: AbstractIncomingMessage) -> str:
+    from services.status.recovery import reopen_and_redrive, reopen_for_event
+
+    reopened = ""
     if queue_name == PROVISIONER_DEAD_QUEUE:
         try:
             command = InstanceRequested.model_validate_json(message.body)
         except ValidationError:
             command = None
         if command is not None:
-            tenant = settings.tenant_settings().get(command.tenant)
-            if tenant is None:
-                raise UnknownTenantError(command.tenant)
-            # The job lives in its tenant's admin database.
-            engine = create_admin_engine(tenant.admin_database_url, pool_size=1)
-            try:
-                async with engine.begin() as conn:
-                    await reopen_and_redrive(conn, command)
-            finally:
-                await engine.dispose()
+            await _in_tenant(
+                settings, command.tenant, lambda conn: reopen_and_redrive(conn, command)
+            )
             return f"job {command.job_id} re-opened and its command sent again (outbox)"
+    if queue_name == STATUS_DEAD_QUEUE:
+        # An outcome EdFi_Admin refused to record: its job failed; re-open it so that the event
+        # is applied when it comes back.
+        headers = dict(message.headers or {})
+        try:
+            kind = str(headers.get("type") or message.type or "") or None
+            event = parse_event(kind, message.body)
+        except (UnknownMessageTypeError, ValidationError):
+            event = None
+        if event is not None and await _in_tenant(
+            settings, event.tenant, lambda conn: reopen_for_event(conn, event)
+        ):
+            reopened = f"job {event.job_id} re-opened; "
     letter = _describe(message)
     if not letter.exchange:
         raise ValueError("the message does not say where it was first sent (no x-death)")
@@ -126,4 +152,4 @@ async def _send_on(settings: Settings, queue_name: str, message: AbstractIncomin
         )
     finally:
         await publisher.close()
-    return f"republished to {letter.exchange} with routing key {letter.routing_key!r}"
+    return f"{reopened}republished to {letter.exchange} with routing key {letter.routing_key!r}"

@@ -60,6 +60,12 @@ MESSAGES_DEAD_LETTERED = Counter(
     "those past their delivery limit are counted by RabbitMQ",
     ["reason"],
 )
+WRITES_REFUSED = Counter(
+    "edfi_im_admin_writes_refused_total",
+    "Admin-database writes refused in a way no retry can cure (a foreign key, a unique index, a "
+    "value too long...), by service and SQLSTATE: the job fails at once with the reason",
+    ["service", "sqlstate"],
+)
 RETRIES = Counter(
     "edfi_im_retries_total",
     "Retries after a transient error: a provisioning step, or a status transaction",

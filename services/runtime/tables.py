@@ -1,4 +1,5 @@
-"""The admin database tables, as the migrations in infra/migrations create them."""
+"""The admin database tables: Ed-Fi's own `dbo` tables (as Ed-Fi 7.x's EdFi_Admin has them; the
+columns this system uses), and this system's, which infra/migrations creates in its own schema."""
 
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
-# --- Ed-Fi's own EdFi_Admin tables (the subset this system touches) ---
+# This system's own schema (never Ed-Fi's `dbo`, nor `adminapi`, which Ed-Fi's Admin API owns).
+SCHEMA = "edfi_im"
+
+# --- Ed-Fi's own EdFi_Admin tables (those this system reads, writes or must clear) ---
 ods_instances = Table(
     "odsinstances",
     metadata,
     Column("odsinstanceid", Integer, primary_key=True),
     Column("name", String(100), nullable=False),
     Column("instancetype", String(100)),
-    Column("connectionstring", Text),
+    Column("connectionstring", String(1500)),
     schema="dbo",
 )
 ods_instance_contexts = Table(
@@ -43,7 +47,7 @@ ods_instance_derivatives = Table(
     Column("odsinstancederivativeid", Integer, primary_key=True),
     Column("odsinstance_odsinstanceid", Integer, nullable=False),
     Column("derivativetype", String(50), nullable=False),
-    Column("connectionstring", String(1500), nullable=False),
+    Column("connectionstring", String(1500)),
     schema="dbo",
 )
 api_client_ods_instances = Table(
@@ -54,8 +58,39 @@ api_client_ods_instances = Table(
     Column("odsinstance_odsinstanceid", Integer, nullable=False),
     schema="dbo",
 )
+api_clients = Table(
+    "apiclients",
+    metadata,
+    Column("apiclientid", Integer, primary_key=True),
+    Column("key", String(50), nullable=False),
+    Column("name", String(50), nullable=False),
+    schema="dbo",
+)
+# What references an API client. Ed-Fi's foreign keys from clientaccesstokens (and from
+# apiclientodsinstances) are NO ACTION: these rows go before the client does.
+client_access_tokens = Table(
+    "clientaccesstokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("apiclient_apiclientid", Integer),
+    schema="dbo",
+)
+api_client_ownership_tokens = Table(
+    "apiclientownershiptokens",
+    metadata,
+    Column("apiclientownershiptokenid", Integer, primary_key=True),
+    Column("apiclient_apiclientid", Integer, nullable=False),
+    schema="dbo",
+)
+api_client_application_education_organizations = Table(
+    "apiclientapplicationeducationorganizations",
+    metadata,
+    Column("apiclient_apiclientid", Integer, primary_key=True),
+    Column("applicationedorg_applicationedorgid", Integer, primary_key=True),
+    schema="dbo",
+)
 
-# --- this project's own schema ---
+# --- this system's own schema ---
 db_instances = Table(
     "dbinstances",
     metadata,
@@ -77,7 +112,7 @@ db_instances = Table(
     Column("instancetype", String(100)),
     Column("contexts", JSONB, nullable=False, server_default="[]"),
     Column("derivatives", JSONB, nullable=False, server_default="[]"),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 jobs = Table(
     "jobs",
@@ -102,7 +137,7 @@ jobs = Table(
     Column("schedule_id", Uuid),
     Column("result", JSONB),
     Column("claimed_at", DateTime(timezone=True)),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 schedules = Table(
     "schedules",
@@ -123,7 +158,7 @@ schedules = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("paused_at", DateTime(timezone=True)),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 schedule_runs = Table(
     "schedule_runs",
@@ -135,7 +170,7 @@ schedule_runs = Table(
     Column("job_id", Uuid),
     Column("outcome", String(20), nullable=False),
     Column("detail", Text),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 outbox = Table(
     "outbox",
@@ -151,7 +186,7 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 inbox = Table(
     "inbox",
@@ -160,7 +195,7 @@ inbox = Table(
     Column("message_id", String(200), primary_key=True),
     Column("message_type", String(200)),
     Column("processed_at", DateTime(timezone=True), nullable=False),
-    schema="adminapi",
+    schema=SCHEMA,
 )
 clients = Table(
     "clients",
@@ -170,5 +205,5 @@ clients = Table(
     Column("display_name", String(200), nullable=False),
     Column("tenants", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    schema="adminapi",
+    schema=SCHEMA,
 )

@@ -16,13 +16,13 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.gateway.jobs import accept_job
 from services.gateway.problems import ProblemError
+from services.runtime import dberrors
 from services.runtime.logging import get_logger
-from services.runtime.metrics import JOBS_ACCEPTED, SCHEDULE_FIRES
+from services.runtime.metrics import JOBS_ACCEPTED, SCHEDULE_FIRES, WRITES_REFUSED
 from services.runtime.settings import Settings
 from services.runtime.states import JobType, is_terminal
 from services.runtime.tables import jobs, schedule_runs, schedules
@@ -226,12 +226,14 @@ async def _write(conn: AsyncConnection, fired: list[Fired]) -> None:
 
 
 def _connection_lost(exc: Exception) -> bool:
-    """The admin database went away: the next pass retries; no schedule is to blame."""
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    """The admin database went away (or is busy): the next pass retries; no schedule is to
+    blame."""
+    return dberrors.is_transient(exc)
 
 
 async def _fail_schedule(conn: AsyncConnection, schedule_id: uuid.UUID, exc: Exception) -> None:
-    reason = f"the scheduler could not fire it: {exc!r}"[:2000]
+    reason = f"the scheduler could not fire it: {dberrors.describe(exc)}"[:2000]
+    WRITES_REFUSED.labels("scheduler", dberrors.sqlstate(exc) or type(exc).__name__).inc()
     await conn.execute(
         update(schedules)
         .where(schedules.c.id == schedule_id)

@@ -1,4 +1,4 @@
-"""Maintenance jobs: `reconcile` (report drift between adminapi.dbinstances, dbo.odsinstances and
+"""Maintenance jobs: `reconcile` (report drift between edfi_im.dbinstances, dbo.odsinstances and
 the databases on the ODS server; repair only what is safe) and `prune` (delete old history)."""
 
 from __future__ import annotations

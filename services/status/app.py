@@ -20,7 +20,6 @@ from faststream.rabbit.schemas import QueueType
 from faststream.specification import AsyncAPI
 from pydantic import WithJsonSchema
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
     AsyncRetrying,
@@ -29,7 +28,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts.messages import EVENT_TYPES, OUTCOMES, InstanceRequested, parse_event
+from contracts.messages import EVENT_TYPES, OUTCOMES, InstanceRequested, Message, parse_event
+from services.runtime import dberrors
 from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import (
@@ -42,7 +42,9 @@ from services.runtime.messaging import (
 from services.runtime.metrics import (
     EVENT_APPLY_DELAY_SECONDS,
     MESSAGES_CONSUMED,
+    MESSAGES_DEAD_LETTERED,
     RETRIES,
+    WRITES_REFUSED,
     job_finished,
 )
 from services.runtime.publisher import ConfirmingPublisher
@@ -58,8 +60,13 @@ from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTen
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
-from services.status.connection_strings import ods_connection_string
-from services.status.recovery import death_reason, fail_dead_lettered, recover_orphans
+from services.status.connection_strings import ods_connection_string, quoting_warning
+from services.status.recovery import (
+    death_reason,
+    fail_dead_lettered,
+    record_refusal,
+    recover_orphans,
+)
 from services.status.sync import import_ods_instances
 
 log = get_logger(__name__)
@@ -69,13 +76,6 @@ T = TypeVar("T")
 def message_key(message: RabbitMessage) -> str:
     """The inbox key: the message id, or a digest of the body for a message sent without one."""
     return message.message_id or "sha256:" + hashlib.sha256(message.body).hexdigest()
-
-
-def _transient(exc: BaseException) -> bool:
-    """Connection losses, a restarting server, deadlocks: worth another try."""
-    if isinstance(exc, OperationalError | ConnectionError | OSError | TimeoutError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 DESCRIPTION = (
@@ -99,6 +99,14 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             "using the public development encryption key: set "
             "ODS_CONNECTION_STRING_ENCRYPTION_KEY to the key your ODS/API uses"
         )
+    for resolved in settings.tenant_settings().values():
+        warning = quoting_warning(resolved)
+        if warning:
+            log.warning(
+                "connection strings other Ed-Fi tools may misread",
+                tenant=resolved.tenant,
+                detail=warning,
+            )
     broker = make_broker(settings, f"status:{os.getpid()}")
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
     databases = TenantDatabases(settings, publisher)
@@ -116,7 +124,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         """One transaction in a tenant's admin database, retried with backoff while it is
         unreachable."""
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_transient),
+            retry=retry_if_exception(dberrors.is_transient),
             stop=stop_after_attempt(settings.status_retry_attempts),
             wait=wait_exponential_jitter(multiplier=0.5, max=10),
             reraise=True,
@@ -151,9 +159,15 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                 return
             applier = appliers[db.tenant]
             MESSAGES_CONSUMED.labels(STATUS_QUEUE).inc()
-            outcome = await in_transaction(
-                db, lambda conn: applier.apply(conn, event, message_key(message))
-            )
+            try:
+                outcome = await in_transaction(
+                    db, lambda conn: applier.apply(conn, event, message_key(message))
+                )
+            except Exception as exc:
+                if dberrors.is_transient(exc):
+                    raise  # still unreachable after its retries: back to the broker
+                await refused(db, event, message, exc)
+                return
             if outcome == "applied":
                 EVENT_APPLY_DELAY_SECONDS.labels(type(event).__name__).observe(
                     max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
@@ -189,8 +203,49 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             if await claim_inbox(conn, f"dead:{message_key(message)}", "dead-command"):
                 await fail_dead_lettered(conn, job_id, instance_id, why)
 
-        await in_transaction(db, work)
+        try:
+            await in_transaction(db, work)
+        except Exception as exc:
+            if dberrors.is_transient(exc):
+                raise
+            # The command itself stays in provisioner.dead; this copy cannot be used.
+            WRITES_REFUSED.labels("status", dberrors.sqlstate(exc) or type(exc).__name__).inc()
+            log.error(
+                "could not fail the job of a dead-lettered command",
+                job_id=str(job_id),
+                error=dberrors.describe(exc),
+            )
+            await message.reject(requeue=False)
+            return
         await record_finished(db, job_id)
+
+    async def refused(
+        db: TenantDatabase, event: Message, message: RabbitMessage, exc: Exception
+    ) -> None:
+        """Applying the event failed in a way no retry can cure (a foreign key, a unique index,
+        a value too long...): its job fails now with the reason, and the event goes to the dead
+        letters, from where it can be requeued once the cause is fixed. Nothing loops."""
+        meaning = dberrors.describe(exc)
+        WRITES_REFUSED.labels("status", dberrors.sqlstate(exc) or type(exc).__name__).inc()
+        try:
+            reason = await in_transaction(
+                db, lambda conn: record_refusal(conn, event, meaning, message.message_id)
+            )
+        except Exception as again:
+            if dberrors.is_transient(again):
+                raise
+            log.exception("the refusal could not be recorded either", error=meaning)
+            reason = None
+        log.error(
+            "event could not be applied; dead-lettered",
+            event_type=type(event).__name__,
+            reason=reason or meaning,
+            job_failed=reason is not None,
+        )
+        MESSAGES_DEAD_LETTERED.labels("refused by the admin database").inc()
+        await message.reject(requeue=False)
+        if reason is not None:
+            await record_finished(db, event.job_id)
 
     async def record_finished(db: TenantDatabase, job_id: uuid.UUID) -> None:
         """Count a job that has just ended (read after the commit: a retried transaction is

@@ -3,12 +3,14 @@ row that makes a redelivered event a no-op and the job check that makes a stale 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from contracts.messages import (
     OUTCOMES,
@@ -26,7 +28,11 @@ from services.runtime import crypto
 from services.runtime.logging import get_logger
 from services.runtime.states import InstanceStatus, JobStatus, is_terminal, on_started, outcome
 from services.runtime.tables import (
+    api_client_application_education_organizations,
     api_client_ods_instances,
+    api_client_ownership_tokens,
+    api_clients,
+    client_access_tokens,
     db_instances,
     inbox,
     jobs,
@@ -40,19 +46,65 @@ log = get_logger(__name__)
 CONSUMER = "status"
 Outcome = Literal["applied", "duplicate", "stale"]
 
-# API clients linked to this ODS instance and to no other: they go with it (seed 001).
-DELETE_CLIENTS_OF_ONLY_THIS_INSTANCE = text(
-    """
-    DELETE FROM dbo.apiclients c
-    WHERE c.apiclientid IN (
-        SELECT a.apiclient_apiclientid FROM dbo.apiclientodsinstances a
-        WHERE a.odsinstance_odsinstanceid = :ods_id)
-      AND NOT EXISTS (
-        SELECT 1 FROM dbo.apiclientodsinstances b
-        WHERE b.apiclient_apiclientid = c.apiclientid
-          AND b.odsinstance_odsinstanceid <> :ods_id)
-    """
+# What references an API client in Ed-Fi's dbo (the foreign keys from clientaccesstokens are NO
+# ACTION; the other two cascade, and are cleared explicitly all the same).
+CLIENT_REFERENCES = (
+    client_access_tokens,
+    api_client_ownership_tokens,
+    api_client_application_education_organizations,
 )
+
+
+async def clients_of_only(conn: AsyncConnection, ods_id: int) -> list[int]:
+    """The API clients linked to this ODS instance and to no other, locked: a link or token
+    another tool adds meanwhile waits for this transaction (seed 001: they go with it)."""
+    links, other = api_client_ods_instances, aliased(api_client_ods_instances)
+    found = await conn.scalars(
+        select(api_clients.c.apiclientid)
+        .where(
+            api_clients.c.apiclientid.in_(
+                select(links.c.apiclient_apiclientid).where(
+                    links.c.odsinstance_odsinstanceid == ods_id
+                )
+            )
+        )
+        .where(
+            ~exists()
+            .where(other.c.apiclient_apiclientid == api_clients.c.apiclientid)
+            .where(other.c.odsinstance_odsinstanceid != ods_id)
+        )
+        .order_by(api_clients.c.apiclientid)
+        .with_for_update()
+    )
+    return list(found.all())
+
+
+async def delete_ods_instance(conn: AsyncConnection, ods_id: int) -> int:
+    """Remove an ODS instance from dbo in the order Ed-Fi's foreign keys need: the tokens,
+    ownership-token and education-organization links of the clients linked to it alone, every
+    client link, those clients, its contexts and derivatives, then the row. A client another
+    instance still uses keeps everything but its link to this one; applications and vendors
+    stay (as Ed-Fi's Admin API leaves them). Returns how many clients went."""
+    await conn.execute(
+        select(ods_instances.c.odsinstanceid)
+        .where(ods_instances.c.odsinstanceid == ods_id)
+        .with_for_update()
+    )
+    doomed = await clients_of_only(conn, ods_id)
+    if doomed:
+        for table in CLIENT_REFERENCES:
+            await conn.execute(delete(table).where(table.c.apiclient_apiclientid.in_(doomed)))
+    await conn.execute(
+        delete(api_client_ods_instances).where(
+            api_client_ods_instances.c.odsinstance_odsinstanceid == ods_id
+        )
+    )
+    if doomed:
+        await conn.execute(delete(api_clients).where(api_clients.c.apiclientid.in_(doomed)))
+    for table in (ods_instance_contexts, ods_instance_derivatives):
+        await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+    await conn.execute(delete(ods_instances).where(ods_instances.c.odsinstanceid == ods_id))
+    return len(doomed)
 
 
 async def claim_inbox(conn: AsyncConnection, message_id: str, kind: str) -> bool:
@@ -249,26 +301,64 @@ class StatusApplier:
         self, conn: AsyncConnection, instance: Any, event: InstanceRenamed
     ) -> dict[str, Any]:
         if instance.odsinstanceid is not None:
-            await conn.execute(
-                update(ods_instances)
-                .where(ods_instances.c.odsinstanceid == instance.odsinstanceid)
-                .values(
-                    name=event.new_name,
-                    connectionstring=self.encrypted_connection_string(event.database_name),
-                )
-            )
+            await self._repoint(conn, instance.odsinstanceid, event)
         return {
             "name": event.new_name,
             "odsinstancename": event.new_name,
             "databasename": event.database_name,
         }
 
+    async def _repoint(self, conn: AsyncConnection, ods_id: int, event: InstanceRenamed) -> None:
+        """The dbo row's name and connection string follow the rename, and so does every
+        derivative that held the instance's own connection string (one pointed at a real
+        replica is left alone)."""
+        old = await conn.scalar(
+            select(ods_instances.c.connectionstring)
+            .where(ods_instances.c.odsinstanceid == ods_id)
+            .with_for_update()
+        )
+        own = {self._connection_string(event.old_database_name)}
+        if old:
+            with contextlib.suppress(crypto.DecryptionError):
+                own.add(crypto.decrypt(old, self._key))
+        await conn.execute(
+            update(ods_instances)
+            .where(ods_instances.c.odsinstanceid == ods_id)
+            .values(
+                name=event.new_name,
+                connectionstring=self.encrypted_connection_string(event.database_name),
+            )
+        )
+        derivatives = (
+            await conn.execute(
+                select(
+                    ods_instance_derivatives.c.odsinstancederivativeid,
+                    ods_instance_derivatives.c.connectionstring,
+                )
+                .where(ods_instance_derivatives.c.odsinstance_odsinstanceid == ods_id)
+                .with_for_update()
+            )
+        ).all()
+        for d in derivatives:
+            if not d.connectionstring:
+                continue
+            try:
+                plain = crypto.decrypt(d.connectionstring, self._key)
+            except crypto.DecryptionError:
+                continue  # not ours to read: someone else's replica
+            if plain in own:
+                await conn.execute(
+                    update(ods_instance_derivatives)
+                    .where(
+                        ods_instance_derivatives.c.odsinstancederivativeid
+                        == d.odsinstancederivativeid
+                    )
+                    .values(connectionstring=self.encrypted_connection_string(event.database_name))
+                )
+
     async def _deleted(self, conn: AsyncConnection, instance: Any) -> None:
         ods_id = instance.odsinstanceid
         if ods_id is None:
             return
-        await conn.execute(DELETE_CLIENTS_OF_ONLY_THIS_INSTANCE, {"ods_id": ods_id})
-        for table in (api_client_ods_instances, ods_instance_contexts, ods_instance_derivatives):
-            await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
-        await conn.execute(delete(ods_instances).where(ods_instances.c.odsinstanceid == ods_id))
-        log.info("dbo rows of the instance deleted", ods_instance_id=ods_id)
+        clients = await delete_ods_instance(conn, ods_id)
+        log.info("dbo rows of the instance deleted", ods_instance_id=ods_id, api_clients=clients)

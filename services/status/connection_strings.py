@@ -6,12 +6,50 @@ from urllib.parse import unquote, urlsplit
 
 from services.runtime.settings import Settings
 
+SPECIAL = ";='\""
+
+
+def _needs_quotes(value: str) -> bool:
+    return any(c in value for c in SPECIAL) or value != value.strip()
+
 
 def _escape(value: str) -> str:
     # Npgsql connection-string values: quote when they hold ';', '=' or quotes.
-    if any(c in value for c in ";='\"") or value != value.strip():
+    if _needs_quotes(value):
         return '"' + value.replace('"', '""') + '"'
     return value
+
+
+def quoting_warning(settings: Settings) -> str | None:
+    """Why the connection strings this system writes may be misread by tools other than the
+    ODS/API, or None. Npgsql and the ODS/API read quoted values; tools that split a connection
+    string on ';' and '=' without reading quotes (edfi-oneroster's parser, for one) get the
+    user name or password wrong."""
+    if settings.ods_connection_string_template:
+        template = settings.ods_connection_string_template
+        if not any(f"{sep}{q}" in template for sep in ("=", "= ") for q in "\"'"):
+            return None
+        where = "EDFI_IM_ODS_CONNECTION_STRING_TEMPLATE has a quoted value"
+    else:
+        url = urlsplit(settings.ods_server_url)
+        fields = {
+            "user name": unquote(url.username or ""),
+            "password": unquote(url.password or ""),
+        }
+        quoted = [what for what, value in fields.items() if value and _needs_quotes(value)]
+        if not quoted:
+            return None
+        where = (
+            f"the ODS server's {' and '.join(quoted)} in EDFI_IM_ODS_SERVER_URL hold ';', '=', a "
+            "quote or surrounding spaces, so the connection strings written to "
+            "dbo.odsinstances quote them"
+        )
+    return (
+        f"{where}. The ODS/API (Npgsql) reads quoted values, but tools that split a connection "
+        "string on ';' and '=' naively (edfi-oneroster, for one) will read a wrong password. "
+        "Give the ODS/API credentials without these characters, or set "
+        "EDFI_IM_ODS_CONNECTION_STRING_TEMPLATE to a string those tools can read."
+    )
 
 
 def ods_connection_string(settings: Settings, database: str) -> str:

@@ -10,13 +10,24 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.messages import InstanceRequested, MaintenanceRequested, Operation
+from contracts.messages import (
+    OUTCOMES,
+    InstanceCreated,
+    InstanceDeleted,
+    InstanceRenamed,
+    InstanceRequested,
+    MaintenanceRequested,
+    Message,
+    Operation,
+    OperationFailed,
+)
 from services.runtime import outbox
 from services.runtime.logging import get_logger
 from services.runtime.metrics import ORPHAN_RECOVERIES
 from services.runtime.states import (
     JOB_TYPE,
     PENDING,
+    InstanceStatus,
     JobStatus,
     JobType,
     is_terminal,
@@ -240,3 +251,123 @@ async def reopen_and_redrive(conn: AsyncConnection, command: InstanceRequested) 
         update(db_instances).where(db_instances.c.id == instance.id).values(**values)
     )
     await redrive(conn, job, job.correlation_id)
+
+
+def requeue_hint(message_id: str | None) -> str:
+    return (
+        "`just dead-letters requeue --queue status.dead "
+        f"{message_id or '<message id>'}` once the cause is fixed"
+    )
+
+
+def refusal_reason(event: Message, meaning: str, message_id: str | None) -> str:
+    """What a job's error says when EdFi_Admin refused to record the outcome the server has."""
+    requeue = requeue_hint(message_id)
+    if isinstance(event, InstanceCreated):
+        return (
+            f"the database {event.database_name!r} was created on the ODS server (marked as this "
+            f"system's, for instance {event.instance_id}), but recording it in EdFi_Admin failed: "
+            f"{meaning}. Delete the instance to drop the database, or requeue the event with "
+            f"{requeue}"
+        )
+    if isinstance(event, InstanceRenamed):
+        return (
+            f"the database was renamed from {event.old_database_name!r} to "
+            f"{event.database_name!r} on the ODS server, but recording it in EdFi_Admin failed: "
+            f"{meaning}. dbo.odsinstances still names the old database: requeue the event with "
+            f"{requeue}"
+        )
+    if isinstance(event, InstanceDeleted):
+        gone = "was dropped from" if event.dropped else "is gone from"
+        return (
+            f"the database {event.database_name!r} {gone} the ODS server, but removing the "
+            f"instance's dbo rows failed: {meaning}. Delete the instance again, or requeue the "
+            f"event with {requeue}"
+        )
+    if isinstance(event, OperationFailed):
+        return f"{event.reason}; recording this failure also failed: {meaning}"
+    return f"recording the job's progress failed: {meaning}"
+
+
+async def record_refusal(
+    conn: AsyncConnection, event: Message, meaning: str, message_id: str | None
+) -> str | None:
+    """An outcome EdFi_Admin refuses to record (a foreign key, a unique index, a value too
+    long...): the job fails and the instance takes the operation's failure status at once, with
+    the reason; what the server now has is recorded (a renamed database's new name), so a later
+    delete or reconcile finds it. Returns the reason, or None when the job has moved on or the
+    event is not an outcome (its progress is only lost, not the job)."""
+    if type(event) not in OUTCOMES:
+        return None
+    await conn.execute(
+        select(db_instances.c.id).where(db_instances.c.id == event.instance_id).with_for_update()
+    )
+    job = (
+        await conn.execute(select(jobs).where(jobs.c.id == event.job_id).with_for_update())
+    ).first()
+    current = await conn.scalar(
+        select(db_instances.c.currentjobid).where(db_instances.c.id == event.instance_id)
+    )
+    if job is None or is_terminal(job.status) or current != job.id:
+        return None
+    reason = refusal_reason(event, meaning, message_id)
+    await fail_job(conn, job, reason)
+    if isinstance(event, InstanceRenamed):
+        await conn.execute(
+            update(db_instances)
+            .where(db_instances.c.id == event.instance_id)
+            .values(databasename=event.database_name)
+        )
+    return reason
+
+
+async def reopen_for_event(conn: AsyncConnection, event: Message) -> bool:
+    """Requeueing a dead-lettered outcome event: a job that failed because its outcome could
+    not be recorded goes back to Running (its instance to the operation's pending status), so
+    the event is applied when it arrives again. False when there is nothing to re-open."""
+    if type(event) not in OUTCOMES:
+        return False
+    instance = (
+        await conn.execute(
+            select(db_instances).where(db_instances.c.id == event.instance_id).with_for_update()
+        )
+    ).first()
+    job = (
+        await conn.execute(select(jobs).where(jobs.c.id == event.job_id).with_for_update())
+    ).first()
+    if instance is None or job is None or job.command is None:
+        return False
+    operation, _ = OUTCOMES[type(event)]
+    failed_status, _ = outcome(operation, succeeded=False)
+    if (
+        instance.currentjobid != job.id
+        or job.status != JobStatus.FAILED.value
+        or instance.status != failed_status.value
+    ):
+        return False
+    command = InstanceRequested.model_validate(job.command)
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            status=JobStatus.RUNNING.value,
+            finished_at=None,
+            error=None,
+            heartbeat_at=func.now(),
+            progress_message="Outcome event requeued after being dead-lettered",
+        )
+    )
+    values: dict[str, Any] = {"error": None}
+    if operation is Operation.CREATE:
+        values["status"] = InstanceStatus.IN_PROGRESS.value
+    else:
+        values["status"] = PENDING[operation].value
+    if operation is Operation.RENAME:
+        values |= {
+            "pendingname": command.new_name,
+            "pendingdatabasename": command.new_database_name,
+        }
+    await conn.execute(
+        update(db_instances).where(db_instances.c.id == instance.id).values(**values)
+    )
+    return True

@@ -1,4 +1,4 @@
-"""Start-up sync (seed 001): every dbo.odsinstances row without an adminapi.dbinstances row gets
+"""Start-up sync (seed 001): every dbo.odsinstances row without an edfi_im.dbinstances row gets
 one, so instances made by other Ed-Fi tools are visible and manageable here."""
 
 from __future__ import annotations

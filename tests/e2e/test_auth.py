@@ -135,7 +135,7 @@ def test_register_then_token_then_call(stack: Stack, admin_database: str) -> Non
     # The secret is stored as an argon2id hash only.
     [(stored,)] = pg.query(
         admin_database,
-        "SELECT secret_hash FROM adminapi.clients WHERE client_id = %s",
+        "SELECT secret_hash FROM edfi_im.clients WHERE client_id = %s",
         (client_id,),
     )
     assert stored.startswith("$argon2id$") and GOOD_SECRET not in stored
@@ -152,7 +152,7 @@ def test_register_then_token_then_call(stack: Stack, admin_database: str) -> Non
         ({"ClientSecret": "Aa1!" * 33}, "ClientSecret"),
         ({"ClientId": "has space"}, "ClientId"),
         ({"ClientId": "x" * 101}, "ClientId"),
-        ({"ClientId": "quote'; DROP TABLE adminapi.clients; --"}, "ClientId"),
+        ({"ClientId": "quote'; DROP TABLE edfi_im.clients; --"}, "ClientId"),
         ({"DisplayName": ""}, "DisplayName"),
         ({"Tenants": "ok,not ok"}, "Tenants"),
     ],
@@ -165,12 +165,12 @@ def test_bad_registrations_are_refused_naming_the_field(
         "ClientSecret": GOOD_SECRET,
         "DisplayName": "Bad",
     } | fields
-    before = pg.query(admin_database, "SELECT count(*) FROM adminapi.clients")[0][0]
+    before = pg.query(admin_database, "SELECT count(*) FROM edfi_im.clients")[0][0]
     r = httpx.post(f"{stack.url}/connect/register", data=data, timeout=10)
     problem = _is_problem(r, 422)
     assert field in problem["errors"], problem
     assert GOOD_SECRET not in r.text and data["ClientSecret"] not in r.text
-    assert pg.query(admin_database, "SELECT count(*) FROM adminapi.clients")[0][0] == before
+    assert pg.query(admin_database, "SELECT count(*) FROM edfi_im.clients")[0][0] == before
 
 
 def test_token_requests_are_refused_with_oauth2_errors(stack: Stack) -> None:

@@ -102,7 +102,7 @@ def test_the_sample_template_gives_a_populated_database(api: httpx.Client) -> No
 
 
 def _count_instances(admin_database: str) -> int:
-    return int(pg.query(admin_database, "SELECT count(*) FROM adminapi.dbinstances")[0][0])
+    return int(pg.query(admin_database, "SELECT count(*) FROM edfi_im.dbinstances")[0][0])
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.e2e
 
 HOSTILE_NAMES = [
-    "Robert'); DROP TABLE adminapi.dbinstances;--",
+    "Robert'); DROP TABLE edfi_im.dbinstances;--",
     'Quote"; DROP DATABASE postgres; --',
     "semi;colon",
     "back`tick",
@@ -41,9 +41,9 @@ HOSTILE_NAMES = [
 
 def _counts(admin_database: str) -> tuple[int, int, int]:
     return (
-        pg.query(admin_database, "SELECT count(*) FROM adminapi.dbinstances")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM adminapi.jobs")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM adminapi.schedules")[0][0],
+        pg.query(admin_database, "SELECT count(*) FROM edfi_im.dbinstances")[0][0],
+        pg.query(admin_database, "SELECT count(*) FROM edfi_im.jobs")[0][0],
+        pg.query(admin_database, "SELECT count(*) FROM edfi_im.schedules")[0][0],
     )
 
 

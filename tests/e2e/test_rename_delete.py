@@ -1,4 +1,4 @@
-"""Rename and delete end to end: the database on the server, adminapi.dbinstances and Ed-Fi's
+"""Rename and delete end to end: the database on the server, edfi_im.dbinstances and Ed-Fi's
 dbo tables change together (invariant 5); nothing is dropped that is not the instance's own
 (invariant 6); an operation in flight blocks others (invariant 2)."""
 
@@ -126,16 +126,59 @@ def test_a_rename_to_a_name_in_use_is_a_conflict(api: httpx.Client) -> None:
 
 
 def _seed_dbo_links(admin_database: str, ods_id: int, other_ods_id: int) -> dict[str, int]:
+    """API clients linked the way Ed-Fi's Admin API links them: a vendor and its application, a
+    client of that application with an access token it was issued, an ownership token and an
+    education-organization link; one client linked to this instance only, one shared."""
     with psycopg.connect(pg.database_url(admin_database), autocommit=True) as c:
 
-        def client(key: str) -> int:
-            row = c.execute(
-                "INSERT INTO dbo.apiclients (key, secret, name, isapproved, usesandbox, "
-                "sandboxtype) VALUES (%s, 's', %s, true, false, 0) RETURNING apiclientid",
-                (key, key),
-            ).fetchone()
+        def one(statement: str, *args: object) -> int:
+            row = c.execute(statement, args).fetchone()
             assert row is not None
             return int(row[0])
+
+        vendor = one("INSERT INTO dbo.vendors (vendorname) VALUES ('Acme') RETURNING vendorid")
+        application = one(
+            "INSERT INTO dbo.applications (applicationname, vendor_vendorid, claimsetname) "
+            "VALUES ('Acme SIS', %s, 'SIS Vendor') RETURNING applicationid",
+            vendor,
+        )
+        edorg = one(
+            "INSERT INTO dbo.applicationeducationorganizations (educationorganizationid, "
+            "application_applicationid) VALUES (255901, %s) "
+            "RETURNING applicationeducationorganizationid",
+            application,
+        )
+        token = one(
+            "INSERT INTO dbo.ownershiptokens (description) VALUES ('acme') "
+            "RETURNING ownershiptokenid"
+        )
+
+        def client(key: str) -> int:
+            cid = one(
+                "INSERT INTO dbo.apiclients (key, secret, name, isapproved, usesandbox, "
+                "sandboxtype, application_applicationid) "
+                "VALUES (%s, 's', %s, true, false, 0, %s) RETURNING apiclientid",
+                key,
+                key,
+                application,
+            )
+            c.execute(
+                "INSERT INTO dbo.clientaccesstokens (id, expiration, scope, "
+                "apiclient_apiclientid) VALUES (gen_random_uuid(), now() + interval '1 hour', "
+                "'255901', %s)",
+                (cid,),
+            )
+            c.execute(
+                "INSERT INTO dbo.apiclientownershiptokens (apiclient_apiclientid, "
+                "ownershiptoken_ownershiptokenid) VALUES (%s, %s)",
+                (cid, token),
+            )
+            c.execute(
+                "INSERT INTO dbo.apiclientapplicationeducationorganizations "
+                "(apiclient_apiclientid, applicationedorg_applicationedorgid) VALUES (%s, %s)",
+                (cid, edorg),
+            )
+            return cid
 
         only = client(f"only-{ods_id}")
         shared = client(f"shared-{ods_id}")
@@ -155,12 +198,15 @@ def _seed_dbo_links(admin_database: str, ods_id: int, other_ods_id: int) -> dict
             "connectionstring) VALUES (%s, 'ReadReplica', 'x')",
             (ods_id,),
         )
-    return {"only": only, "shared": shared}
+    return {"only": only, "shared": shared, "application": application, "vendor": vendor}
 
 
-def test_delete_drops_the_database_and_cascades_the_dbo_rows(
+def test_delete_drops_the_database_and_removes_the_dbo_rows_in_edfis_order(
     api: httpx.Client, admin_database: str
 ) -> None:
+    """On Ed-Fi's own schema (no cascades from access tokens or client links): a delete with a
+    client linked Admin-API-style, access token included, ends Deleted with every row that
+    referenced that client gone, and a client another instance uses kept."""
     done = create_completed(api, unique_name("Doomed"))
     neighbour = create_completed(api, unique_name("Neighbour"))
     ods_id, other = done["odsInstanceId"], neighbour["odsInstanceId"]
@@ -182,10 +228,16 @@ def test_delete_drops_the_database_and_cascades_the_dbo_rows(
             count(f"SELECT count(*) FROM dbo.{table} WHERE odsinstance_odsinstanceid = %s", ods_id)
             == 0
         ), table
-    assert count("SELECT count(*) FROM dbo.apiclients WHERE apiclientid = %s", clients["only"]) == 0
-    assert (
-        count("SELECT count(*) FROM dbo.apiclients WHERE apiclientid = %s", clients["shared"]) == 1
-    )
+    for table in (
+        "apiclients",
+        "clientaccesstokens",
+        "apiclientownershiptokens",
+        "apiclientapplicationeducationorganizations",
+    ):
+        column = "apiclientid" if table == "apiclients" else "apiclient_apiclientid"
+        only = count(f"SELECT count(*) FROM dbo.{table} WHERE {column} = %s", clients["only"])
+        shared = count(f"SELECT count(*) FROM dbo.{table} WHERE {column} = %s", clients["shared"])
+        assert (only, shared) == (0, 1), table
     assert (
         count(
             "SELECT count(*) FROM dbo.apiclientodsinstances WHERE apiclient_apiclientid = %s",
@@ -193,6 +245,11 @@ def test_delete_drops_the_database_and_cascades_the_dbo_rows(
         )
         == 1
     )
+    # The application and vendor stay, as Ed-Fi's Admin API leaves them.
+    assert count(
+        "SELECT count(*) FROM dbo.applications WHERE applicationid = %s", clients["application"]
+    )
+    assert count("SELECT count(*) FROM dbo.vendors WHERE vendorid = %s", clients["vendor"])
     assert count("SELECT count(*) FROM dbo.odsinstances WHERE odsinstanceid = %s", other) == 1
     assert pg.exists(neighbour["databaseName"])
 

@@ -190,7 +190,7 @@ def test_two_scheduler_replicas_never_fire_the_same_occurrence_twice(
     assert all(count > 0 for count in per_replica.values()), per_replica
     count = pg.query(
         admin_database,
-        "SELECT count(*) FROM adminapi.schedule_runs WHERE schedule_id = ANY(%s::uuid[])",
+        "SELECT count(*) FROM edfi_im.schedule_runs WHERE schedule_id = ANY(%s::uuid[])",
         (ids,),
     )[0][0]
     assert count == sum(per_replica.values())

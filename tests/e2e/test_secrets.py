@@ -133,12 +133,12 @@ def test_no_secret_leaves_its_place_over_a_full_cycle(
             loop.close()
 
         outbox_rows = [
-            json.dumps(row[0]) for row in pg.query(admin, "SELECT body FROM adminapi.outbox")
+            json.dumps(row[0]) for row in pg.query(admin, "SELECT body FROM edfi_im.outbox")
         ]
         jobs = [
             json.dumps(list(row), default=str)
             for row in pg.query(
-                admin, "SELECT data, command, error, progress_message FROM adminapi.jobs"
+                admin, "SELECT data, command, error, progress_message FROM edfi_im.jobs"
             )
         ]
         system.stop_all()  # the shutdown lines too

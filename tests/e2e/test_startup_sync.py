@@ -70,7 +70,7 @@ def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_ren
     assert imported["databaseName"] == database
     count = pg.query(
         admin_database,
-        "SELECT count(*) FROM adminapi.dbinstances WHERE odsinstanceid = %s",
+        "SELECT count(*) FROM edfi_im.dbinstances WHERE odsinstanceid = %s",
         (ods_id,),
     )
     assert count == [(1,)]

@@ -90,7 +90,10 @@ def tenants(
     rabbit.create_vhost(vhost)
     shards = int(env["EDFI_IM_SHARD_COUNT"])
     asyncio.run(declare_topology(env["EDFI_IM_RABBITMQ_URL"], shards, 20))
-    # `edfi-im migrate` migrates every tenant's admin database.
+    # Each tenant's admin database is an EdFi_Admin (Ed-Fi's dbo tables); `edfi-im migrate`
+    # migrates every one of them.
+    for database in admin.values():
+        pg.edfi_admin(database, migrated=False)
     subprocess.run(
         [sys.executable, "-m", "services.runtime.cli", "migrate"],
         cwd=ROOT,
@@ -207,7 +210,7 @@ def test_one_name_in_two_tenants_is_two_instances_each_in_its_own_databases(
             [(command_tenant, outbox_tenants)] = pg.query(
                 tenants.admin[t],
                 "SELECT j.command->>'tenant', (SELECT array_agg(DISTINCT o.body->>'tenant') "
-                "FROM adminapi.outbox o) FROM adminapi.jobs j WHERE j.id = %s",
+                "FROM edfi_im.outbox o) FROM edfi_im.jobs j WHERE j.id = %s",
                 (uuid.UUID(done[t]["jobId"]),),
             )
             assert command_tenant == t and outbox_tenants == [t]
@@ -377,7 +380,7 @@ def test_a_schedule_fires_into_its_own_tenant_and_maintenance_runs_there(
         assert done["databaseName"] not in json.dumps(job["result"])
         [(tenant,)] = pg.query(
             tenants.admin[A],
-            "SELECT command->>'tenant' FROM adminapi.jobs WHERE id = %s",
+            "SELECT command->>'tenant' FROM edfi_im.jobs WHERE id = %s",
             (uuid.UUID(job["id"]),),
         )
         assert tenant == A

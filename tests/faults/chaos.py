@@ -298,7 +298,7 @@ class Chaos:
     def _open_jobs(self) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.admin, autocommit=True) as c:
             return c.execute(
-                "SELECT id, type, status, instance_id FROM adminapi.jobs "
+                "SELECT id, type, status, instance_id FROM edfi_im.jobs "
                 "WHERE status NOT IN ('Completed', 'Failed')"
             ).fetchall()
 
@@ -308,11 +308,11 @@ class Chaos:
             jobs = {
                 str(r[0]): r
                 for r in c.execute(
-                    "SELECT id, status, error, instance_id FROM adminapi.jobs"
+                    "SELECT id, status, error, instance_id FROM edfi_im.jobs"
                 ).fetchall()
             }
             instances = c.execute(
-                "SELECT id, name, status, databasename, odsinstanceid FROM adminapi.dbinstances"
+                "SELECT id, name, status, databasename, odsinstanceid FROM edfi_im.dbinstances"
             ).fetchall()
             dbo = {
                 r[0]: r
@@ -323,7 +323,7 @@ class Chaos:
         for job_id in self.accepted_jobs:
             if job_id not in jobs:
                 s.lost += 1
-                s.problems.append(f"accepted job {job_id} is not in adminapi.jobs")
+                s.problems.append(f"accepted job {job_id} is not in edfi_im.jobs")
         for job_id, status, error, iid in jobs.values():
             if status not in ("Completed", "Failed"):
                 s.stuck += 1

@@ -78,7 +78,7 @@ def _pending_job_without_a_command_sent(stack: Stack, db_prefix: str) -> tuple[i
     database = db_prefix + name.replace(" ", "_")
     with psycopg.connect(admin, autocommit=True) as c:
         row = c.execute(
-            "INSERT INTO adminapi.dbinstances (name, status, databasetemplate, databasename, "
+            "INSERT INTO edfi_im.dbinstances (name, status, databasetemplate, databasename, "
             "currentjobid) VALUES (%s, 'Pending', 'Minimal', %s, %s) RETURNING id",
             (name, database, job_id),
         ).fetchone()
@@ -92,7 +92,7 @@ def _pending_job_without_a_command_sent(stack: Stack, db_prefix: str) -> tuple[i
             database_template="EdFi_Ods_Minimal_Template",
         )
         c.execute(
-            "INSERT INTO adminapi.jobs (id, type, instance_id, status, data, command) "
+            "INSERT INTO edfi_im.jobs (id, type, instance_id, status, data, command) "
             "VALUES (%s, 'createInstance', %s, 'Pending', '{}', %s)",
             (job_id, instance_id, json.dumps(command.model_dump(mode="json"))),
         )

@@ -38,7 +38,7 @@ def test_add_list_and_remove_a_client(settings_env: dict[str, str], admin_databa
     assert SECRET not in added.stdout + added.stderr
     [(stored, tenants)] = pg.query(
         admin_database,
-        "SELECT secret_hash, tenants FROM adminapi.clients WHERE client_id = %s",
+        "SELECT secret_hash, tenants FROM edfi_im.clients WHERE client_id = %s",
         (client_id,),
     )
     assert stored.startswith("$argon2id$") and tenants == ["a", "b"]
@@ -58,6 +58,6 @@ def test_a_weak_secret_is_refused_and_nothing_stored(
     assert refused.returncode == 2 and "ClientSecret" in refused.stderr
     assert "password" not in refused.stderr.replace("ClientSecret", "")
     rows = pg.query(
-        admin_database, "SELECT count(*) FROM adminapi.clients WHERE client_id = %s", (client_id,)
+        admin_database, "SELECT count(*) FROM edfi_im.clients WHERE client_id = %s", (client_id,)
     )
     assert rows[0][0] == 0

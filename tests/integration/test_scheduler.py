@@ -326,7 +326,7 @@ async def test_unschedule_removes_the_schedule_and_its_runs_but_not_its_jobs(
         with pytest.raises(ProblemError):
             await store.get_schedule(conn, sid)
         left = await conn.scalar(
-            text("SELECT count(*) FROM adminapi.schedule_runs WHERE schedule_id = :s"), {"s": sid}
+            text("SELECT count(*) FROM edfi_im.schedule_runs WHERE schedule_id = :s"), {"s": sid}
         )
     assert left == 0
     assert [j.id for j in await _jobs_of(engine, sid)] == [job.id]

@@ -1,5 +1,5 @@
 """Start-up sync (seed 001): dbo.odsinstances rows made by other Ed-Fi tools get an
-adminapi.dbinstances row exactly once, even when several status replicas start together."""
+edfi_im.dbinstances row exactly once, even when several status replicas start together."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.runtime.migrate import migrate
 from tests.conftest import RUN_ID
 from tests.support import pg, rabbit
 from tests.support.stack import Stack
@@ -26,7 +25,7 @@ def cluster(
     vhost = f"edfi_im_test_{RUN_ID}_{tag}"
     admin = f"edfi_admin_test_{RUN_ID}_{tag}"
     rabbit.create_vhost(vhost)
-    migrate(pg.database_url(admin))
+    pg.edfi_admin(admin)
     stack = Stack(
         env={
             **settings_env,

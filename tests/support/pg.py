@@ -14,6 +14,19 @@ def database_url(name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
+def edfi_admin(name: str, *, migrated: bool = True) -> str:
+    """A new EdFi_Admin database: Ed-Fi 7.3.2's own dbo tables (the development copy, with
+    Ed-Fi's constraints), then this system's migrations unless `migrated` is False. Its URL."""
+    from services.runtime.migrate import create_edfi_admin_copy, ensure_database, migrate
+
+    url = database_url(name)
+    ensure_database(url)
+    create_edfi_admin_copy(url)
+    if migrated:
+        migrate(url)
+    return url
+
+
 def exists(name: str) -> bool:
     with psycopg.connect(SERVER, autocommit=True) as c:
         return (

@@ -7,7 +7,11 @@ from urllib.parse import quote
 import pytest
 
 from services.runtime.settings import Settings
-from services.status.connection_strings import ods_connection_string, parse_connection_string
+from services.status.connection_strings import (
+    ods_connection_string,
+    parse_connection_string,
+    quoting_warning,
+)
 
 TRICKY_VALUES = [
     "plain",
@@ -214,3 +218,33 @@ def test_parse_reads_double_quoted_values_with_doubled_quotes() -> None:
         "password": 'a;b="c"',
         "database": "d",
     }
+
+
+@pytest.mark.parametrize("password", ["p;w", "a=b", 'say"hi', "it's", " padded "])
+def test_credentials_other_tools_may_misread_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    settings = _settings(monkeypatch, ods_server_url=_server_url("edfi", password))
+    warning = quoting_warning(settings)
+    assert warning is not None
+    assert "password" in warning
+    assert "edfi-oneroster" in warning
+    assert "EDFI_IM_ODS_CONNECTION_STRING_TEMPLATE" in warning
+    assert password.strip() not in warning  # the warning never shows the secret
+
+
+def test_plain_credentials_and_plain_templates_need_no_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = _settings(monkeypatch, ods_server_url=_server_url("edfi", "Plain-Pa55word"))
+    assert quoting_warning(plain) is None
+    template = _settings(
+        monkeypatch,
+        ods_connection_string_template="host=ods;username=edfi;database={database}",
+    )
+    assert quoting_warning(template) is None
+    quoted = _settings(
+        monkeypatch,
+        ods_connection_string_template='host=ods;password="a;b";database={database}',
+    )
+    assert "quoted value" in (quoting_warning(quoted) or "")

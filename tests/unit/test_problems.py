@@ -36,10 +36,26 @@ async def test_a_connection_lost_mid_query_is_503() -> None:
     assert (await _get(exc)).status_code == 503
 
 
-async def test_other_database_errors_are_500_without_details() -> None:
-    r = await _get(IntegrityError("INSERT", None, Exception("secret detail")))
+async def test_a_refused_write_says_why_without_the_statement_or_its_values() -> None:
+    """A constraint's refusal is 409 with its meaning (issue 13: no failure without a reason);
+    the SQL statement and its parameters (which may hold secrets) are never shown."""
+    exc = IntegrityError(
+        "INSERT INTO dbo.odsinstances VALUES (%(cs)s)",
+        {"cs": "password=hunter2"},
+        Exception("duplicate key value violates unique constraint"),
+    )
+    r = await _get(exc)
+    assert r.status_code == 409
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "duplicate key value violates unique constraint" in r.json()["detail"]
+    assert "hunter2" not in r.text and "INSERT" not in r.text
+
+
+async def test_other_database_errors_are_500_without_the_statement() -> None:
+    exc = DBAPIError("SELECT secret FROM t", {"p": "hunter2"}, Exception("boom"))
+    r = await _get(exc)
     assert r.status_code == 500
-    assert "secret detail" not in r.text
+    assert "hunter2" not in r.text and "SELECT" not in r.text
 
 
 async def test_unknown_routes_are_problem_details() -> None:

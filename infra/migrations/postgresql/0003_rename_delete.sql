@@ -1,10 +1,10 @@
 -- Rename and delete: the name a rename in flight has reserved, and at most one live instance
 -- row per dbo.odsinstances row (start-up sync imports rows made by other Ed-Fi tools).
-ALTER TABLE adminapi.dbinstances
+ALTER TABLE edfi_im.dbinstances
     ADD COLUMN pendingname VARCHAR(100) NULL,
     ADD COLUMN pendingdatabasename VARCHAR(255) NULL,
     ADD COLUMN imported BOOLEAN NOT NULL DEFAULT false;
 
 CREATE UNIQUE INDEX dbinstances_live_odsinstanceid_uq
-    ON adminapi.dbinstances (odsinstanceid)
+    ON edfi_im.dbinstances (odsinstanceid)
     WHERE odsinstanceid IS NOT NULL AND status <> 'Deleted';

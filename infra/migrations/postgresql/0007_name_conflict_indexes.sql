@@ -2,6 +2,6 @@
 -- ones of renames in flight, under one lock shared by all creates. Without indexes on the
 -- pending columns it scanned every instance (about 9 ms at 10,000 rows, and every create waits
 -- for the one before it); with them it is a bitmap OR of four index lookups.
-CREATE INDEX dbinstances_pendingname_ix ON adminapi.dbinstances (lower(pendingname));
+CREATE INDEX dbinstances_pendingname_ix ON edfi_im.dbinstances (lower(pendingname));
 CREATE INDEX dbinstances_pendingdatabasename_ix
-    ON adminapi.dbinstances (lower(pendingdatabasename));
+    ON edfi_im.dbinstances (lower(pendingdatabasename));

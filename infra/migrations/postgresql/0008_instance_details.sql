@@ -3,6 +3,6 @@
 -- dbo.odsinstancederivatives in the transaction that completes the instance.
 -- contexts: [{"contextKey": "schoolYear", "contextValue": "2027"}, ...]
 -- derivatives: [{"derivativeType": "ReadReplica"}, ...]
-ALTER TABLE adminapi.dbinstances ADD COLUMN instancetype VARCHAR(100) NULL;
-ALTER TABLE adminapi.dbinstances ADD COLUMN contexts JSONB NOT NULL DEFAULT '[]';
-ALTER TABLE adminapi.dbinstances ADD COLUMN derivatives JSONB NOT NULL DEFAULT '[]';
+ALTER TABLE edfi_im.dbinstances ADD COLUMN instancetype VARCHAR(100) NULL;
+ALTER TABLE edfi_im.dbinstances ADD COLUMN contexts JSONB NOT NULL DEFAULT '[]';
+ALTER TABLE edfi_im.dbinstances ADD COLUMN derivatives JSONB NOT NULL DEFAULT '[]';
