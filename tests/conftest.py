@@ -77,6 +77,9 @@ def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, s
         "EDFI_IM_JWT_SIGNING_KEY": TEST_SIGNING_KEY,
         "EDFI_IM_REGISTRATION_ENABLED": "true",
         "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
+        # The tests try many wrong secrets from one address (fuzzing, auth tests): a higher
+        # lockout threshold than production's 5 (tests/e2e/test_auth.py checks the lockout).
+        "EDFI_IM_TOKEN_MAX_FAILURES": "50",
         "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
         "EDFI_IM_CORS_ORIGINS": CONSOLE_ORIGIN,
         "EDFI_IM_EDFI_API_DISCOVERY_URL": DISCOVERY_URL,

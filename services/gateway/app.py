@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,7 @@ from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
 from services.runtime.tenants import TenantDatabases
+from services.runtime.waiting import keep_flagging
 
 log = get_logger(__name__)
 
@@ -37,7 +39,11 @@ CORRELATION_HEADER = "X-Correlation-ID"
 def create_app(settings: Settings) -> FastAPI:
     settings.signing_key()  # a start-up error when missing in production
     if settings.jwt_signing_key is None and settings.is_development:
-        log.warning("using the public development token-signing key: set EDFI_IM_JWT_SIGNING_KEY")
+        log.warning(
+            "EDFI_IM_JWT_SIGNING_KEY is not set: tokens are signed with a random key made at "
+            "start-up, so they stop working when the gateway restarts and each replica has its "
+            "own; set it to keep tokens across restarts and replicas"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +60,16 @@ def create_app(settings: Settings) -> FastAPI:
             else create_admin_engine(settings.admin_database_url, pool_size=2)
         )
         databases.start_relays()
+        # Jobs nobody takes say why they may be waiting (the gateway knows every tenant it
+        # accepts jobs for, even one the other services were not configured for).
+        waiting = [
+            asyncio.create_task(
+                keep_flagging(
+                    db, settings.orphan_threshold_seconds, settings.orphan_check_interval_seconds
+                )
+            )
+            for db in databases
+        ]
         app.state.gateway = Gateway(settings, engine, publisher, databases)
         app.state.authenticator = Authenticator(settings, engine)
         log.info(
@@ -65,6 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
             await databases.stop_relays()
             await publisher.close()
             await databases.dispose()

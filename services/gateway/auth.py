@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import re
 import time
 import uuid
@@ -31,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.gateway.problems import ProblemError, validation_problem
+from services.gateway.throttle import Throttle
 from services.runtime.logging import get_logger
 from services.runtime.settings import TENANT_NAME, Settings
 from services.runtime.tables import clients
@@ -92,8 +94,20 @@ def unauthorized(detail: str) -> ProblemError:
     )
 
 
+def parse_scopes(value: str | None) -> list[str] | None:
+    """`Scopes` of a registration: space- or comma-separated (None: every scope)."""
+    if value is None:
+        return None
+    return [s for s in value.replace(",", " ").split() if s]
+
+
 def client_problems(
-    client_id: str, secret: str, display_name: str, tenants: list[str] | None, settings: Settings
+    client_id: str,
+    secret: str,
+    display_name: str,
+    tenants: list[str] | None,
+    settings: Settings,
+    scopes: list[str] | None = None,
 ) -> dict[str, str]:
     """What is wrong with a registration, by form field (empty when it is acceptable). With
     tenants configured, a client can be limited only to tenants that exist."""
@@ -111,11 +125,18 @@ def client_problems(
         unknown = [t for t in tenants if settings.find_tenant(t) is None]
         if unknown:
             problems["Tenants"] = f"names tenants that are not configured: {', '.join(unknown)}"
+    if scopes is not None and (not scopes or not set(scopes) <= set(SCOPES)):
+        problems["Scopes"] = f"must name one or more of: {', '.join(sorted(SCOPES))}"
     return problems
 
 
 async def register_client(
-    engine: AsyncEngine, client_id: str, secret: str, display_name: str, tenants: list[str] | None
+    engine: AsyncEngine,
+    client_id: str,
+    secret: str,
+    display_name: str,
+    tenants: list[str] | None,
+    scopes: list[str] | None = None,
 ) -> None:
     """Store a client with an argon2id hash of its secret; 409 when the id is taken."""
     hashed = await asyncio.to_thread(_hasher.hash, secret)
@@ -127,6 +148,7 @@ async def register_client(
                     secret_hash=hashed,
                     display_name=display_name.strip(),
                     tenants=tenants,
+                    scopes=None if scopes is None else sorted(set(scopes)),
                 )
             )
     except IntegrityError:
@@ -145,6 +167,7 @@ class Authenticator:
         self._settings = settings
         self._engine = engine
         self._key = settings.signing_key()
+        self.throttle = Throttle(settings.token_max_failures, settings.token_lockout_seconds)
         self._jwks: jwt.PyJWKClient | None = None
         if settings.oidc_issuer:
             url = settings.oidc_jwks_url or (
@@ -217,12 +240,35 @@ class Authenticator:
             raise unauthorized("The access token is missing, invalid or expired.") from None
         scope = claims.get("scope") or claims.get("scp") or ""
         scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
-        tenants = claims.get("tenants")
+        try:
+            tenants = tenant_claim(claims)
+        except ValueError as exc:
+            log.info("token refused", reason=str(exc))
+            raise unauthorized("The access token is missing, invalid or expired.") from None
         return Caller(
             client_id=str(claims.get("client_id") or claims.get("sub") or "?"),
             scopes=scopes,
-            tenants=tuple(tenants) if isinstance(tenants, list) else None,
+            tenants=tenants,
         )
+
+
+def tenant_claim(claims: dict[str, Any]) -> tuple[str, ...] | None:
+    """The tenants a token limits its caller to: None (every tenant) only when it has no
+    `tenants` claim at all. A string is one tenant (Keycloak sends a single-valued attribute so);
+    a list must hold tenant names; anything else (empty, null, a number, an object, a list of
+    anything but names) is a ValueError: a token that cannot be read is refused, never taken as
+    "no restriction"."""
+    if "tenants" not in claims:
+        return None
+    value = claims["tenants"]
+    names = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(t, str) and TENANT_NAME.fullmatch(t) for t in names)
+    ):
+        raise ValueError("unreadable tenants claim")
+    return tuple(names)
 
 
 def bearer(request: Request) -> str:
@@ -265,13 +311,22 @@ async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                select(clients.c.client_id, clients.c.display_name, clients.c.tenants).order_by(
-                    clients.c.client_id
-                )
+                select(
+                    clients.c.client_id,
+                    clients.c.display_name,
+                    clients.c.tenants,
+                    clients.c.scopes,
+                ).order_by(clients.c.client_id)
             )
         ).all()
     return [
-        {"clientId": r.client_id, "displayName": r.display_name, "tenants": r.tenants} for r in rows
+        {
+            "clientId": r.client_id,
+            "displayName": r.display_name,
+            "tenants": r.tenants,
+            "scopes": r.scopes or sorted(SCOPES),
+        }
+        for r in rows
     ]
 
 
@@ -292,6 +347,13 @@ async def register(
     client_secret: Annotated[str, Form(alias="ClientSecret")],
     display_name: Annotated[str, Form(alias="DisplayName")],
     tenants: Annotated[str | None, Form(alias="Tenants")] = None,
+    scopes: Annotated[
+        str | None,
+        Form(
+            alias="Scopes",
+            description="The scopes it may ask tokens for (space-separated; default: all)",
+        ),
+    ] = None,
 ) -> JSONResponse:
     gateway = request.app.state.gateway
     if not gateway.settings.registration_enabled:
@@ -301,12 +363,15 @@ async def register(
             "Client registration is disabled (EDFI_IM_REGISTRATION_ENABLED is not true).",
         )
     allowed = None if tenants is None else [t.strip() for t in tenants.split(",") if t.strip()]
-    problems = client_problems(client_id, client_secret, display_name, allowed, gateway.settings)
+    may = parse_scopes(scopes)
+    problems = client_problems(
+        client_id, client_secret, display_name, allowed, gateway.settings, may
+    )
     if problems:
         field, problem = next(iter(problems.items()))  # the first, in form order
         raise validation_problem(field, problem)
-    await register_client(gateway.engine, client_id, client_secret, display_name, allowed)
-    log.info("client registered", client_id=client_id, tenants=allowed)
+    await register_client(gateway.engine, client_id, client_secret, display_name, allowed, may)
+    log.info("client registered", client_id=client_id, tenants=allowed, scopes=may)
     return JSONResponse({"title": f"Registered client {client_id} successfully.", "status": 200})
 
 
@@ -320,7 +385,7 @@ def _token_error(status: int, error: str, detail: str) -> ProblemError:
 @router.post(
     "/token",
     summary="Exchange client credentials for an access token (OAuth2 client_credentials)",
-    responses={400: {}, 401: {}},
+    responses={400: {}, 401: {}, 429: {}},
 )
 async def token(
     request: Request,
@@ -347,10 +412,31 @@ async def token(
             400, "invalid_scope", f"scope must be one of: {', '.join(sorted(SCOPES))}"
         )
     authenticator: Authenticator = request.app.state.authenticator
+    address = request.client.host if request.client else "?"
+    wait = authenticator.throttle.wait(client_id[:200], address)
+    if wait > 0:
+        log.warning("token refused: too many wrong secrets", client_id=client_id[:200])
+        refused = _token_error(
+            429,
+            "slow_down",
+            f"too many failed attempts for this client or from this address; try again in "
+            f"{math.ceil(wait)} s",
+        )
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        raise refused
     row = await authenticator.check_secret(client_id[:200], client_secret[:200])
     if row is None:
+        authenticator.throttle.failed(client_id[:200], address)
         log.info("token refused: unknown client or wrong secret")
         raise _token_error(401, "invalid_client", "unknown client or wrong secret")
+    authenticator.throttle.succeeded(row.client_id)
+    if row.scopes is not None and requested[0] not in row.scopes:
+        log.info("token refused: scope not allowed for the client", client_id=row.client_id)
+        raise _token_error(
+            400,
+            "invalid_scope",
+            f"this client may ask for: {', '.join(row.scopes)}",
+        )
     access_token, lifetime = authenticator.issue(row.client_id, requested[0], row.tenants)
     log.info("token issued", client_id=row.client_id, scope=requested[0])
     return JSONResponse(

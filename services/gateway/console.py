@@ -23,10 +23,20 @@ from services.gateway.auth import Caller, authorize
 from services.gateway.jobs import checked_database_name
 from services.gateway.problems import ProblemError
 from services.gateway.repository import accept_operation
-from services.gateway.routes import MAX_ID, PROBLEM, accept_new_instance, accepted
+from services.gateway.routes import (
+    MAX_ID,
+    PROBLEM,
+    Digits,
+    Limit,
+    Offset,
+    accept_new_instance,
+    accepted,
+    page_limit,
+)
 from services.gateway.schemas import CamelModel, InstanceDetails, _checked_name
 from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
 from services.runtime.logging import get_logger
+from services.runtime.naming import Printable
 from services.runtime.settings import Settings
 from services.runtime.states import InstanceStatus
 from services.runtime.tables import (
@@ -41,7 +51,7 @@ log = get_logger(__name__)
 
 PREFIX = "/adminconsole"
 SOURCE = "adminconsole"  # what asked for its jobs, in the metrics and logs
-ConsoleId = Annotated[int, Path(ge=1, le=MAX_ID, description="The instance's id")]
+ConsoleId = Annotated[int, Digits, Path(ge=1, le=MAX_ID, description="The instance's id")]
 
 
 class CaseInsensitiveConsolePaths:
@@ -148,7 +158,7 @@ class ConsoleInstanceIn(InstanceDetails):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     tenant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    tenant_name: str | None = Field(default=None, max_length=50)
+    tenant_name: Printable | None = Field(default=None, max_length=50)
     name: str = Field(description="1-46 characters: ASCII letters, digits, space, underscore")
 
     _valid_name = field_validator("name")(_checked_name)
@@ -159,8 +169,10 @@ async def _console_rows(
     state: GatewayState,
     instance_id: int | None = None,
     status: InstanceStatus | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[ConsoleInstance]:
-    query = select(db_instances).order_by(db_instances.c.id)
+    query = select(db_instances).order_by(db_instances.c.id).offset(offset).limit(limit)
     if instance_id is not None:
         query = query.where(db_instances.c.id == instance_id)
     if status is not None:
@@ -263,10 +275,15 @@ instances_router = APIRouter(prefix=PREFIX, tags=["adminconsole"])
 async def list_instances(
     request: Request,
     status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
+    offset: Offset = 0,
+    limit: Limit | None = None,
 ) -> list[ConsoleInstance]:
+    """The Console asks without paging and shows what it gets: by default one page of the
+    largest size (EDFI_IM_MAX_PAGE_SIZE)."""
     state = gateway_state(request)
+    size = state.settings.max_page_size if limit is None else page_limit(state, limit)
     async with state.engine.connect() as conn:
-        return await _console_rows(conn, state, status=status)
+        return await _console_rows(conn, state, status=status, offset=offset, limit=size)
 
 
 @instances_router.get(
@@ -315,11 +332,19 @@ async def update_instance(
     state = gateway_state(request)
     _check_tenant(state, body)
     async with state.engine.begin() as conn:
-        current = await conn.scalar(
-            select(db_instances.c.name).where(db_instances.c.id == instance_id)
-        )
-        if current is None:
+        found = (
+            await conn.execute(
+                select(db_instances.c.name, db_instances.c.status).where(
+                    db_instances.c.id == instance_id
+                )
+            )
+        ).first()
+        if found is None:
             raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
+        if found.status == InstanceStatus.DELETED.value:
+            # As /v2 answers: the row stays for audit, and nothing of it may change.
+            raise ProblemError(404, "Not found", f"instance {instance_id} was deleted")
+        current = found.name
         # A rename takes its name locks before the instance's row lock, as every rename does
         # (the other order could deadlock with a /v2 rename); the row is locked after it.
         renamed = body.name != current
@@ -338,6 +363,8 @@ async def update_instance(
                 select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
             )
         ).one()
+        if row.status == InstanceStatus.DELETED.value:  # deleted while this request waited
+            raise ProblemError(404, "Not found", f"instance {instance_id} was deleted")
         stored = body.stored()
         await conn.execute(
             update(db_instances).where(db_instances.c.id == instance_id).values(**stored)

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BeforeValidator
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,9 +26,21 @@ router = APIRouter(prefix="/v2")
 
 # Ids are PostgreSQL INT: anything outside it cannot name a row (422, not a database error).
 MAX_ID = 2_147_483_647
-InstanceId = Annotated[int, Path(ge=1, le=MAX_ID, description="The instance's id")]
-Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip")]
-Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size (capped by a setting)")]
+
+
+def digits_only(value: object) -> object:
+    """A number in a path or query is its digits and nothing else (`1%20` is not instance 1)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written with digits only")
+    return value
+
+
+Digits = BeforeValidator(digits_only)
+InstanceId = Annotated[int, Digits, Path(ge=1, le=MAX_ID, description="The instance's id")]
+Offset = Annotated[int, Digits, Query(ge=0, le=MAX_ID, description="Rows to skip")]
+Limit = Annotated[
+    int, Digits, Query(ge=1, le=10_000, description="Page size (capped by a setting)")
+]
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 

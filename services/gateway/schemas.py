@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
-from services.runtime.naming import name_problem
+from services.runtime.naming import Printable, name_problem
 
 
 def _checked_name(value: str) -> str:
@@ -48,7 +48,7 @@ class InstanceDetails(CamelModel):
     """What Ed-Fi keeps about an instance besides its database: written to
     dbo.odsinstances.instancetype, dbo.odsinstancecontexts and dbo.odsinstancederivatives."""
 
-    instance_type: str | None = Field(
+    instance_type: Printable | None = Field(
         default=None, min_length=1, max_length=100, description="e.g. DistrictSpecific"
     )
     ods_instance_contexts: list[OdsInstanceContextIn] = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 
@@ -15,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.messages import InstanceEvent, InstanceRequested, Message
 from services.provisioner.claims import JobClaims
 from services.provisioner.handler import Provisioner
-from services.provisioner.membership import Membership, group_key
+from services.provisioner.membership import Membership, deployment_of, group_key
 from services.provisioner.ods_server import PostgresOdsServer
 from services.provisioner.shards import ShardConsumers
 from services.runtime.asyncapi import document_publisher, specification
-from services.runtime.db import create_admin_engine
+from services.runtime.db import create_admin_engine, database_identity
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
+from services.runtime.protection import protected_databases
 from services.runtime.settings import Settings
 from services.runtime.startup import (
     BackgroundTasks,
@@ -68,6 +70,10 @@ async def _never(cmd: InstanceRequested, attempt: int) -> None:
     raise AssertionError("a document's broker handles nothing")
 
 
+def protection_of(protected: dict[str, str], name: str) -> str | None:
+    return protected.get(name.lower())
+
+
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, worker_id())
     document_events(broker)
@@ -77,16 +83,23 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
 
     # Each tenant's commands act on its own ODS server (tenants that share a server share its
     # clone slots) and are claimed in its own admin database.
+    # Every lock is this deployment's: its clone slots by broker vhost (as its member slots),
+    # each instance's by the tenant's admin database (where instance ids are unique).
+    deployment = deployment_of(settings.rabbitmq_url)
     servers: dict[str, PostgresOdsServer] = {}
     engines: list[AsyncEngine] = []
     provisioners: dict[str | None, Provisioner] = {}
     for tenant, resolved in settings.tenant_settings().items():
         server = servers.setdefault(
             resolved.ods_server_url,
-            PostgresOdsServer(resolved.ods_server_url, resolved.clone_concurrency),
+            PostgresOdsServer(
+                resolved.ods_server_url, resolved.clone_concurrency, deployment=deployment
+            ),
         )
         engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
         engines.append(engine)
+        claims = JobClaims(engine)
+        protected = protected_databases(settings, resolved.ods_server_url)
         provisioners[tenant] = Provisioner(
             server,
             emit,
@@ -94,7 +107,10 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             retry_attempts=settings.step_retry_attempts,
             heartbeat_interval=settings.heartbeat_interval_seconds,
             progress_delay=settings.progress_delay_seconds,
-            claim=JobClaims(engine).claim,
+            claim=claims.claim,
+            fence=claims.fence,
+            protected=functools.partial(protection_of, protected),
+            scope=database_identity(resolved.admin_database_url),
         )
 
     async def handle(cmd: InstanceRequested, attempt: int) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from enum import StrEnum
 from typing import Any, Protocol
 
 from tenacity import (
@@ -33,7 +34,7 @@ from contracts.messages import (
     Operation,
     OperationFailed,
 )
-from services.provisioner.ods_server import DatabaseInfo, Marker, staging_name
+from services.provisioner.ods_server import DatabaseInfo, Marker, OnWait, staging_name
 from services.runtime.errors import (
     DatabaseExistsError,
     PermanentError,
@@ -48,6 +49,7 @@ log = get_logger(__name__)
 
 class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
+    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]: ...
     async def clone(self, template: str, target: str) -> None: ...
     async def mark(self, name: str, marker: Marker) -> None: ...
     async def rename(self, old: str, new: str) -> None: ...
@@ -57,16 +59,46 @@ class OdsSession(Protocol):
 
 
 class OdsServer(Protocol):
-    def session(self, instance_id: int) -> AbstractAsyncContextManager[OdsSession]: ...
+    def session(
+        self, instance_id: int, *, scope: str = "", on_wait: OnWait | None = None
+    ) -> AbstractAsyncContextManager[OdsSession]: ...
     def clone_slot(self) -> AbstractAsyncContextManager[int]: ...
 
 
+class Claimed(StrEnum):
+    """What claiming a job before working on it found."""
+
+    CLAIMED = "claimed"  # go on (also: a job this admin database does not know, sent by hand)
+    CANCELLED = "cancelled"  # cancelled before it started: skipped
+    ENDED = "ended"  # already ended (given up, failed, done) or no longer the instance's: skipped
+
+
 Emit = Callable[[Message], Awaitable[None]]
-Claim = Callable[[uuid.UUID], Awaitable[bool]]
+Claim = Callable[[uuid.UUID], Awaitable[Claimed]]
+# Held around the step that changes the server for good (a rename, a drop, a clone getting its
+# name): yields False when the job may no longer act (it was given up meanwhile). While it is
+# held, the job cannot be given up; when it exits cleanly, the job records that its server
+# step is done (so a later give-up applies that fact instead of failing the job).
+Fence = Callable[[uuid.UUID], AbstractAsyncContextManager[bool]]
+# Why a database is one this system must never act on (None when it may).
+Protected = Callable[[str], str | None]
 
 
-async def _always(job_id: uuid.UUID) -> bool:
-    return True
+async def _always(job_id: uuid.UUID) -> Claimed:
+    return Claimed.CLAIMED
+
+
+@asynccontextmanager
+async def _open_fence(job_id: uuid.UUID) -> AsyncIterator[bool]:
+    yield True
+
+
+def _nothing_protected(name: str) -> str | None:
+    return None
+
+
+class GivenUpError(Exception):
+    """The job was given up (or otherwise ended) before its last step: that step is not taken."""
 
 
 # The failure outcome of each operation (InstanceCreateFailed, …), from the contracts.
@@ -103,9 +135,16 @@ class Provisioner:
         heartbeat_interval: float = 10.0,
         progress_delay: float = 0.0,
         claim: Claim = _always,
+        fence: Fence = _open_fence,
+        protected: Protected = _nothing_protected,
+        scope: str = "",
     ) -> None:
         self._server = server
         self._claim = claim
+        self._fence = fence
+        self._protected = protected
+        # The tenant's admin database: instance ids are unique there, so its locks are too.
+        self._scope = scope
         self._send = emit
         self._worker = worker
         self._retry_attempts = retry_attempts
@@ -117,6 +156,7 @@ class Provisioner:
         # Started then its outcome, not a stream of steps for the status service to apply.
         self._progress_delay = progress_delay
         self._delayed: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._beats: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -126,7 +166,17 @@ class Provisioner:
             Operation.DELETE: self._delete,
         }[cmd.operation]
         started = False
-        beat: asyncio.Task[None] | None = None
+
+        async def waiting(holder: str) -> None:
+            # Another operation (or anyone else) holds the instance's lock: say so, and keep
+            # saying it every heartbeat, so a waiting job is never silent.
+            await self._progress(
+                cmd,
+                f"Waiting for instance {cmd.instance_id}'s lock on the ODS server, held by "
+                f"{holder}",
+                5,
+            )
+            self._beat(cmd)
 
         async def before_sleep(state: RetryCallState) -> None:
             await self._retrying(cmd, state)
@@ -140,17 +190,25 @@ class Provisioner:
                 reraise=True,
             ):
                 with retry:
-                    async with self._server.session(cmd.instance_id) as session:
+                    async with self._server.session(
+                        cmd.instance_id, scope=self._scope, on_wait=waiting
+                    ) as session:
                         if not started:
-                            if not await self._claimed(cmd):
+                            claim = await self._claimed(cmd)
+                            if claim is not Claimed.CLAIMED:
+                                if claim is Claimed.ENDED and cmd.operation is Operation.CREATE:
+                                    await self._drop_staging(session, cmd)
                                 return
                             started = True
                             await self._started(cmd, attempt)
-                            beat = asyncio.create_task(self._heartbeat(cmd))
+                            self._beat(cmd)
                         try:
                             outcome = await steps(session, cmd)
                         except PermanentError as exc:
                             outcome = self._failure(cmd, str(exc))
+                        except GivenUpError as exc:
+                            log.warning("job given up; last step not taken", reason=str(exc))
+                            return
                         # Reported while the instance's lock is still held: the next operation
                         # on the instance cannot start before this one has said how it ended.
                         self._end_steps(cmd)
@@ -160,9 +218,15 @@ class Provisioner:
             self._end_steps(cmd)
             await self._report(cmd, self._failure(cmd, str(exc)))
         finally:
+            beat = self._beats.pop(cmd.job_id, None)
             if beat is not None:
                 beat.cancel()
             self._end_steps(cmd)
+
+    def _beat(self, cmd: InstanceRequested) -> None:
+        """Start the job's heartbeat (once)."""
+        if cmd.job_id not in self._beats:
+            self._beats[cmd.job_id] = asyncio.create_task(self._heartbeat(cmd))
 
     def _end_steps(self, cmd: InstanceRequested) -> None:
         """No step is reported after this: the outcome comes next."""
@@ -171,15 +235,38 @@ class Provisioner:
         if delayed is not None:
             delayed.cancel()
 
-    async def _claimed(self, cmd: InstanceRequested) -> bool:
-        """Claim the job (under the instance's lock); False when it was cancelled."""
+    async def _claimed(self, cmd: InstanceRequested) -> Claimed:
+        """Claim the job (under the instance's lock): only a job that is still waiting for its
+        worker, or running (a redelivery, a re-drive), and still the instance's, is worked on."""
         try:
             claimed = await self._claim(cmd.job_id)
         except Exception as exc:
             raise TransientError(f"admin database unreachable to claim the job: {exc!r}") from exc
-        if not claimed:
+        if claimed is Claimed.CANCELLED:
             log.info("job was cancelled before it started; skipped", operation=cmd.operation.value)
+        elif claimed is Claimed.ENDED:
+            log.warning(
+                "job has already ended (given up or finished); its command is skipped",
+                operation=cmd.operation.value,
+            )
         return claimed
+
+    async def _drop_staging(self, s: OdsSession, cmd: InstanceRequested) -> None:
+        """The clone this job made (it is named for the job): this system drops what it made."""
+        staging = staging_name(cmd.job_id)
+        if await s.database(staging) is not None:
+            await s.drop(staging)
+            log.info("staging clone of an ended job dropped", database_name=staging)
+
+    def _refuse_protected(self, info: DatabaseInfo | None) -> None:
+        if info is None:
+            return
+        why = "it is a template" if info.is_template else self._protected(info.name)
+        if why:
+            raise PermanentError(
+                f"database {info.name!r} is never renamed, dropped or emptied of sessions by "
+                f"this system: {why}"
+            )
 
     async def _report(self, cmd: InstanceRequested, outcome: Message) -> None:
         if isinstance(outcome, InstanceCreateFailed | InstanceRenameFailed | InstanceDeleteFailed):
@@ -296,11 +383,16 @@ class Provisioner:
         await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant))
         await self._progress(cmd, f"Renaming to {target}", 90)
         if await s.database(target) is not None:
+            await s.drop(staging)  # this system's own clone: nothing of it is left behind
             raise DatabaseExistsError(
-                f"database {target!r} appeared on the ODS server during the clone; "
-                f"the clone is kept as {staging!r}"
+                f"database {target!r} appeared on the ODS server during the clone and was left "
+                f"untouched; the clone ({staging!r}) was dropped"
             )
-        await s.rename(staging, target)
+        async with self._fence(cmd.job_id) as live:
+            if not live:
+                await s.drop(staging)
+                raise GivenUpError(f"the clone {staging!r} was dropped, {target!r} not created")
+            await s.rename(staging, target)
         return done
 
     async def _rename(self, s: OdsSession, cmd: InstanceRequested) -> Message:
@@ -315,12 +407,20 @@ class Provisioner:
         )
         await self._progress(cmd, f"Checking {source} and {target}", 10)
         old, new = await s.database(source), await s.database(target)
+        self._refuse_protected(old)
+        self._refuse_protected(new)
         if old is None:
             if _ours(new, cmd):  # renamed by an earlier attempt
                 await s.allow_connections(target)
                 return done
             raise PermanentError(f"database {source!r} does not exist on the ODS server")
-        if old.marker is not None and not old.marker.names(cmd.tenant, cmd.instance_id):
+        if old.marker is None:
+            raise PermanentError(
+                f"database {source!r} carries no mark of this system (it was made by another "
+                "tool and imported): adopt it first (`edfi-im adopt <instance id>`), then rename "
+                "it; it was left untouched"
+            )
+        if not old.marker.names(cmd.tenant, cmd.instance_id):
             raise PermanentError(f"database {source!r} belongs to another instance")
         if new is not None:
             await s.allow_connections(source)  # an earlier attempt may have closed it
@@ -328,14 +428,18 @@ class Provisioner:
                 f"a database named {target!r} already exists on the ODS server; "
                 f"{source!r} keeps its name"
             )
-        await self._progress(cmd, f"Ending sessions on {source}", 40)
-        await s.close_connections(source)
-        await self._progress(cmd, f"Renaming {source} to {target}", 70)
-        try:
-            await s.rename(source, target)
-        except Exception:
-            await s.allow_connections(source)
-            raise
+        async with self._fence(cmd.job_id) as live:
+            if not live:
+                await s.allow_connections(source)  # an earlier attempt may have closed it
+                raise GivenUpError(f"{source!r} keeps its name")
+            await self._progress(cmd, f"Ending sessions on {source}", 40)
+            await s.close_connections(source)
+            await self._progress(cmd, f"Renaming {source} to {target}", 70)
+            try:
+                await s.rename(source, target)
+            except Exception:
+                await s.allow_connections(source)
+                raise
         await s.allow_connections(target)
         return done
 
@@ -351,13 +455,22 @@ class Provisioner:
 
         await self._progress(cmd, f"Checking {name}", 10)
         info = await s.database(name)
+        self._refuse_protected(info)
+        # Clones of this instance a create left behind (it failed after cloning): this
+        # system's own, marked for this instance, so they go with it.
+        for staging in await s.staging_of(cmd.tenant, cmd.instance_id):
+            await s.drop(staging)
+            log.info("staging clone of the instance dropped", database_name=staging)
         if info is None:
             await self._progress(cmd, f"{name} is already gone", 90)
             return done(False)
         if _ours(info, cmd):
             # DROP … WITH (FORCE) ends the sessions itself; a failed drop leaves it as it was.
-            await self._progress(cmd, f"Ending sessions on {name} and dropping it", 50)
-            await s.drop(name)
+            async with self._fence(cmd.job_id) as live:
+                if not live:
+                    raise GivenUpError(f"{name!r} was not dropped")
+                await self._progress(cmd, f"Ending sessions on {name} and dropping it", 50)
+                await s.drop(name)
             return done(True)
         if not cmd.expect_database:
             # The create failed on a name someone else's database holds: nothing of ours to drop.

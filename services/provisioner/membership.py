@@ -31,11 +31,15 @@ def assign(shard_count: int, members: list[int], me: int) -> set[int]:
     return {k for k in range(shard_count) if k % len(ordered) == rank}
 
 
-def group_key(rabbitmq_url: str) -> int:
-    """The lock class of one deployment's replicas: those consuming the same broker vhost."""
+def deployment_of(rabbitmq_url: str) -> str:
+    """One deployment: the services consuming the same broker vhost."""
     parts = urlsplit(rabbitmq_url)
-    name = f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
-    return MEMBER_CLASS + zlib.crc32(name.encode()) % 1_000_000
+    return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+
+
+def group_key(rabbitmq_url: str) -> int:
+    """The lock class of one deployment's replicas."""
+    return MEMBER_CLASS + zlib.crc32(deployment_of(rabbitmq_url).encode()) % 1_000_000
 
 
 class Membership:

@@ -4,9 +4,10 @@ quoting (`sql.Identifier`), never string formatting."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,10 +18,20 @@ from services.runtime.errors import PermanentError, TransientError
 
 MANAGED_BY = "edfi-instance-manager"
 STAGING_PREFIX = "edfi_im_staging_"  # + the job id: where a clone is built
-# pg advisory lock class ids (first key of the two-key form).
-CLONE_SLOT_CLASS = 0x0ED1F1  # one of N clone slots on the server
-INSTANCE_LOCK_CLASS = 0x0ED1F2  # one operation per instance
-MEMBER_CLASS = 0x0ED1F3  # provisioner replicas, for shard assignment
+# pg advisory lock class of the provisioner replicas' member slots (two-key form).
+MEMBER_CLASS = 0x0ED1F3
+# Databases of the server that are never renamed, dropped or emptied of sessions.
+SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
+
+OnWait = Callable[[str], Awaitable[None]]
+
+
+def lock_key(*scope: object) -> int:
+    """A 64-bit advisory lock key for one thing of one deployment (an instance of a tenant's
+    admin database, a clone slot of a deployment): another deployment on the same server, or
+    anyone else's advisory locks, cannot hold it by accident."""
+    digest = hashlib.blake2b(repr(("edfi-im", *scope)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class Marker:
 class DatabaseInfo:
     name: str
     marker: Marker | None
+    is_template: bool = False
 
 
 TRANSIENT_SQLSTATES = {
@@ -112,7 +124,7 @@ class PostgresSession:
     async def database(self, name: str) -> DatabaseInfo | None:
         try:
             cur = await self._conn.execute(
-                "SELECT datname, shobj_description(oid, 'pg_database') "
+                "SELECT datname, shobj_description(oid, 'pg_database'), datistemplate "
                 "FROM pg_database WHERE datname = %s",
                 (name,),
             )
@@ -121,14 +133,47 @@ class PostgresSession:
             raise classify(exc) from exc
         if row is None:
             return None
-        return DatabaseInfo(str(row[0]), Marker.parse(None if row[1] is None else str(row[1])))
+        comment = None if row[1] is None else str(row[1])
+        return DatabaseInfo(str(row[0]), Marker.parse(comment), bool(row[2]))
+
+    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
+        """The staging clones marked as this tenant's instance's (left by a create that failed
+        after its clone)."""
+        cur = await self._conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+            "WHERE starts_with(datname, %s)",
+            (STAGING_PREFIX,),
+        )
+        found = []
+        for name, comment in await cur.fetchall():
+            marker = Marker.parse(None if comment is None else str(comment))
+            if marker is not None and marker.names(tenant, instance_id):
+                found.append(str(name))
+        return found
+
+    async def sessions_on(self, name: str) -> str:
+        """Who is connected to a database, in words (for a clone refused because of them)."""
+        cur = await self._conn.execute(
+            "SELECT pid, application_name, client_addr::text, backend_start FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY backend_start LIMIT 5",
+            (name,),
+        )
+        rows = await cur.fetchall()
+        return "; ".join(describe_session(*row[:3]) for row in rows) or "none any more"
 
     async def clone(self, template: str, target: str) -> None:
-        await self._run(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(target), sql.Identifier(template)
+        try:
+            await self._conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(target), sql.Identifier(template)
+                )
             )
-        )
+        except psycopg.Error as exc:
+            error = classify(exc)
+            if getattr(exc, "sqlstate", None) == "55006":  # someone is connected to it
+                holders = await self.sessions_on(template)
+                error = type(error)(f"{error}; sessions on {template!r}: {holders}")
+            raise error from exc
 
     async def mark(self, name: str, marker: Marker) -> None:
         await self._run(
@@ -169,10 +214,18 @@ class PostgresSession:
 class PostgresOdsServer:
     """The ODS server, reached through its maintenance database (never the template)."""
 
-    def __init__(self, url: str, clone_slots: int, lock_poll_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        url: str,
+        clone_slots: int,
+        lock_poll_seconds: float = 0.2,
+        deployment: str = "",
+    ) -> None:
         self._url = url
         self._clone_slots = clone_slots
         self._lock_poll = lock_poll_seconds
+        # Clone slots are this deployment's (another deployment on the server has its own).
+        self._deployment = deployment
         # This process's own clones queue here and take a freed slot at once; the advisory
         # locks then share the slots with other replicas.
         self._local_slots = asyncio.Semaphore(clone_slots)
@@ -191,19 +244,31 @@ class PostgresOdsServer:
             await conn.close()
 
     @asynccontextmanager
-    async def session(self, instance_id: int) -> AsyncIterator[PostgresSession]:
-        """A session holding the instance's lock: one operation per instance at a time."""
+    async def session(
+        self, instance_id: int, *, scope: str = "", on_wait: OnWait | None = None
+    ) -> AsyncIterator[PostgresSession]:
+        """A session holding the instance's lock (scoped to `scope`, the tenant's admin database:
+        one operation per instance at a time). While another session holds it, `on_wait` is told
+        who does (once, and again when that changes)."""
+        key = lock_key("instance", scope, instance_id)
         async with self._connect() as conn:
+            told = None
             while True:
-                cur = await conn.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (INSTANCE_LOCK_CLASS, instance_id)
-                )
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
                 row = await cur.fetchone()
                 if row and row[0]:
                     break
+                if on_wait is not None:
+                    holder = await _lock_holder(conn, key)
+                    if holder != told:
+                        told = holder
+                        await on_wait(holder)
                 await asyncio.sleep(self._lock_poll)
             yield PostgresSession(conn)
             # Closing the connection releases the lock.
+
+    def slot_key(self, slot: int) -> int:
+        return lock_key("clone-slot", self._deployment, slot)
 
     @asynccontextmanager
     async def clone_slot(self) -> AsyncIterator[int]:
@@ -213,20 +278,36 @@ class PostgresOdsServer:
             try:
                 yield slot
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (CLONE_SLOT_CLASS, slot))
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (self.slot_key(slot),))
 
     async def _acquire_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
         delay = 0.05
         while True:
             for slot in range(self._clone_slots):
-                cur = await conn.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (CLONE_SLOT_CLASS, slot)
-                )
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.slot_key(slot),))
                 row = await cur.fetchone()
                 if row and row[0]:
                     return slot
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+
+def describe_session(pid: object, application: object, client: object) -> str:
+    return f"pid {pid} (application {str(application or '')!r}, client {client or 'local socket'})"
+
+
+async def _lock_holder(conn: psycopg.AsyncConnection[tuple[object, ...]], key: int) -> str:
+    """Who holds a one-key advisory lock, in words."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    cur = await conn.execute(
+        "SELECT a.pid, a.application_name, a.client_addr::text FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+    )
+    row = await cur.fetchone()
+    return "another session" if row is None else describe_session(*row)
 
 
 def staging_name(job_id: uuid.UUID) -> str:

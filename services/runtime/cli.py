@@ -74,14 +74,15 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
                 return 0 if removed else 1
             secret = os.environ.get("EDFI_IM_CLIENT_SECRET") or getpass.getpass("Client secret: ")
             tenants = None if args.tenants is None else args.tenants.split(",")
+            scopes = auth.parse_scopes(args.scopes)
             name = args.name or args.client_id
-            problems = auth.client_problems(args.client_id, secret, name, tenants, settings)
+            problems = auth.client_problems(args.client_id, secret, name, tenants, settings, scopes)
             for field, problem in problems.items():
                 print(f"{field}: {problem}", file=sys.stderr)
             if problems:
                 return 2
             try:
-                await auth.register_client(engine, args.client_id, secret, name, tenants)
+                await auth.register_client(engine, args.client_id, secret, name, tenants, scopes)
             except ProblemError as exc:
                 print(exc.detail, file=sys.stderr)
                 return 1
@@ -123,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     api_clients.add_argument("client_id", nargs="?")
     api_clients.add_argument("--name", help="display name (add)")
     api_clients.add_argument("--tenants", help="comma-separated tenants it is limited to (add)")
+    api_clients.add_argument(
+        "--scopes",
+        help="the scopes it may ask tokens for, e.g. edfi_admin_api/read_only (add; default: all)",
+    )
+    adopting = sub.add_parser(
+        "adopt",
+        help="make the database of an imported instance this system's (to rename or drop it)",
+    )
+    adopting.add_argument("instance_id", type=int)
+    adopting.add_argument("--tenant", help="the instance's tenant (multi-tenant mode)")
     schemas = sub.add_parser(
         "schemas", help="export the contracts' JSON Schema and the services' AsyncAPI documents"
     )
@@ -178,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
                     "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: the services will use the "
                     "public development key"
                 )
+        elif args.command == "adopt":
+            from services.provisioner.adopt import AdoptionRefusedError, adopt
+
+            try:
+                print(asyncio.run(adopt(settings, args.tenant, args.instance_id)))
+            except AdoptionRefusedError as exc:
+                log.error("adoption refused", reason=str(exc))
+                print(f"refused: {exc}", file=sys.stderr)
+                return 1
         elif args.command == "clients":
             return _clients(parser, args, settings)
         elif args.command == "dead-letters":

@@ -14,6 +14,12 @@ def with_driver(url: str, driver: str) -> str:
     )
 
 
+def database_identity(url: str) -> str:
+    """`host:port/database` of a URL (no credentials): what names one admin database."""
+    parsed = make_url(url)
+    return f"{(parsed.host or 'localhost').lower()}:{parsed.port or 5432}/{parsed.database}"
+
+
 def create_admin_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     return create_async_engine(
         with_driver(url, "asyncpg"),

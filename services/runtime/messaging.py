@@ -143,7 +143,7 @@ async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:
     if isinstance(app, AsgiFastStream):
         config = uvicorn.Config(
             app,
-            host="0.0.0.0",  # noqa: S104 - the health port is for container health checks
+            host=settings.health_host,
             port=settings.health_port or 8080,
             log_config=None,
             lifespan="on",

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,8 +26,10 @@ from services.runtime.errors import ConfigurationError
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="
 
-# Signs the gateway's access tokens in development only (HS256); `just up` says so.
-DEVELOPMENT_JWT_SIGNING_KEY = "development-signing-key-not-for-production-use!"
+# Signs the gateway's access tokens in development when no key is set: made at start-up, never
+# public (a published development key would let anyone who reaches the gateway mint tokens), so
+# tokens do not outlive the process and each replica has its own.
+EPHEMERAL_JWT_SIGNING_KEY = secrets.token_urlsafe(48)
 
 DEFAULT_TEMPLATES = {
     "Minimal": "EdFi_Ods_Minimal_Template",
@@ -60,6 +63,8 @@ class TenantSettings(BaseModel):
     ods_server_url: str | None = None
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str | None = None
+    ods_api_username: str | None = None
+    ods_api_password: SecretStr | None = None
     database_name_pattern: str | None = None
     templates: dict[str, str] | None = None
     clone_concurrency: int | None = Field(default=None, ge=1, le=64)
@@ -83,6 +88,10 @@ class Settings(BaseSettings):
     ods_server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str = "pooling=true;Application Name=EdFi.Ods.WebApi"
+    # The credentials written into the connection strings the ODS/API reads (its own, not the
+    # ones this system uses to create and drop databases); unset: those of ods_server_url.
+    ods_api_username: str | None = None
+    ods_api_password: SecretStr | None = None
     database_name_pattern: str = "EdFi_Ods_{name}"
     templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     clone_concurrency: int = Field(default=2, ge=1, le=64)
@@ -132,6 +141,9 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     max_body_bytes: int = Field(default=65_536, ge=1024)
+    # /connect/token: wrong secrets for one client id before it is refused for a while.
+    token_max_failures: int = Field(default=5, ge=1, le=1000)
+    token_lockout_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # The Ed-Fi Admin Console (`/adminconsole`): origins its browser pages are served from, the
     # template its creates use (it names none), and the ODS/API it shows for a tenant.
@@ -142,6 +154,9 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     health_port: int | None = None
+    # Where the consumers' /health and /metrics listen: this machine only, unless opened (a
+    # container whose health is checked from outside, a Prometheus on another host).
+    health_host: str = "127.0.0.1"
     max_page_size: int = Field(default=500, ge=1)
 
     log_level: str = "INFO"
@@ -290,7 +305,7 @@ class Settings(BaseSettings):
                     "EDFI_IM_JWT_SIGNING_KEY is not set: the gateway signs its access tokens with "
                     "it (at least 32 characters; every gateway replica needs the same one)"
                 )
-            return DEVELOPMENT_JWT_SIGNING_KEY
+            return EPHEMERAL_JWT_SIGNING_KEY
         if len(raw.encode()) < 32:
             raise ConfigurationError("EDFI_IM_JWT_SIGNING_KEY must be at least 32 bytes long")
         return raw

@@ -137,6 +137,7 @@ jobs = Table(
     Column("schedule_id", Uuid),
     Column("result", JSONB),
     Column("claimed_at", DateTime(timezone=True)),
+    Column("server_done_at", DateTime(timezone=True)),
     schema=SCHEMA,
 )
 schedules = Table(
@@ -205,5 +206,6 @@ clients = Table(
     Column("display_name", String(200), nullable=False),
     Column("tenants", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("scopes", JSONB),
     schema=SCHEMA,
 )

@@ -28,7 +28,7 @@ from services.runtime.tables import (
     schedule_runs,
     schedules,
 )
-from services.status.sync import database_of, import_ods_instances
+from services.status.sync import Importable, database_of, import_ods_instances, place_of
 
 log = get_logger(__name__)
 
@@ -85,7 +85,6 @@ async def reconcile(
     findings: list[dict[str, Any]] = []
     live = [i for i in instances if i.status != InstanceStatus.DELETED.value]
     managed_ods = {i.odsinstanceid for i in live if i.odsinstanceid is not None}
-    expected_dbs = {(i.databasename or "").lower(): i for i in live if i.databasename}
 
     for inst in live:
         about = {"instanceId": inst.id, "name": inst.name}
@@ -136,15 +135,24 @@ async def reconcile(
                 )
             )
     unmanaged = [r for ods_id, r in dbo.items() if ods_id not in managed_ods]
+    rules = Importable(settings)
     for row in unmanaged:
+        place, _ = place_of(row.connectionstring, key)
+        refusal = rules.refusal(place) if place is not None else None
         findings.append(
             _finding(
+                "foreignOdsInstance",
+                f"dbo.odsinstances {row.odsinstanceid} ({row.name!r}) is not imported: {refusal}",
+                odsInstanceId=row.odsinstanceid,
+            )
+            if refusal
+            else _finding(
                 "unmanagedOdsInstance",
                 f"dbo.odsinstances {row.odsinstanceid} ({row.name!r}) has no instance here",
                 odsInstanceId=row.odsinstanceid,
             )
         )
-    prefix = settings.database_name_pattern.split("{name}")[0].lower()
+    by_id = {i.id: i for i in instances}
     for name, marker in sorted(databases.items()):
         low = name.lower()
         if low.startswith(STAGING_PREFIX):
@@ -159,25 +167,44 @@ async def reconcile(
                     )
                 )
             continue
-        if marker is None or not prefix or not low.startswith(prefix):
-            continue
-        if marker.tenant != settings.tenant:
-            continue  # another tenant's, on a shared server
-        owner = expected_dbs.get(low)
-        if owner is None:
+        if marker is None or marker.tenant != settings.tenant:
+            continue  # not this system's, or another tenant's on a shared server
+        # Marked as this system's: the records must say the same.
+        owner = by_id.get(marker.instance_id)
+        if owner is None or owner.status == InstanceStatus.DELETED.value:
             findings.append(
                 _finding(
                     "orphanDatabase",
                     f"{name!r} was created by this system for instance {marker.instance_id}, "
-                    "which no live instance uses now; it was kept, not dropped",
+                    "which no live instance is now; it was kept, not dropped",
                     database=name,
                     instanceId=marker.instance_id,
                 )
             )
+        elif (owner.databasename or "").lower() != low:
+            findings.append(
+                _finding(
+                    "unrecordedDatabase",
+                    f"{name!r} is marked as instance {owner.id}'s, whose records name "
+                    f"{owner.databasename!r} ({owner.status}); it was kept as it is",
+                    database=name,
+                    instanceId=owner.id,
+                )
+            )
+        elif owner.status == InstanceStatus.ERROR.value:
+            findings.append(
+                _finding(
+                    "databaseOfFailedInstance",
+                    f"{name!r} exists, marked as instance {owner.id}'s, whose create is recorded "
+                    "as failed (Error); delete the instance to drop it",
+                    database=name,
+                    instanceId=owner.id,
+                )
+            )
     repaired = 0
-    if repair and unmanaged:
+    if repair and any(f["kind"] == "unmanagedOdsInstance" for f in findings):
         # The one safe repair: import rows other Ed-Fi tools made (it only adds rows here).
-        imported = set(await import_ods_instances(engine, key))
+        imported = set(await import_ods_instances(engine, key, settings))
         for f in findings:
             if f["kind"] == "unmanagedOdsInstance" and f["odsInstanceId"] in imported:
                 f["repaired"] = True

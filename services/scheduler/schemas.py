@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from services.gateway.schemas import CamelModel
+from services.runtime.naming import Printable
 from services.runtime.states import JobType
 from services.scheduler.triggers import MisfirePolicy, ScheduleState, Trigger
 
@@ -45,7 +46,7 @@ class CreateSchedule(CamelModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Printable = Field(min_length=1, max_length=200)
     job: ScheduleJob
     trigger: Trigger
     misfire_policy: MisfirePolicy = MisfirePolicy.FIRE_ONCE_NOW

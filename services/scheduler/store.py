@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway.jobs import check_job
 from services.gateway.problems import ProblemError, validation_problem
+from services.gateway.schemas import DeleteInstanceParameters, RenameInstanceParameters
 from services.runtime.settings import Settings
-from services.runtime.states import JobStatus
-from services.runtime.tables import jobs, schedule_runs, schedules
+from services.runtime.states import InstanceStatus, JobStatus
+from services.runtime.tables import db_instances, jobs, schedule_runs, schedules
 from services.scheduler.firing import RunOutcome
 from services.scheduler.schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
 from services.scheduler.triggers import ScheduleState, anchored, first_fire
@@ -50,6 +51,18 @@ async def create_schedule(
     # What can be checked now is checked now; the rest (names taken, instance states) is
     # checked at each fire, as for an HTTP request, and a refusal is recorded as a failed run.
     params = check_job(settings, body.job.type, body.job.parameters, "job.parameters").params
+    if isinstance(params, RenameInstanceParameters | DeleteInstanceParameters):
+        # An instance that does not exist, or was deleted, would refuse every fire.
+        status = await conn.scalar(
+            select(db_instances.c.status).where(db_instances.c.id == params.id)
+        )
+        if status is None or status == InstanceStatus.DELETED.value:
+            raise validation_problem(
+                "job.parameters.id",
+                f"no instance with id {params.id}"
+                if status is None
+                else f"instance {params.id} was deleted",
+            )
     trigger = anchored(body.trigger, now)
     next_fire = first_fire(trigger, now)
     if next_fire is None:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from services.runtime.naming import Printable
 from services.scheduler import cron
 
 # Missed occurrences counted one by one before a misfire report says "at least".
@@ -42,20 +43,34 @@ class _Trigger(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+# Instants a trigger may name: far enough from datetime's limits that the trigger maths (a
+# year of interval, a time zone's offset) never leave them.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise ValueError("must include a UTC offset, e.g. 2026-12-01T10:00:00Z")
-    return value.astimezone(UTC) if value is not None else None
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("must be between 1970-01-01T00:00:00Z and 9000-01-01T00:00:00Z")
+    return utc
 
 
 class CronTrigger(_Trigger):
     type: Literal["cron"]
-    cron: str = Field(
+    cron: Printable = Field(
         max_length=200,
         description="Quartz (`0 0 9 * * ?`, seconds first) or standard 5-field cron",
         examples=["0 0 9 * * ?"],
     )
-    time_zone: str = Field(default="UTC", max_length=64, description="IANA name")
+    time_zone: Printable = Field(default="UTC", max_length=64, description="IANA name")
 
     @field_validator("cron")
     @classmethod
@@ -127,7 +142,7 @@ def next_after(trigger: Trigger, after: datetime) -> datetime | None:
     if trigger.repeat_count is not None and k > trigger.repeat_count:
         return None
     at = trigger.start_at + k * step
-    if trigger.end_at is not None and at > trigger.end_at:
+    if (trigger.end_at is not None and at > trigger.end_at) or at >= LATEST:
         return None
     return at
 

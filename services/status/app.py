@@ -58,9 +58,14 @@ from services.runtime.states import is_terminal
 from services.runtime.tables import jobs
 from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
+from services.runtime.waiting import flag_waiting_jobs
 from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
-from services.status.connection_strings import ods_connection_string, quoting_warning
+from services.status.connection_strings import (
+    ods_connection_string,
+    quoting_warning,
+    shared_credentials_warning,
+)
 from services.status.recovery import (
     death_reason,
     fail_dead_lettered,
@@ -100,6 +105,9 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             "ODS_CONNECTION_STRING_ENCRYPTION_KEY to the key your ODS/API uses"
         )
     for resolved in settings.tenant_settings().values():
+        shared = shared_credentials_warning(resolved)
+        if shared:
+            log.warning("the ODS/API gets this system's own credentials", detail=shared)
         warning = quoting_warning(resolved)
         if warning:
             log.warning(
@@ -268,6 +276,11 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     async def sweep_orphans(db: TenantDatabase) -> None:
         if db.tenant is not None:  # this task's own context: its log lines
             structlog.contextvars.bind_contextvars(tenant=db.tenant)
+        applier = appliers[db.tenant]
+
+        async def apply_fact(conn: AsyncConnection, fact: Message) -> object:
+            return await applier.apply(conn, fact, f"fact:{fact.job_id}")
+
         while True:
             try:
                 handled = await in_transaction(
@@ -276,6 +289,13 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
                         conn,
                         threshold_seconds=settings.orphan_threshold_seconds,
                         max_recoveries=settings.max_recoveries,
+                        apply_fact=apply_fact,
+                    ),
+                )
+                await in_transaction(
+                    db,
+                    lambda conn: flag_waiting_jobs(
+                        conn, threshold_seconds=settings.orphan_threshold_seconds, tenant=db.tenant
                     ),
                 )
                 if handled:
@@ -290,7 +310,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         await declare_topology_when_available(settings)
         for db in databases:
             imported = await when_available(
-                functools.partial(import_ods_instances, db.engine, key),
+                functools.partial(import_ods_instances, db.engine, key, db.settings),
                 "start-up sync",
                 settings.startup_wait_seconds,
             )

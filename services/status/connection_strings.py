@@ -31,18 +31,15 @@ def quoting_warning(settings: Settings) -> str | None:
             return None
         where = "EDFI_IM_ODS_CONNECTION_STRING_TEMPLATE has a quoted value"
     else:
-        url = urlsplit(settings.ods_server_url)
-        fields = {
-            "user name": unquote(url.username or ""),
-            "password": unquote(url.password or ""),
-        }
+        username, password = ods_api_credentials(settings)
+        fields = {"user name": username, "password": password or ""}
         quoted = [what for what, value in fields.items() if value and _needs_quotes(value)]
         if not quoted:
             return None
         where = (
-            f"the ODS server's {' and '.join(quoted)} in EDFI_IM_ODS_SERVER_URL hold ';', '=', a "
-            "quote or surrounding spaces, so the connection strings written to "
-            "dbo.odsinstances quote them"
+            f"the ODS/API's {' and '.join(quoted)} (EDFI_IM_ODS_API_USERNAME/PASSWORD, or those "
+            "of EDFI_IM_ODS_SERVER_URL) hold ';', '=', a quote or surrounding spaces, so the "
+            "connection strings written to dbo.odsinstances quote them"
         )
     return (
         f"{where}. The ODS/API (Npgsql) reads quoted values, but tools that split a connection "
@@ -52,18 +49,44 @@ def quoting_warning(settings: Settings) -> str | None:
     )
 
 
+def ods_api_credentials(settings: Settings) -> tuple[str, str | None]:
+    """The user name and password the ODS/API gets: its own when set, else the server URL's."""
+    url = urlsplit(settings.ods_server_url)
+    if settings.ods_api_username:
+        password = settings.ods_api_password
+        return settings.ods_api_username, password.get_secret_value() if password else None
+    return unquote(url.username or "postgres"), unquote(url.password) if url.password else None
+
+
+def shared_credentials_warning(settings: Settings) -> str | None:
+    """Why the ODS/API should have credentials of its own, when it has this system's."""
+    if settings.ods_connection_string_template:
+        return None
+    url = urlsplit(settings.ods_server_url)
+    server_user = unquote(url.username or "postgres")
+    if ods_api_credentials(settings)[0] != server_user:
+        return None
+    return (
+        "the connection strings written to dbo.odsinstances give the ODS/API the credentials "
+        "this system uses on the ODS server (EDFI_IM_ODS_SERVER_URL), which may create, rename "
+        "and drop databases: give the ODS/API a login of its own with EDFI_IM_ODS_API_USERNAME "
+        "and EDFI_IM_ODS_API_PASSWORD (or EDFI_IM_ODS_CONNECTION_STRING_TEMPLATE)"
+    )
+
+
 def ods_connection_string(settings: Settings, database: str) -> str:
     """An Npgsql connection string for `database`, the form ODS/API 7 reads for PostgreSQL."""
     if settings.ods_connection_string_template:
         return settings.ods_connection_string_template.replace("{database}", database)
     url = urlsplit(settings.ods_server_url)
+    username, password = ods_api_credentials(settings)
     parts = [
         f"host={_escape(url.hostname or 'localhost')}",
         f"port={url.port or 5432}",
-        f"username={_escape(unquote(url.username or 'postgres'))}",
+        f"username={_escape(username)}",
     ]
-    if url.password:
-        parts.append(f"password={_escape(unquote(url.password))}")
+    if password:
+        parts.append(f"password={_escape(password)}")
     parts.append(f"database={_escape(database)}")
     if settings.ods_connection_string_options:
         parts.append(settings.ods_connection_string_options.strip(";"))

@@ -4,6 +4,7 @@ command fails its job visibly (seed 004's orphaned-job recovery; seed 002's lock
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from contracts.messages import (
     Operation,
     OperationFailed,
 )
-from services.runtime import outbox
+from services.runtime import dberrors, outbox
 from services.runtime.logging import get_logger
 from services.runtime.metrics import ORPHAN_RECOVERIES
 from services.runtime.states import (
@@ -101,11 +102,62 @@ async def redrive(conn: AsyncConnection, job: Any, correlation_id: str | None) -
     )
 
 
+ApplyFact = Callable[[AsyncConnection, Message], Awaitable[object]]
+
+
+def outcome_of_command(job: Any) -> Message:
+    """The success outcome a job's command had once its last server step was done."""
+    command = InstanceRequested.model_validate(job.command)
+    about = {"job_id": job.id, "instance_id": command.instance_id, "tenant": command.tenant}
+    if command.operation is Operation.CREATE:
+        return InstanceCreated(**about, database_name=command.database_name)
+    if command.operation is Operation.RENAME:
+        return InstanceRenamed(
+            **about,
+            old_database_name=command.database_name,
+            database_name=command.new_database_name or "",
+            new_name=command.new_name or "",
+        )
+    return InstanceDeleted(**about, database_name=command.database_name, dropped=True)
+
+
+async def record_fact(conn: AsyncConnection, job: Any, apply_fact: ApplyFact, silent: str) -> None:
+    """A silent job whose last server step was done (its fence recorded it): the server has
+    changed, so its outcome is recorded as the fact it is, and the job's history says so. A
+    refusal of that record (EdFi_Admin's constraints) fails the job with the reason."""
+    fact = outcome_of_command(job)
+    try:
+        async with conn.begin_nested():
+            await apply_fact(conn, fact)
+    except Exception as exc:
+        if dberrors.is_transient(exc):
+            raise
+        await record_refusal(conn, fact, dberrors.describe(exc), None)
+        return
+    done_at = job.server_done_at.isoformat(timespec="seconds")
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job.id)
+        .values(
+            progress_message=(
+                f"Recorded from its command: its last step was done on the ODS server at "
+                f"{done_at}, then {silent}"
+            )[:500]
+        )
+    )
+
+
 async def recover_orphans(
-    conn: AsyncConnection, *, threshold_seconds: float, max_recoveries: int
+    conn: AsyncConnection,
+    *,
+    threshold_seconds: float,
+    max_recoveries: int,
+    apply_fact: ApplyFact | None = None,
 ) -> list[uuid.UUID]:
     """Re-drive Running jobs whose heartbeat is older than the threshold; fail those recovered
-    `max_recoveries` times already. Replicas skip each other's rows (SKIP LOCKED)."""
+    `max_recoveries` times already; record the outcome of those whose last server step is
+    known to be done (the server has changed: failing them would make the records lie).
+    Replicas skip each other's rows, and a job inside its fence is skipped (SKIP LOCKED)."""
     stale = (
         await conn.execute(
             select(jobs)
@@ -133,7 +185,15 @@ async def recover_orphans(
                 )
             ).first()
             current = instance is not None and instance.currentjobid == job.id
-        if not current or job.command is None:
+        if current and job.server_done_at is not None and apply_fact is not None:
+            await record_fact(conn, job, apply_fact, silent)
+            ORPHAN_RECOVERIES.labels("recorded").inc()
+            log.warning(
+                "silent job's outcome recorded from its command",
+                job_id=str(job.id),
+                instance_id=job.instance_id,
+            )
+        elif not current or job.command is None:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)

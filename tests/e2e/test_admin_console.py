@@ -4,6 +4,7 @@ from its browser, a `Tenant` header, paths in either case), against the real sta
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -250,6 +251,18 @@ def test_create_with_contexts_and_a_derivative_update_rename_and_delete(
         admin_database, "SELECT 1 FROM dbo.odsinstances WHERE name = %s", (new_name,)
     )
     _problem(console.get("/adminconsole/odsInstances/2147483647"), 404)
+    # A Deleted instance is kept for audit and changes no more (as /v2 answers it).
+    before = console.get(f"/adminconsole/odsInstances/{made['id']}").json()
+    r = console.put(
+        f"/adminconsole/odsInstances/{made['id']}",
+        json={
+            "name": new_name,
+            "instanceType": "Changed",
+            "odsInstanceContexts": [{"contextKey": "schoolYear", "contextValue": "1999"}],
+        },
+    )
+    assert "was deleted" in _problem(r, 404)["detail"]
+    assert console.get(f"/adminconsole/odsInstances/{made['id']}").json() == before
 
 
 def test_v2_create_takes_the_same_details(api: httpx.Client, admin_database: str) -> None:
@@ -329,3 +342,20 @@ def test_the_rest_of_admin_api_2_is_a_clear_404(
 ) -> None:
     body = _problem(console.request(method, path, json={} if method == "POST" else None), 404)
     assert body["title"] == "Not found"
+
+
+def test_the_console_list_pages_with_offset_and_limit_and_ids_are_digits_only(
+    console: httpx.Client,
+) -> None:
+    """`offset` and `limit` were ignored, and an id of `1%20` was read as 1 (issue 14)."""
+    everything = console.get("/adminconsole/odsInstances").json()
+    assert len(everything) >= 2
+    page = console.get("/adminconsole/odsInstances", params={"offset": 1, "limit": 1}).json()
+    assert [i["id"] for i in page] == [everything[1]["id"]]
+    _problem(console.get("/adminconsole/odsInstances", params={"limit": 0}), 422)
+    _problem(console.get("/adminconsole/odsInstances", params={"limit": 100_000}), 422)
+    first = everything[0]["id"]
+    for path in (f"{first}%20", f"%20{first}", f"+{first}", f"{first}.0", f"0{first}x"):
+        body = _problem(console.get(f"/adminconsole/odsInstances/{path}"), 422)
+        assert "digits only" in json.dumps(body["errors"]), path
+    _problem(console.get(f"/v2/dbInstances/{first}%20"), 422)

@@ -341,3 +341,90 @@ def test_a_body_over_the_limit_is_refused_and_changes_nothing(stack: Stack) -> N
         )
         _is_problem(streamed, 413)
         assert len(api.get("/v2/dbInstances", params={"limit": 500}).json()) == before
+
+
+def _token_at(base: str, client_id: str, secret: str, scope: str = FULL) -> httpx.Response:
+    return httpx.post(
+        f"{base}/connect/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": scope,
+        },
+        timeout=10,
+    )
+
+
+def test_a_client_gets_only_the_scopes_it_was_registered_with(stack: Stack) -> None:
+    """Any client could ask for full access (issue 14): now each has its allowed scopes."""
+    client_id = f"monitor-{uuid.uuid4().hex[:8]}"
+    r = httpx.post(
+        f"{stack.url}/connect/register",
+        data={
+            "ClientId": client_id,
+            "ClientSecret": GOOD_SECRET,
+            "DisplayName": "Monitoring",
+            "Scopes": "edfi_admin_api/read_only",
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    refused = _token_at(stack.url, client_id, GOOD_SECRET, FULL)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    assert "edfi_admin_api/read_only" in refused.json()["detail"]
+    allowed = _token_at(stack.url, client_id, GOOD_SECRET, "edfi_admin_api/read_only")
+    assert allowed.status_code == 200 and allowed.json()["scope"] == "edfi_admin_api/read_only"
+    bad = httpx.post(
+        f"{stack.url}/connect/register",
+        data={
+            "ClientId": f"bad-{uuid.uuid4().hex[:8]}",
+            "ClientSecret": GOOD_SECRET,
+            "DisplayName": "Bad",
+            "Scopes": "edfi_admin_api/everything",
+        },
+        timeout=10,
+    )
+    assert list(_is_problem(bad, 422)["errors"]) == ["Scopes"]
+
+
+def test_guessing_a_secret_is_stopped_after_a_few_tries(stack: Stack) -> None:
+    """~10 guesses a second were possible (issue 14): after EDFI_IM_TOKEN_MAX_FAILURES wrong
+    secrets the client id is refused (429, Retry-After), the right secret included, until the
+    lockout passes. A gateway of its own, so the lockout touches no other test."""
+    port = free_port()
+    stack.start(
+        "gateway-throttle",
+        "gateway",
+        EDFI_IM_GATEWAY_PORT=str(port),
+        EDFI_IM_TOKEN_MAX_FAILURES="3",
+        EDFI_IM_TOKEN_LOCKOUT_SECONDS="3",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        client_id = f"guessed-{uuid.uuid4().hex[:8]}"
+        r = httpx.post(
+            f"{base}/connect/register",
+            data={"ClientId": client_id, "ClientSecret": GOOD_SECRET, "DisplayName": "x"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        for k in range(3):
+            assert (
+                _token_at(base, client_id, f"Wrong-Guess-{k}-0123456789abcdef!").status_code == 401
+            )
+        locked = _token_at(base, client_id, GOOD_SECRET)
+        assert _is_problem(locked, 429)["error"] == "slow_down"
+        assert 1 <= int(locked.headers["retry-after"]) <= 3
+        time.sleep(3.2)
+        assert _token_at(base, client_id, GOOD_SECRET).status_code == 200
+    finally:
+        stack.stop("gateway-throttle")

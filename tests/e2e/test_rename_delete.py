@@ -96,7 +96,9 @@ def test_a_rename_onto_an_existing_database_fails_and_changes_nothing(
 def test_requests_while_an_operation_is_in_flight_are_refused_naming_it(
     api: httpx.Client, settings: Settings
 ) -> None:
-    with pg.HeldCloneSlots(settings.clone_concurrency):  # the create waits for a slot
+    with pg.HeldCloneSlots(
+        settings.clone_concurrency, settings.rabbitmq_url
+    ):  # the create waits for a slot
         body = create(api, unique_name("Busy"))
         for response in (
             rename(api, body["id"], unique_name("Other")),

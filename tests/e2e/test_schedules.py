@@ -199,7 +199,9 @@ def test_two_scheduler_replicas_never_fire_the_same_occurrence_twice(
 def test_pending_jobs_can_be_cancelled_and_running_ones_show_progress(
     api: httpx.Client, settings: Settings, db_prefix: str
 ) -> None:
-    with pg.HeldCloneSlots(settings.clone_concurrency):  # every create waits for a clone slot
+    with pg.HeldCloneSlots(
+        settings.clone_concurrency, settings.rabbitmq_url
+    ):  # every create waits for a clone slot
         made = []
         for _ in range(2 * settings.shard_count):
             r = api.post(

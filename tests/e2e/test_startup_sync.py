@@ -3,6 +3,9 @@ imported instance is manageable through the API."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -15,8 +18,9 @@ from services.runtime.settings import Settings
 from services.runtime.topology import STATUS_QUEUE
 from services.status.connection_strings import ods_connection_string
 from tests.support import pg, rabbit
+from tests.support.flows import create_completed
 from tests.support.polling import wait_for_instance
-from tests.support.stack import Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -75,15 +79,59 @@ def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_ren
     )
     assert count == [(1,)]
 
+    # Made by another tool: renaming it is refused (and changes nothing) until it is adopted.
+    iid = int(str(imported["id"]))
     new_name = f"Legacy Renamed {suffix}"
-    r = api.put(f"/v2/dbInstances/{imported['id']}", json={"name": new_name})
+    assert api.put(f"/v2/dbInstances/{iid}", json={"name": new_name}).status_code == 202
+    refused, _ = wait_for_instance(api, iid)
+    assert refused["status"] == "Rename_Failed" and "adopt it first" in refused["error"]
+    assert pg.exists(database) and pg.comment(database) is None
+
+    adopted = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "adopt", str(iid)],
+        cwd=ROOT,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert adopted.returncode == 0, adopted.stderr
+    assert "adopted" in adopted.stdout
+    assert f'"instanceId": {iid}' in (pg.comment(database) or "")
+
+    r = api.put(f"/v2/dbInstances/{iid}", json={"name": new_name})
     assert r.status_code == 202
-    done, _ = wait_for_instance(api, int(str(imported["id"])))
+    done, _ = wait_for_instance(api, iid)
     assert done["status"] == "Completed", done
     assert pg.exists(done["databaseName"])
     assert not pg.exists(database)
-    # Not created by this system: a delete refuses to drop it.
-    assert api.delete(f"/v2/dbInstances/{imported['id']}").status_code == 202
-    failed, _ = wait_for_instance(api, int(str(imported["id"])))
-    assert failed["status"] == "Delete_Failed"
-    assert pg.exists(done["databaseName"])
+    # Now this system's: a delete drops it.
+    assert api.delete(f"/v2/dbInstances/{iid}").status_code == 202
+    deleted, _ = wait_for_instance(api, iid)
+    assert deleted["status"] == "Deleted", deleted
+    assert not pg.exists(done["databaseName"])
+
+
+def test_adopt_says_what_it_cannot_do(api: httpx.Client, stack: Stack) -> None:
+    """Adopting an instance that does not exist is refused (exit 1); one whose database this
+    system made is already its own (nothing is written)."""
+
+    def adopt(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.runtime.cli", "adopt", *args],
+            cwd=ROOT,
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    missing = adopt("2147483000")
+    assert missing.returncode == 1 and "no live instance" in missing.stderr
+    made = create_completed(api, f"Made Here {uuid.uuid4().hex[:8]}")
+    before = pg.comment(made["databaseName"])
+    own = adopt(str(made["id"]))
+    assert own.returncode == 0 and "already instance" in own.stdout
+    assert pg.comment(made["databaseName"]) == before

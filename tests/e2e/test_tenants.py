@@ -35,7 +35,7 @@ from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.flows import create
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -309,6 +309,58 @@ def test_a_client_limited_to_a_tenant_finds_nothing_of_another(tenants: Tenants)
         assert api_b.get(f"/v2/schedules/{schedule['id']}").json()["state"] == "Normal"
 
 
+def _forged(tenants: Tenants, claim: object) -> httpx.Client:
+    """A client whose token is signed with the gateway's own key (so only its claims are under
+    test) and carries `tenants: claim`."""
+    now = int(time.time())
+    claims = {
+        "iss": "edfi-instance-manager",
+        "aud": "edfi-instance-manager",
+        "sub": "forger",
+        "client_id": "forger",
+        "scope": "edfi_admin_api/full_access",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "tenants": claim,
+    }
+    key = tenants.stack.env["EDFI_IM_JWT_SIGNING_KEY"]
+    token = jwt.encode(claims, key, algorithm="HS256")
+    return httpx.Client(
+        base_url=tenants.stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+@pytest.mark.parametrize(
+    "claim", ["", {}, 0, None, [1], [None], [], [A, 7], "district a", {"name": A}]
+)
+def test_a_tenants_claim_that_is_not_a_list_of_names_is_refused_never_unlimited(
+    tenants: Tenants, claim: object
+) -> None:
+    """A token limited in a way that cannot be read gets nothing: 401 on every tenant, and a
+    delete on another tenant's instance is not accepted (issue 14: such claims gave every
+    tenant, and [1] or [null] a 500)."""
+    with tenants.api(B) as api_b:
+        theirs = _completed(api_b, create(api_b, unique_name("Guarded"))["id"])
+    with _forged(tenants, claim) as forged:
+        for tenant in (A, B):
+            r = forged.get("/v2/dbInstances", headers={"tenant": tenant})
+            _problem(r, 401)
+        _problem(forged.delete(f"/v2/dbInstances/{theirs['id']}", headers={"tenant": B}), 401)
+    with tenants.api(B) as api_b:
+        assert api_b.get(f"/v2/dbInstances/{theirs['id']}").json()["status"] == "Completed"
+
+
+def test_a_tenants_claim_that_is_one_name_limits_to_that_tenant(tenants: Tenants) -> None:
+    """Keycloak sends a single-valued attribute as a string: it is one tenant."""
+    with tenants.api(B) as api_b:
+        theirs = create(api_b, unique_name("Single"))
+    with _forged(tenants, A) as forged:
+        assert forged.get("/v2/dbInstances", headers={"tenant": A}).status_code == 200
+        _problem(forged.get(f"/v2/dbInstances/{theirs['id']}", headers={"tenant": B}), 404)
+        _problem(forged.delete(f"/v2/dbInstances/{theirs['id']}", headers={"tenant": B}), 404)
+
+
 def test_a_client_can_only_be_limited_to_tenants_that_exist(tenants: Tenants) -> None:
     r = httpx.post(
         f"{tenants.stack.url}/connect/register",
@@ -418,3 +470,53 @@ def test_a_command_for_a_tenant_no_service_knows_is_dead_lettered(tenants: Tenan
     assert tenants.stack.logged_since_start(
         "provisioner", "command for an unknown tenant dead-lettered"
     )
+
+
+def test_a_job_of_a_tenant_only_the_gateway_knows_says_why_it_waits(tenants: Tenants) -> None:
+    """A gateway configured with a tenant the provisioner and status service are not: its
+    command is dead-lettered and nobody could fail its job (issue 14: it stayed Pending for
+    good, silent). The gateway's own sweep makes the job say why it waits and where to look."""
+    stack = tenants.stack
+    extra = f"edfi_admin_test_{uuid.uuid4().hex[:8]}_c"
+    pg.edfi_admin(extra)
+    config = json.loads(stack.env["EDFI_IM_TENANTS"])
+    config["district-c"] = {
+        "admin_database_url": pg.database_url(extra),
+        "database_name_pattern": tenants.prefix[A] + "C_{name}",
+    }
+    port = free_port()
+    stack.start(
+        "gateway-c",
+        "gateway",
+        EDFI_IM_TENANTS=json.dumps(config),
+        EDFI_IM_GATEWAY_PORT=str(port),
+        EDFI_IM_ORPHAN_THRESHOLD_SECONDS="4",
+        EDFI_IM_ORPHAN_CHECK_INTERVAL_SECONDS="0.5",
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _until(lambda: _ready(url), timeout=60)
+        headers = {"Authorization": f"Bearer {stack.token()}", "tenant": "district-c"}
+        with httpx.Client(base_url=url, headers=headers, timeout=10) as api_c:
+            made = create(api_c, unique_name("Stranded"))
+
+            def flagged() -> dict[str, Any] | None:
+                job: dict[str, Any] = api_c.get(f"/v2/jobs/{made['jobId']}").json()
+                return (
+                    job if (job["progressMessage"] or "").startswith("Waiting to start") else None
+                )
+
+            job = _until(flagged, timeout=30)
+            assert job["status"] == "Pending"
+            assert "district-c" in job["progressMessage"]
+            assert "dead-letters list" in job["progressMessage"]
+    finally:
+        stack.stop("gateway-c")
+        pg.drop(extra)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

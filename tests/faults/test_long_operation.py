@@ -42,7 +42,9 @@ def test_an_operation_outliving_the_consumer_timeout_still_completes_once(
             cluster(settings_env, Path(tmp_path_factory.mktemp("slow")), shards=1) as stack,
             stack.client() as api,
         ):
-            slots = pg.HeldCloneSlots(2)  # the clone waits: an artificially slow step
+            slots = pg.HeldCloneSlots(
+                2, stack.env["EDFI_IM_RABBITMQ_URL"]
+            )  # the clone waits: an artificially slow step
             try:
                 r = api.post(
                     "/v2/dbInstances",

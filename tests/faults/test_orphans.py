@@ -51,7 +51,7 @@ def _wait_job(api: httpx.Client, job_id: str, test: Any, what: str, timeout: flo
 
 
 def _stuck_create(api: httpx.Client, stack: Stack) -> tuple[dict[str, Any], pg.HeldCloneSlots]:
-    slots = pg.HeldCloneSlots(2)
+    slots = pg.HeldCloneSlots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
     r = api.post(
         "/v2/dbInstances",
         json={"name": f"Orphan {uuid.uuid4().hex[:6]}", "databaseTemplate": "Minimal"},
@@ -92,8 +92,23 @@ def test_a_job_recovered_too_often_fails_with_a_clear_reason(system: Stack) -> N
         assert "giving up" in job["error"] and "no heartbeat" in job["error"]
         failed = api.get(f"/v2/dbInstances/{body['id']}").json()
         assert failed["status"] == "Error" and failed["error"] == job["error"]
-        # The worker woke up and may finish the clone late; deleting the instance removes it.
-        time.sleep(3)
+        # The give-up is a fence: the worker woke up, finished its clone, and found at the last
+        # step that its job was given up; it dropped its clone and created nothing. Its queued
+        # re-drives are skipped. The records (Error, no database) stay true.
+        staging = f"edfi_im_staging_{uuid.UUID(body['jobId']).hex}"
+        deadline = time.monotonic() + 30
+        while not system.logged_since_start("provisioner-0", "job given up; last step not taken"):
+            assert time.monotonic() < deadline, "the woken worker never reached its fence"
+            time.sleep(0.2)
+        time.sleep(2)  # the re-driven commands are skipped too
+        assert not pg.exists(body["databaseName"])
+        assert not pg.exists(staging)
+        assert system.logged_since_start(
+            "provisioner-0", "job has already ended (given up or finished); its command is skipped"
+        )
+        after = api.get(f"/v2/dbInstances/{body['id']}").json()
+        assert (after["status"], after["error"]) == ("Error", job["error"])
+        assert _job(api, body["jobId"])["status"] == "Failed"
         assert api.delete(f"/v2/dbInstances/{body['id']}").status_code == 202
         gone, _ = wait_for_instance(api, body["id"], timeout=60)
         assert gone["status"] == "Deleted"

@@ -23,7 +23,7 @@ def test_sigterm_finishes_the_operation_in_hand_and_exits_0(
 ) -> None:
     with cluster(settings_env, Path(tmp_path_factory.mktemp("stop")), shards=1) as stack:
         with stack.client() as api:
-            slots = pg.HeldCloneSlots(2)
+            slots = pg.HeldCloneSlots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
             r = api.post(
                 "/v2/dbInstances",
                 json={"name": f"Stopping {uuid.uuid4().hex[:6]}", "databaseTemplate": "Minimal"},

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
@@ -19,6 +19,7 @@ from services.gateway.jobs import accept_maintenance, cancel_job
 from services.gateway.problems import ProblemError
 from services.gateway.repository import accept_create, accept_operation
 from services.provisioner.claims import JobClaims
+from services.provisioner.handler import Claimed
 from services.provisioner.ods_server import Marker
 from services.runtime import crypto
 from services.runtime.settings import Settings
@@ -80,7 +81,7 @@ async def test_cancelling_a_pending_create_frees_the_name_and_the_worker_skips_i
     assert cancelled.status == "Cancelled" and cancelled.finished_at is not None
     instance = await _instance(engine, row.id)
     assert instance.status == "Deleted" and "cancelled" in instance.error
-    assert await JobClaims(engine).claim(row.currentjobid) is False
+    assert await JobClaims(engine).claim(row.currentjobid) is Claimed.CANCELLED
     # The name is free again.
     again = await _create_named(engine, settings, row.name)
     quiet_outbox.append(again.currentjobid)
@@ -105,7 +106,7 @@ async def test_a_claimed_job_cannot_be_cancelled(
 ) -> None:
     row = await _create(engine, settings)
     quiet_outbox.append(row.currentjobid)
-    assert await JobClaims(engine).claim(row.currentjobid) is True
+    assert await JobClaims(engine).claim(row.currentjobid) is Claimed.CLAIMED
     async with engine.begin() as conn:
         with pytest.raises(ProblemError) as refused:
             await cancel_job(conn, row.currentjobid)
@@ -209,6 +210,40 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
     # 4. Not a finding: another tenant's database on a shared server (its marker names it).
     theirs = f"{db_prefix}Theirs_{uuid.uuid4().hex[:6]}"
     pg.create(theirs, Marker(999_998, uuid.uuid4(), "another-tenant").render())
+    # 5. A database renamed late (the records still name the old one): marked, unrecorded. Its
+    # name is nothing like the pattern: the marker, not the name, makes it this system's.
+    renamed = await _create(engine, settings)
+    quiet_outbox.append(renamed.currentjobid)
+    late = f"late_rename_{uuid.uuid4().hex[:6]}"
+    pg.create(late, Marker(renamed.id, uuid.uuid4()).render())
+    # 6. A create recorded as failed (Error) whose database exists, marked as the instance's.
+    failed = await _create(engine, settings)
+    quiet_outbox.append(failed.currentjobid)
+    pg.create(failed.databasename, Marker(failed.id, failed.currentjobid).render())
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances)
+            .where(db_instances.c.id.in_([failed.id, renamed.id]))
+            .values(status=case((db_instances.c.id == failed.id, "Error"), else_="Completed"))
+        )
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_([failed.currentjobid, renamed.currentjobid]))
+            .values(status="Failed")
+        )
+    # 7. A dbo row that points at another server: never imported, said so.
+    elsewhere = ods_connection_string(settings, foreign_db).replace(
+        "host=127.0.0.1", "host=elsewhere.example.org"
+    )
+    async with engine.begin() as conn:
+        foreign_id = await conn.scalar(
+            insert(ods_instances)
+            .values(
+                name=unique_name("Elsewhere"),
+                connectionstring=crypto.encrypt(elsewhere, encryption_key),
+            )
+            .returning(ods_instances.c.odsinstanceid)
+        )
     try:
         async with engine.begin() as conn:
             job_id = await accept_maintenance(
@@ -240,6 +275,15 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         assert orphaned["repaired"] is False and "kept" in orphaned["detail"]
         assert pg.exists(orphan)  # reported, never dropped
         assert theirs not in json.dumps(findings)
+        [unrecorded] = kinds(kind="unrecordedDatabase", database=late)
+        assert (
+            unrecorded["instanceId"] == renamed.id
+            and renamed.databasename in (unrecorded["detail"])
+        )
+        [of_failed] = kinds(kind="databaseOfFailedInstance", database=failed.databasename)
+        assert of_failed["instanceId"] == failed.id and "delete the instance" in of_failed["detail"]
+        [foreign] = kinds(kind="foreignOdsInstance", odsInstanceId=foreign_id)
+        assert foreign["repaired"] is False and "elsewhere.example.org" in foreign["detail"]
         async with engine.connect() as conn:
             live = await conn.scalar(
                 select(func.count())
@@ -254,11 +298,16 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         assert all(f["repaired"] is False for f in report["findings"])
         assert kinds(kind="missingDatabase", instanceId=gone.id)
     finally:
-        pg.drop(orphan)
-        pg.drop(theirs)
+        for database in (orphan, theirs, late, failed.databasename):
+            pg.drop(database)
         async with engine.begin() as conn:
             await conn.execute(
-                update(db_instances).where(db_instances.c.id == gone.id).values(status="Deleted")
+                update(db_instances)
+                .where(db_instances.c.id.in_([gone.id, renamed.id, failed.id]))
+                .values(status="Deleted")
+            )
+            await conn.execute(
+                delete(ods_instances).where(ods_instances.c.odsinstanceid == foreign_id)
             )
 
 

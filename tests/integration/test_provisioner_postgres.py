@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
 
 from contracts.messages import (
@@ -150,3 +151,24 @@ async def test_names_that_need_quoting_reach_sql_quoted(settings: Settings, db_p
     assert isinstance(events[-1], InstanceCreated)
     assert pg.exists(cmd.database_name)
     assert pg.exists("postgres")
+
+
+async def test_a_template_with_a_session_on_it_says_whose_session_it_is(
+    settings: Settings, db_prefix: str
+) -> None:
+    """Cloning needs nobody connected to the template: the failure names who is (issue 14: it
+    gave only PostgreSQL's message, after ~28 s of retries)."""
+    template = f"{db_prefix}busy_template_{uuid.uuid4().hex[:6]}"
+    pg.create(template)
+    try:
+        with psycopg.connect(pg.database_url(template), application_name="reporting-job"):
+            provisioner, events = _provisioner(settings)
+            cmd = _command(db_prefix, template=template)
+            await provisioner.handle(cmd, attempt=1)
+        outcome = events[-1]
+        assert isinstance(outcome, InstanceCreateFailed)
+        assert "is being accessed by other users" in outcome.reason
+        assert "application 'reporting-job'" in outcome.reason and "pid " in outcome.reason
+        assert not pg.exists(cmd.database_name)
+    finally:
+        pg.drop(template)

@@ -15,9 +15,10 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.gateway.problems import ProblemError
+from services.gateway.repository import accept_create
 from services.runtime.db import create_admin_engine
 from services.runtime.settings import Settings
-from services.runtime.tables import jobs, outbox, schedule_runs, schedules
+from services.runtime.tables import db_instances, jobs, outbox, schedule_runs, schedules
 from services.scheduler import store
 from services.scheduler.firing import fire_due
 from services.scheduler.schemas import CreateSchedule
@@ -261,16 +262,47 @@ async def test_paused_schedules_do_not_fire_and_resume_applies_the_misfire_polic
 async def test_a_refused_job_is_a_failed_run_and_the_schedule_goes_on(
     engine: AsyncEngine, settings: Settings, clean: None
 ) -> None:
+    """The instance exists when the schedule is made, but its create is still in flight when
+    the schedule fires: the delete is refused (409), as over HTTP."""
+    name = f"Busy {uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        busy = await accept_create(
+            conn,
+            name=name,
+            template_key="Minimal",
+            template_database=settings.templates["Minimal"],
+            database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
+            correlation_id="test",
+            tenant=None,
+        )
     sid = await _schedule(
-        engine, settings, job={"type": "deleteInstance", "parameters": {"id": 987654}}
+        engine, settings, job={"type": "deleteInstance", "parameters": {"id": busy.id}}
     )
     await fire_due(engine, settings, T0)
     async with engine.connect() as conn:
         [run] = await store.list_runs(conn, sid, 0, 10)
     assert run.outcome == "Failed" and run.job_id is None
-    assert "404" in (run.detail or "") and "987654" in (run.detail or "")
+    assert "409" in (run.detail or "") and "in flight" in (run.detail or "")
     row = await _row(engine, sid)
     assert row.state == "Normal" and row.next_fire_time == T0 + timedelta(seconds=60)
+    async with engine.begin() as conn:
+        await conn.execute(delete(outbox).where(outbox.c.sent_at.is_(None)))
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == busy.id).values(status="Deleted")
+        )
+
+
+@pytest.mark.parametrize("job_type", ["deleteInstance", "renameInstance"])
+async def test_a_schedule_for_an_instance_that_does_not_exist_is_refused_at_creation(
+    engine: AsyncEngine, settings: Settings, clean: None, job_type: str
+) -> None:
+    parameters: dict[str, Any] = {"id": 987654}
+    if job_type == "renameInstance":
+        parameters["name"] = "Nobody Renamed"
+    with pytest.raises(ProblemError) as refused:
+        await _schedule(engine, settings, job={"type": job_type, "parameters": parameters})
+    assert refused.value.status == 422
+    assert refused.value.errors == {"job.parameters.id": ["no instance with id 987654"]}
 
 
 async def test_a_one_time_schedule_completes(

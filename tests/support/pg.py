@@ -79,14 +79,18 @@ def execute(database: str, statement: str) -> None:
 
 
 class HeldCloneSlots:
-    """Holds every clone slot on the server, so creates wait (deterministically) until release."""
+    """Holds every clone slot of a deployment (by its broker URL) on the server, so its creates
+    wait (deterministically) until release."""
 
-    def __init__(self, slots: int) -> None:
-        from services.provisioner.ods_server import CLONE_SLOT_CLASS
+    def __init__(self, slots: int, rabbitmq_url: str) -> None:
+        from services.provisioner.membership import deployment_of
+        from services.provisioner.ods_server import lock_key
 
         self._conn = psycopg.connect(SERVER, autocommit=True)
+        deployment = deployment_of(rabbitmq_url)
         for slot in range(slots):
-            self._conn.execute("SELECT pg_advisory_lock(%s, %s)", (CLONE_SLOT_CLASS, slot))
+            key = lock_key("clone-slot", deployment, slot)
+            self._conn.execute("SELECT pg_advisory_lock(%s)", (key,))
 
     def release(self) -> None:
         self._conn.close()

@@ -240,6 +240,15 @@ def test_gateway_listens_on_all_interfaces_and_is_published() -> None:
     assert port in _container_ports("gateway")
 
 
+def test_every_published_port_is_on_loopback_only() -> None:
+    """A development stack (open registration, development keys) is reachable from this machine
+    only (issue 14: the gateway was published on every interface)."""
+    for name, service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].items():
+        for entry in service.get("ports", []):
+            host_ip = entry.get("host_ip") if isinstance(entry, dict) else str(entry).split(":")[0]
+            assert host_ip == "127.0.0.1", (name, entry)
+
+
 @pytest.mark.parametrize("name", CONSUMERS)
 def test_consumer_healthchecks_use_the_health_port(name: str) -> None:
     port = int(_environment(name)["EDFI_IM_HEALTH_PORT"])

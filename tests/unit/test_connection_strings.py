@@ -11,6 +11,7 @@ from services.status.connection_strings import (
     ods_connection_string,
     parse_connection_string,
     quoting_warning,
+    shared_credentials_warning,
 )
 
 TRICKY_VALUES = [
@@ -248,3 +249,26 @@ def test_plain_credentials_and_plain_templates_need_no_warning(
         ods_connection_string_template='host=ods;password="a;b";database={database}',
     )
     assert "quoted value" in (quoting_warning(quoted) or "")
+
+
+def test_the_odsapi_gets_its_own_credentials_when_they_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = _server_url("edfi_admin_owner", "Owner-Secret-1")
+    shared = _settings(monkeypatch, ods_server_url=server)
+    assert "username=edfi_admin_owner" in ods_connection_string(shared, "EdFi_Ods_X")
+    warning = shared_credentials_warning(shared)
+    assert warning is not None and "EDFI_IM_ODS_API_USERNAME" in warning
+    assert "Owner-Secret-1" not in warning
+    own = _settings(
+        monkeypatch,
+        ods_server_url=server,
+        ods_api_username="edfi_ods_api",
+        ods_api_password="Api-Secret;2",
+    )
+    written = ods_connection_string(own, "EdFi_Ods_X")
+    assert parse_connection_string(written)["username"] == "edfi_ods_api"
+    assert parse_connection_string(written)["password"] == "Api-Secret;2"
+    assert "Owner-Secret-1" not in written
+    assert shared_credentials_warning(own) is None
+    assert "password" in (quoting_warning(own) or "")  # its ';' is what gets quoted now

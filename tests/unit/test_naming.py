@@ -15,7 +15,7 @@ from services.runtime.naming import database_name, database_name_problem, name_p
         "A" * 46,
         "Grand_Bend_2024",
         "0123456789",
-        "_",
+        "_x",
         "x y z",
     ],
     ids=["words", "one-char", "46-chars", "underscores-digits", "digits", "underscore", "spaces"],
@@ -49,6 +49,11 @@ def test_valid_name_is_accepted(name: str) -> None:
         "Grand%Bend",
         "Grand{name}",
         "\u0661",  # Arabic-Indic digit one, a Unicode digit
+        "_",
+        "___",
+        "Col A x ",
+        "   x",
+        "Col  A x",
     ],
     ids=[
         "empty",
@@ -73,6 +78,11 @@ def test_valid_name_is_accepted(name: str) -> None:
         "percent",
         "braces",
         "unicode-digit",
+        "underscore-only",
+        "underscores-only",
+        "trailing-space",
+        "leading-spaces",
+        "doubled-space",
     ],
 )
 def test_invalid_name_is_refused_with_a_reason(name: str) -> None:

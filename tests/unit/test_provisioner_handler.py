@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -26,8 +26,8 @@ from contracts.messages import (
     Message,
     Operation,
 )
-from services.provisioner.handler import Provisioner
-from services.provisioner.ods_server import DatabaseInfo, Marker, staging_name
+from services.provisioner.handler import Claimed, Provisioner
+from services.provisioner.ods_server import DatabaseInfo, Marker, OnWait, staging_name
 from services.runtime.errors import PermanentError, TransientError
 
 TEMPLATE = "EdFi_Ods_Minimal_Template"
@@ -125,10 +125,14 @@ class FakeOdsServer:
         return [call for call in self.calls if call[0] != "database"]
 
     @asynccontextmanager
-    async def session(self, instance_id: int) -> AsyncIterator[FakeOdsSession]:
+    async def session(
+        self, instance_id: int, *, scope: str = "", on_wait: OnWait | None = None
+    ) -> AsyncIterator[FakeOdsSession]:
         if self.session_failures:
             raise self.session_failures.pop(0)
         lock = self._locks.setdefault(instance_id, asyncio.Lock())
+        if lock.locked() and on_wait is not None:
+            await on_wait("another session")
         async with lock:
             self.entered.append(instance_id)
             session = FakeOdsSession(self)
@@ -181,6 +185,15 @@ class FakeOdsSession:
         self._begin("database", name)
         found = self._server.databases.get(name)
         return None if found is None else DatabaseInfo(name, found.marker)
+
+    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
+        return [
+            name
+            for name, db in self._server.databases.items()
+            if name.startswith("edfi_im_staging_")
+            and db.marker is not None
+            and db.marker.names(tenant, instance_id)
+        ]
 
     async def clone(self, template: str, target: str) -> None:
         self._begin("clone", template, target)
@@ -303,6 +316,7 @@ def _provisioner(
     retry_attempts: int = 5,
     heartbeat_interval: float = 10.0,
     progress_delay: float = 0.0,
+    **extra: Any,
 ) -> Provisioner:
     return Provisioner(
         server,
@@ -312,6 +326,7 @@ def _provisioner(
         retry_max_wait=0.01,
         heartbeat_interval=heartbeat_interval,
         progress_delay=progress_delay,
+        **extra,
     )
 
 
@@ -458,13 +473,18 @@ async def test_started_is_not_emitted_until_the_instance_lock_is_held(
     async with server.session(INSTANCE_ID):  # another operation on the instance is running
         task = asyncio.create_task(_provisioner(server, emit).handle(cmd, attempt=1))
         await asyncio.sleep(0.05)
-        assert emit.events == [], "nothing may be published before the lock is held"
+        # Only why it waits is published (a waiting job is never silent), nothing else.
+        assert [type(e) for e in emit.events] == [InstanceOperationProgress]
+        waiting = emit.events[0]
+        assert isinstance(waiting, InstanceOperationProgress)
+        assert "Waiting for instance 17's lock" in waiting.message
+        assert "held by another session" in waiting.message
         assert server.calls == [], "the server must not be touched before the lock is held"
         assert not task.done()
     await asyncio.wait_for(task, timeout=5)
 
     assert server.entered == [INSTANCE_ID, INSTANCE_ID]
-    assert isinstance(emit.events[0], InstanceOperationStarted)
+    assert isinstance(emit.events[1], InstanceOperationStarted)
     _only_outcome(emit, cmd, SUCCESS[operation])
 
 
@@ -639,9 +659,11 @@ async def test_existing_database_not_ours_fails_once_and_is_left_untouched(
     assert server.changes == []
 
 
-async def test_target_appearing_during_the_clone_fails_and_keeps_both_databases(
+async def test_target_appearing_during_the_clone_fails_leaves_it_and_drops_its_own_clone(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
+    """The clone is this system's own (named and marked for the job): it is dropped, not left
+    behind (issue 14: it leaked); the database that appeared is left alone."""
     cmd = _command()
     intruder = Marker(INSTANCE_ID + 5, uuid.uuid4())
 
@@ -653,9 +675,10 @@ async def test_target_appearing_during_the_clone_fails_and_keeps_both_databases(
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
     failed = _assert_single_failure(emit, cmd)
-    assert TARGET in failed.reason
+    assert TARGET in failed.reason and "was dropped" in failed.reason
     assert server.marker(TARGET) == intruder
-    assert staging_name(cmd.job_id) in server.databases
+    assert staging_name(cmd.job_id) not in server.databases
+    assert server.of("drop") == [(staging_name(cmd.job_id),)]
     assert server.rename_calls == []
     assert len(server.clone_calls) == 1
 
@@ -953,19 +976,28 @@ async def test_rename_of_a_database_marked_for_another_instance_is_refused(
     assert server.changes == []
 
 
-async def test_rename_of_an_unmarked_imported_database_renames_it(emit: Recorder) -> None:
+async def test_rename_of_an_unmarked_imported_database_is_refused_until_it_is_adopted(
+    emit: Recorder,
+) -> None:
+    """A database another tool made carries no mark: renaming it could end the sessions of (and
+    rename) anything a dbo row names (issue 14: the admin database itself). It is refused,
+    untouched, until an operator adopts it (`edfi-im adopt`, which marks it)."""
     server = FakeOdsServer({OLD: None})  # created by another Ed-Fi tool, imported
     server.connect(OLD, "ods-api-1")
     cmd = _rename_command()
 
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
-    renamed = _only_outcome(emit, cmd, InstanceRenamed)
-    assert renamed.database_name == NEW
-    assert OLD not in server.databases
-    assert NEW in server.databases
-    assert server.databases[NEW].allow_connections
-    assert server.databases[NEW].connections == set()
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert "adopt it first" in failed.reason
+    assert server.changes == []
+    assert server.databases == {OLD: FakeDatabase(None, True, {"ods-api-1"})}
+
+    server.databases[OLD].marker = _ours()  # adopted
+    again, after = _rename_command(), Recorder()
+    await _provisioner(server, after).handle(again, attempt=1)
+    _only_outcome(after, again, InstanceRenamed)
+    assert set(server.databases) == {NEW}
 
 
 async def test_rename_whose_alter_fails_permanently_leaves_the_old_database_connectable(
@@ -1029,28 +1061,6 @@ async def test_rename_whose_connection_is_lost_after_the_alter_is_reported_renam
     _only_outcome(emit, cmd, InstanceRenamed)
     assert len(server.rename_calls) == 1
     assert server.databases == {NEW: FakeDatabase(marker, True)}
-
-
-@pytest.mark.xfail(
-    reason=(
-        "BUG: an unmarked (imported) database renamed by a try whose connection is then lost "
-        "is not recognised by the retry (old missing, new not marked as ours), so the handler "
-        "reports InstanceRenameFailed and leaves the renamed database refusing connections"
-    ),
-    strict=True,
-)
-async def test_rename_of_an_unmarked_database_whose_connection_is_lost_after_the_alter(
-    emit: Recorder,
-) -> None:
-    server = FakeOdsServer({OLD: None})
-    server.connection_lost_after = {"rename"}
-    cmd = _rename_command()
-
-    await _provisioner(server, emit).handle(cmd, attempt=1)
-
-    _only_outcome(emit, cmd, InstanceRenamed)
-    assert set(server.databases) == {NEW}
-    assert server.databases[NEW].allow_connections
 
 
 @pytest.mark.parametrize(
@@ -1233,3 +1243,135 @@ async def test_a_transient_error_is_reported_with_the_try_and_the_error_before_t
     assert [r.try_number for r in retries] == [1, 2]
     assert all("template busy" in r.error and r.max_tries == 4 for r in retries)
     _only_outcome(emit, cmd, InstanceCreated)
+
+
+# --- fences: no late execution after a give-up (issue 14) --------------------------------------
+
+
+class Fence:
+    """The admin database's view of the job: whether it may still act, and whether its last
+    server step was recorded as done."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.done: list[uuid.UUID] = []
+
+    @asynccontextmanager
+    async def __call__(self, job_id: uuid.UUID) -> AsyncIterator[bool]:
+        yield self.live
+        if self.live:
+            self.done.append(job_id)
+
+
+async def _ended(job_id: uuid.UUID) -> Claimed:
+    return Claimed.ENDED
+
+
+async def test_an_ended_jobs_command_is_skipped_and_its_own_clone_dropped(emit: Recorder) -> None:
+    """A command queued for a job the orphan sweep has given up (its provisioner was down): a
+    provisioner that comes back does not carry it out, and drops the clone it had made."""
+    cmd = _command()
+    staging = staging_name(cmd.job_id)
+    server = FakeOdsServer({TEMPLATE: None, staging: Marker(INSTANCE_ID, cmd.job_id, TENANT)})
+
+    await _provisioner(server, emit, claim=_ended).handle(cmd, attempt=1)
+
+    assert emit.events == []
+    assert set(server.databases) == {TEMPLATE}
+    assert server.of("drop") == [(staging,)]
+
+
+async def test_a_create_given_up_during_its_clone_drops_the_clone_and_makes_nothing(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    cmd, fence = _command(), Fence(live=False)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    assert emit.outcomes == []
+    assert TARGET not in server.databases and staging_name(cmd.job_id) not in server.databases
+    assert server.rename_calls == []
+
+
+async def test_a_rename_given_up_before_its_last_step_leaves_the_database_as_it_was(
+    emit: Recorder,
+) -> None:
+    marker = _ours()
+    server = FakeOdsServer({OLD: marker})
+    server.connect(OLD, "ods-api")
+    cmd, fence = _rename_command(), Fence(live=False)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    assert emit.outcomes == []
+    assert server.databases == {OLD: FakeDatabase(marker, True, {"ods-api"})}
+    assert server.of("close_connections") == [] and server.rename_calls == []
+
+
+async def test_a_delete_given_up_drops_nothing(emit: Recorder) -> None:
+    server = FakeOdsServer({TARGET: _ours()})
+    cmd, fence = _delete_command(), Fence(live=False)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    assert emit.outcomes == [] and TARGET in server.databases
+
+
+@ALL_OPERATIONS
+async def test_the_last_server_step_runs_inside_the_fence_and_is_recorded_done(
+    operation: Operation, emit: Recorder
+) -> None:
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd, fence = _command_for(operation), Fence(live=True)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, SUCCESS[operation])
+    assert fence.done == [cmd.job_id]
+
+
+# --- databases that are never this system's (issue 14) -----------------------------------------
+
+
+def _protected(name: str) -> str | None:
+    return "it is an admin database (EdFi_Admin) of this system" if name == OLD else None
+
+
+async def test_a_protected_database_is_never_renamed_nor_emptied_of_sessions(
+    emit: Recorder,
+) -> None:
+    """Even one marked as the instance's (a dbo row and a marker can both be forged)."""
+    server = FakeOdsServer({OLD: _ours()})
+    server.connect(OLD, "gateway")
+    cmd = _rename_command()
+
+    await _provisioner(server, emit, protected=_protected).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceRenameFailed)
+    assert "admin database" in failed.reason
+    assert server.changes == [] and server.databases[OLD].connections == {"gateway"}
+
+
+async def test_a_protected_database_is_never_dropped(emit: Recorder) -> None:
+    server = FakeOdsServer({OLD: _ours()})
+    cmd = _delete_command(name=OLD)
+
+    await _provisioner(server, emit, protected=_protected).handle(cmd, attempt=1)
+
+    failed = _only_outcome(emit, cmd, InstanceDeleteFailed)
+    assert "never renamed, dropped" in failed.reason
+    assert OLD in server.databases and server.of("drop") == []
+
+
+async def test_a_delete_drops_the_clones_its_failed_create_left(emit: Recorder) -> None:
+    """A create that failed after its clone (a crash before it could drop it) left a staging
+    database marked for the instance: deleting the instance drops it too, and nothing else."""
+    leftover = staging_name(uuid.uuid4())
+    stranger = staging_name(uuid.uuid4())
+    server = FakeOdsServer({leftover: _ours(), stranger: _ours(OTHER_INSTANCE_ID), TARGET: _ours()})
+    cmd = _delete_command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceDeleted)
+    assert set(server.databases) == {stranger}

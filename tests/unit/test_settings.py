@@ -310,3 +310,27 @@ def test_tenants_on_different_servers_may_share_a_name_pattern(
         },
     )
     assert sorted(settings.tenants) == ["a", "b"]
+
+
+def test_without_a_signing_key_development_signs_with_a_key_made_at_start_up() -> None:
+    """No development signing key is public (anyone reaching the gateway could mint tokens with
+    it): without EDFI_IM_JWT_SIGNING_KEY, development gets a random key of this process, and
+    production refuses to start."""
+    import subprocess
+    import sys
+
+    from services.runtime.errors import ConfigurationError
+
+    development = Settings(environment="development", jwt_signing_key=None)
+    key = development.signing_key()
+    assert len(key) >= 32 and key == development.signing_key()
+    code = (
+        "from services.runtime.settings import Settings; "
+        "print(Settings(environment='development', jwt_signing_key=None).signing_key())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert other and other != key  # another process, another key
+    with pytest.raises(ConfigurationError):
+        Settings(environment="production", jwt_signing_key=None).signing_key()
