@@ -20,12 +20,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import percentile, write_results
-from services.runtime.db import create_admin_engine
+from services.admin_db.engine import create_admin_engine
+from services.admin_db.tables import schedule_runs, schedules
 from services.runtime.logging import configure_logging
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.tables import schedule_runs, schedules
 from services.runtime.topology import declare_topology
 from services.scheduler.firing import Scheduler
 from tests.support import pg, rabbit

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.db import create_admin_engine
+from services.admin_db.engine import create_admin_engine
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
 from tests.support import pg, rabbit

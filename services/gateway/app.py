@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from services.admin_db.engine import create_admin_engine
 from services.gateway import console, problems
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
@@ -22,7 +23,6 @@ from services.gateway.limits import BodyLimit
 from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
-from services.runtime.db import create_admin_engine
 from services.runtime.logging import get_logger
 from services.runtime.metrics import HTTP_REQUEST_SECONDS
 from services.runtime.publisher import ConfirmingPublisher

@@ -31,11 +31,11 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.admin_db.tables import clients
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.throttle import Throttle
 from services.runtime.logging import get_logger
 from services.runtime.settings import TENANT_NAME, Settings
-from services.runtime.tables import clients
 
 log = get_logger(__name__)
 

@@ -19,6 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.messages import Operation
+from services.admin_db.tables import (
+    db_instances,
+    ods_instance_contexts,
+    ods_instance_derivatives,
+    ods_instances,
+)
 from services.gateway.auth import Caller, authorize
 from services.gateway.jobs import checked_database_name
 from services.gateway.problems import ProblemError
@@ -35,16 +41,10 @@ from services.gateway.routes import (
 )
 from services.gateway.schemas import CamelModel, InstanceDetails, _checked_name
 from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
+from services.rules.naming import Printable
+from services.rules.states import InstanceStatus
 from services.runtime.logging import get_logger
-from services.runtime.naming import Printable
 from services.runtime.settings import Settings
-from services.runtime.states import InstanceStatus
-from services.runtime.tables import (
-    db_instances,
-    ods_instance_contexts,
-    ods_instance_derivatives,
-    ods_instances,
-)
 from services.status.apply import write_details
 
 log = get_logger(__name__)

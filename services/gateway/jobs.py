@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
+from services.admin_db.tables import db_instances, jobs
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.repository import accept_create, accept_operation, start_job
 from services.gateway.schemas import (
@@ -21,10 +22,9 @@ from services.gateway.schemas import (
     ReconcileParameters,
     RenameInstanceParameters,
 )
-from services.runtime.naming import database_name, database_name_problem
+from services.rules.naming import database_name, database_name_problem
+from services.rules.states import JobStatus, JobType
 from services.runtime.settings import Settings
-from services.runtime.states import JobStatus, JobType
-from services.runtime.tables import db_instances, jobs
 from services.runtime.topology import MAINTENANCE_EXCHANGE, MAINTENANCE_ROUTING_KEY
 
 PARAMETERS: dict[JobType, type[BaseModel]] = {

@@ -11,17 +11,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Envelope, InstanceRequested, Operation
+from services.admin_db.tables import db_instances, jobs
 from services.gateway.problems import ProblemError
 from services.gateway.schemas import DbInstance, Job
-from services.runtime import outbox
-from services.runtime.states import (
+from services.rules.states import (
     JOB_TYPE,
     PENDING,
     InstanceStatus,
     JobStatus,
     check_request,
 )
-from services.runtime.tables import db_instances, jobs
+from services.runtime import outbox
 from services.runtime.topology import REQUESTS_EXCHANGE, instance_routing_key
 
 # Serialises the operations that claim the same name or database name (create, rename), so two

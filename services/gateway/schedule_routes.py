@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from services.admin_db import schedules as store
 from services.gateway.routes import PROBLEM, Limit, Offset, page_limit
 from services.gateway.state import gateway_state
+from services.rules.triggers import ScheduleState
 from services.runtime.logging import get_logger
-from services.scheduler import store
 from services.scheduler.firing import utcnow
 from services.scheduler.schemas import CreateSchedule, Schedule, ScheduleRun
-from services.scheduler.triggers import ScheduleState
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v2/schedules", tags=["schedules"])

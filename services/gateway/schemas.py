@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
-from services.runtime.naming import Printable, name_problem
+from services.rules.naming import Printable, name_problem
 
 
 def _checked_name(value: str) -> str:

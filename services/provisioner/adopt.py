@@ -9,15 +9,16 @@ import uuid
 
 from sqlalchemy import select
 
+from services.admin_db.engine import create_admin_engine, database_identity
+from services.admin_db.tables import db_instances
 from services.provisioner.membership import deployment_of
-from services.provisioner.ods_server import Marker, PostgresOdsServer
-from services.runtime.db import create_admin_engine, database_identity
-from services.runtime.errors import PermanentError
+from services.rules.errors import PermanentError
+from services.rules.marker import Marker
+from services.rules.protection import protected_databases
+from services.rules.states import IN_FLIGHT, InstanceStatus
 from services.runtime.logging import get_logger
-from services.runtime.protection import protected_databases
+from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
-from services.runtime.states import IN_FLIGHT, InstanceStatus
-from services.runtime.tables import db_instances
 
 log = get_logger(__name__)
 

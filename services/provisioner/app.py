@@ -14,16 +14,16 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceEvent, InstanceRequested, Message
-from services.provisioner.claims import JobClaims
+from services.admin_db.claims import JobClaims
+from services.admin_db.engine import create_admin_engine, database_identity
 from services.provisioner.handler import Provisioner
 from services.provisioner.membership import Membership, deployment_of, group_key
-from services.provisioner.ods_server import PostgresOdsServer
 from services.provisioner.shards import ShardConsumers
+from services.rules.protection import protected_databases
 from services.runtime.asyncapi import document_publisher, specification
-from services.runtime.db import create_admin_engine, database_identity
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
-from services.runtime.protection import protected_databases
+from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
 from services.runtime.startup import (
     BackgroundTasks,

@@ -34,15 +34,16 @@ from contracts.messages import (
     Operation,
     OperationFailed,
 )
-from services.provisioner.ods_server import DatabaseInfo, Marker, OnWait, staging_name
-from services.runtime.errors import (
+from services.rules.errors import (
     DatabaseExistsError,
     PermanentError,
     TemplateMissingError,
     TransientError,
 )
+from services.rules.marker import Marker, staging_name
 from services.runtime.logging import get_logger
 from services.runtime.metrics import RETRIES
+from services.runtime.ods_server import DatabaseInfo, OnWait
 
 log = get_logger(__name__)
 

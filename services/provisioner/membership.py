@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from services.provisioner.ods_server import MEMBER_CLASS
 from services.runtime.logging import get_logger
+from services.runtime.ods_server import MEMBER_CLASS
 
 log = get_logger(__name__)
 

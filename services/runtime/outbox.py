@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import Envelope, message_type
+from services.admin_db.tables import outbox
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
     OUTBOX_BACKLOG,
@@ -25,7 +26,6 @@ from services.runtime.metrics import (
 )
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.tables import outbox
 
 log = get_logger(__name__)
 

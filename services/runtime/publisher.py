@@ -9,7 +9,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
-from services.runtime.errors import TransientError
+from services.rules.errors import TransientError
 
 
 class ConfirmingPublisher:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.runtime.errors import ConfigurationError
+from services.rules.errors import ConfigurationError
 
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.db import create_admin_engine
-from services.runtime.errors import PermanentError
+from services.admin_db.engine import create_admin_engine
+from services.rules.errors import PermanentError
 from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings

@@ -15,7 +15,7 @@ from aiormq.exceptions import (
     ConnectionCommandInvalid,
 )
 
-from services.runtime.errors import ConfigurationError
+from services.rules.errors import ConfigurationError
 
 REQUESTS_EXCHANGE = "instances.requests"
 EVENTS_EXCHANGE = "instances.events"

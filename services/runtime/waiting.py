@@ -14,9 +14,9 @@ import structlog
 from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.admin_db.tables import jobs
+from services.rules.states import JobStatus
 from services.runtime.logging import get_logger
-from services.runtime.states import JobStatus
-from services.runtime.tables import jobs
 from services.runtime.tenants import TenantDatabase
 
 log = get_logger(__name__)

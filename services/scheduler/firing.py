@@ -18,21 +18,21 @@ from pydantic import TypeAdapter
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.admin_db.tables import jobs, schedule_runs, schedules
 from services.gateway.jobs import accept_job
 from services.gateway.problems import ProblemError
-from services.runtime import dberrors
-from services.runtime.logging import get_logger
-from services.runtime.metrics import JOBS_ACCEPTED, SCHEDULE_FIRES, WRITES_REFUSED
-from services.runtime.settings import Settings
-from services.runtime.states import JobType, is_terminal
-from services.runtime.tables import jobs, schedule_runs, schedules
-from services.scheduler.triggers import (
+from services.rules.states import JobType, is_terminal
+from services.rules.triggers import (
     FirePlan,
     MisfirePolicy,
     ScheduleState,
     Trigger,
     plan,
 )
+from services.runtime import dberrors
+from services.runtime.logging import get_logger
+from services.runtime.metrics import JOBS_ACCEPTED, SCHEDULE_FIRES, WRITES_REFUSED
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 

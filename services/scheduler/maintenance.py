@@ -14,12 +14,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask
-from services.provisioner.ods_server import STAGING_PREFIX, Marker
-from services.runtime.logging import get_logger
-from services.runtime.metrics import job_finished
-from services.runtime.settings import Settings
-from services.runtime.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
-from services.runtime.tables import (
+from services.admin_db.dbo_import import Importable, database_of, import_ods_instances, place_of
+from services.admin_db.tables import (
     db_instances,
     inbox,
     jobs,
@@ -28,7 +24,11 @@ from services.runtime.tables import (
     schedule_runs,
     schedules,
 )
-from services.status.sync import Importable, database_of, import_ods_instances, place_of
+from services.rules.marker import STAGING_PREFIX, Marker
+from services.rules.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
+from services.runtime.logging import get_logger
+from services.runtime.metrics import job_finished
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 

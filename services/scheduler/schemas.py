@@ -10,9 +10,9 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from services.gateway.schemas import CamelModel
-from services.runtime.naming import Printable
-from services.runtime.states import JobType
-from services.scheduler.triggers import MisfirePolicy, ScheduleState, Trigger
+from services.rules.naming import Printable
+from services.rules.states import JobType
+from services.rules.triggers import MisfirePolicy, ScheduleState, Trigger
 
 
 class ScheduleJob(CamelModel):

@@ -29,6 +29,14 @@ from tenacity import (
 )
 
 from contracts.messages import EVENT_TYPES, OUTCOMES, InstanceRequested, Message, parse_event
+from services.admin_db.dbo_import import import_ods_instances
+from services.admin_db.tables import jobs
+from services.rules.connection_strings import (
+    ods_connection_string,
+    quoting_warning,
+    shared_credentials_warning,
+)
+from services.rules.states import is_terminal
 from services.runtime import dberrors
 from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
@@ -54,25 +62,17 @@ from services.runtime.startup import (
     declare_topology_when_available,
     when_available,
 )
-from services.runtime.states import is_terminal
-from services.runtime.tables import jobs
 from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.runtime.waiting import flag_waiting_jobs
 from services.runtime.watchdog import Watchdog
 from services.status.apply import StatusApplier, claim_inbox
-from services.status.connection_strings import (
-    ods_connection_string,
-    quoting_warning,
-    shared_credentials_warning,
-)
 from services.status.recovery import (
     death_reason,
     fail_dead_lettered,
     record_refusal,
     recover_orphans,
 )
-from services.status.sync import import_ods_instances
 
 log = get_logger(__name__)
 T = TypeVar("T")

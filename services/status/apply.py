@@ -24,10 +24,7 @@ from contracts.messages import (
     OperationFailed,
     message_type,
 )
-from services.runtime import crypto
-from services.runtime.logging import get_logger
-from services.runtime.states import InstanceStatus, JobStatus, is_terminal, on_started, outcome
-from services.runtime.tables import (
+from services.admin_db.tables import (
     api_client_application_education_organizations,
     api_client_ods_instances,
     api_client_ownership_tokens,
@@ -40,6 +37,9 @@ from services.runtime.tables import (
     ods_instance_derivatives,
     ods_instances,
 )
+from services.rules import crypto
+from services.rules.states import InstanceStatus, JobStatus, is_terminal, on_started, outcome
+from services.runtime.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -22,10 +22,8 @@ from contracts.messages import (
     Operation,
     OperationFailed,
 )
-from services.runtime import dberrors, outbox
-from services.runtime.logging import get_logger
-from services.runtime.metrics import ORPHAN_RECOVERIES
-from services.runtime.states import (
+from services.admin_db.tables import db_instances, jobs
+from services.rules.states import (
     JOB_TYPE,
     PENDING,
     InstanceStatus,
@@ -34,7 +32,9 @@ from services.runtime.states import (
     is_terminal,
     outcome,
 )
-from services.runtime.tables import db_instances, jobs
+from services.runtime import dberrors, outbox
+from services.runtime.logging import get_logger
+from services.runtime.metrics import ORPHAN_RECOVERIES
 from services.runtime.topology import (
     MAINTENANCE_EXCHANGE,
     MAINTENANCE_ROUTING_KEY,

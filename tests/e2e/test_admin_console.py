@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.runtime.crypto import decrypt
+from services.rules.crypto import decrypt
 from tests.conftest import CONSOLE_ORIGIN, DISCOVERY_URL, unique_name
 from tests.support import pg
 from tests.support.stack import Stack

@@ -11,8 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from services.runtime import crypto
-from services.status.connection_strings import parse_connection_string
+from services.rules import crypto
+from services.rules.connection_strings import parse_connection_string
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.polling import wait_for_instance

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from services.runtime import crypto
+from services.rules import crypto
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.flows import create_completed, rename
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 def _dead_letters(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "dead-letters", *args],
+        [sys.executable, "-m", "services.cli", "dead-letters", *args],
         cwd=ROOT,
         env={**os.environ, **stack.env},
         capture_output=True,

@@ -18,11 +18,11 @@ import httpx
 import psycopg
 import pytest
 
-from services.provisioner.ods_server import lock_key
-from services.runtime import crypto
-from services.runtime.db import database_identity
+from services.admin_db.engine import database_identity
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
+from services.rules.marker import lock_key
 from services.runtime.settings import Settings
-from services.status.connection_strings import ods_connection_string
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.flows import create_completed, rename

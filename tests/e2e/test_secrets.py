@@ -13,7 +13,7 @@ import aio_pika
 import httpx
 import pytest
 
-from services.runtime import crypto
+from services.rules import crypto
 from services.runtime.topology import EVENTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg, rabbit

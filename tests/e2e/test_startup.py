@@ -21,7 +21,7 @@ def test_status_refuses_to_start_in_production_without_the_encryption_key(
     env.pop("ODS_CONNECTION_STRING_ENCRYPTION_KEY")
     env["EDFI_IM_ENVIRONMENT"] = "production"
     proc = subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "run", "status"],
+        [sys.executable, "-m", "services.cli", "run", "status"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -13,10 +13,10 @@ import httpx
 import psycopg
 import pytest
 
-from services.runtime import crypto
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
 from services.runtime.settings import Settings
 from services.runtime.topology import STATUS_QUEUE
-from services.status.connection_strings import ods_connection_string
 from tests.support import pg, rabbit
 from tests.support.flows import create_completed
 from tests.support.polling import wait_for_instance
@@ -88,7 +88,7 @@ def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_ren
     assert pg.exists(database) and pg.comment(database) is None
 
     adopted = subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "adopt", str(iid)],
+        [sys.executable, "-m", "services.cli", "adopt", str(iid)],
         cwd=ROOT,
         env={**os.environ, **stack.env},
         capture_output=True,
@@ -119,7 +119,7 @@ def test_adopt_says_what_it_cannot_do(api: httpx.Client, stack: Stack) -> None:
 
     def adopt(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "services.runtime.cli", "adopt", *args],
+            [sys.executable, "-m", "services.cli", "adopt", *args],
             cwd=ROOT,
             env={**os.environ, **stack.env},
             capture_output=True,

@@ -26,11 +26,11 @@ import jwt
 import pytest
 
 from contracts.messages import InstanceRequested, Operation, message_type
-from services.provisioner.ods_server import Marker
-from services.runtime.crypto import decrypt
+from services.rules.connection_strings import parse_connection_string
+from services.rules.crypto import decrypt
+from services.rules.marker import Marker
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE, declare_topology
-from services.status.connection_strings import parse_connection_string
 from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.flows import create
@@ -95,7 +95,7 @@ def tenants(
     for database in admin.values():
         pg.edfi_admin(database, migrated=False)
     subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "migrate"],
+        [sys.executable, "-m", "services.cli", "migrate"],
         cwd=ROOT,
         env={**os.environ, **env},
         check=True,

@@ -21,9 +21,9 @@ import httpx
 import psycopg
 
 from contracts.messages import EVENT_TYPES, OUTCOMES
-from services.runtime import crypto
+from services.rules import crypto
+from services.rules.connection_strings import parse_connection_string
 from services.runtime.topology import EVENTS_EXCHANGE
-from services.status.connection_strings import parse_connection_string
 from tests.support import pg, rabbit
 from tests.support.stack import Stack
 

@@ -60,7 +60,7 @@ def _publish(stack: Stack, body: bytes, type_header: str, routing_key: str) -> s
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "dead-letters", *args],
+        [sys.executable, "-m", "services.cli", "dead-letters", *args],
         cwd=ROOT,
         env={**os.environ, **stack.env},
         capture_output=True,

@@ -22,7 +22,7 @@ def _cli(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env, "EDFI_IM_CLIENT_SECRET": secret}
     return subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "clients", *args],
+        [sys.executable, "-m", "services.cli", "clients", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -20,16 +20,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.runtime.errors import ConfigurationError
-from services.runtime.migrate import (
+from services.admin_db.migrate import (
     LEGACY_TABLES,
     YOYO_TABLES,
     ensure_database,
     migrate,
     migrate_all,
 )
+from services.admin_db.tables import SCHEMA
+from services.rules.errors import ConfigurationError
 from services.runtime.settings import Settings
-from services.runtime.tables import SCHEMA
 from tests.conftest import RUN_ID
 from tests.support import pg
 

@@ -26,16 +26,17 @@ from contracts.messages import (
     Message,
     Operation,
 )
+from services.admin_db.claims import JobClaims
+from services.admin_db.engine import database_identity
+from services.admin_db.tables import db_instances, jobs, ods_instances, outbox
 from services.gateway.repository import accept_create, accept_operation
-from services.provisioner.claims import JobClaims
 from services.provisioner.handler import Provisioner
-from services.provisioner.ods_server import Marker, PostgresOdsServer
-from services.runtime import crypto
-from services.runtime.db import database_identity
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
+from services.rules.marker import Marker
+from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
-from services.runtime.tables import db_instances, jobs, ods_instances, outbox
 from services.status.apply import StatusApplier
-from services.status.connection_strings import ods_connection_string
 from services.status.recovery import fail_job, recover_orphans
 from tests.conftest import unique_name
 from tests.support import pg

@@ -15,15 +15,8 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
-from services.gateway.jobs import accept_maintenance, cancel_job
-from services.gateway.problems import ProblemError
-from services.gateway.repository import accept_create, accept_operation
-from services.provisioner.claims import JobClaims
-from services.provisioner.handler import Claimed
-from services.provisioner.ods_server import Marker
-from services.runtime import crypto
-from services.runtime.settings import Settings
-from services.runtime.tables import (
+from services.admin_db.claims import JobClaims
+from services.admin_db.tables import (
     db_instances,
     inbox,
     jobs,
@@ -32,8 +25,15 @@ from services.runtime.tables import (
     schedule_runs,
     schedules,
 )
+from services.gateway.jobs import accept_maintenance, cancel_job
+from services.gateway.problems import ProblemError
+from services.gateway.repository import accept_create, accept_operation
+from services.provisioner.handler import Claimed
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
+from services.rules.marker import Marker
+from services.runtime.settings import Settings
 from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
-from services.status.connection_strings import ods_connection_string
 from services.status.recovery import recover_orphans
 from tests.conftest import unique_name
 from tests.support import pg

@@ -10,8 +10,8 @@ from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.migrate import migrate
-from services.runtime.tables import SCHEMA, metadata
+from services.admin_db.migrate import migrate
+from services.admin_db.tables import SCHEMA, metadata
 from tests.support import pg
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
+from services.admin_db.tables import outbox as outbox_table
 from services.runtime import outbox
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.tables import outbox as outbox_table
 from tests.support import rabbit
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from contracts.messages import (
     Operation,
 )
 from services.provisioner.handler import Provisioner
-from services.provisioner.ods_server import Marker, PostgresOdsServer, staging_name
+from services.rules.marker import Marker, staging_name
+from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
 from tests.support import pg
 

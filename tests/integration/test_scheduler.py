@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.admin_db import schedules as store
+from services.admin_db.engine import create_admin_engine
+from services.admin_db.tables import db_instances, jobs, outbox, schedule_runs, schedules
 from services.gateway.problems import ProblemError
 from services.gateway.repository import accept_create
-from services.runtime.db import create_admin_engine
 from services.runtime.settings import Settings
-from services.runtime.tables import db_instances, jobs, outbox, schedule_runs, schedules
-from services.scheduler import store
 from services.scheduler.firing import fire_due
 from services.scheduler.schemas import CreateSchedule
 

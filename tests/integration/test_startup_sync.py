@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime import crypto
+from services.admin_db.dbo_import import import_ods_instances
+from services.admin_db.tables import db_instances, ods_instances
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
 from services.runtime.settings import Settings
-from services.runtime.tables import db_instances, ods_instances
-from services.status.connection_strings import ods_connection_string
-from services.status.sync import import_ods_instances
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,12 @@ from contracts.messages import (
     Message,
     Operation,
 )
+from services.admin_db.tables import db_instances, jobs, ods_instances
 from services.gateway.repository import accept_create
-from services.runtime import crypto
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string
 from services.runtime.settings import Settings
-from services.runtime.tables import db_instances, jobs, ods_instances
 from services.status.apply import StatusApplier
-from services.status.connection_strings import ods_connection_string
 from tests.conftest import unique_name
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ def database_url(name: str) -> str:
 def edfi_admin(name: str, *, migrated: bool = True) -> str:
     """A new EdFi_Admin database: Ed-Fi 7.3.2's own dbo tables (the development copy, with
     Ed-Fi's constraints), then this system's migrations unless `migrated` is False. Its URL."""
-    from services.runtime.migrate import create_edfi_admin_copy, ensure_database, migrate
+    from services.admin_db.migrate import create_edfi_admin_copy, ensure_database, migrate
 
     url = database_url(name)
     ensure_database(url)
@@ -84,7 +84,7 @@ class HeldCloneSlots:
 
     def __init__(self, slots: int, rabbitmq_url: str) -> None:
         from services.provisioner.membership import deployment_of
-        from services.provisioner.ods_server import lock_key
+        from services.rules.marker import lock_key
 
         self._conn = psycopg.connect(SERVER, autocommit=True)
         deployment = deployment_of(rabbitmq_url)

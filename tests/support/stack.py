@@ -97,7 +97,7 @@ class Stack:
         self.services[name] = service or name
         self.log_offsets[name] = handle.tell()
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "run", service or name],
+            [sys.executable, "-m", "services.cli", "run", service or name],
             cwd=ROOT,
             env=env,
             stdout=handle,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from services.runtime.cli import SERVICES
+from services.cli.main import SERVICES
 from services.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,13 +6,13 @@ from urllib.parse import quote
 
 import pytest
 
-from services.runtime.settings import Settings
-from services.status.connection_strings import (
+from services.rules.connection_strings import (
     ods_connection_string,
     parse_connection_string,
     quoting_warning,
     shared_credentials_warning,
 )
+from services.runtime.settings import Settings
 
 TRICKY_VALUES = [
     "plain",

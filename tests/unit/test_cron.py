@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.scheduler.cron import CronError, parse, to_utc
+from services.rules.cron import CronError, parse, to_utc
 
 UTC_ZONE = ZoneInfo("UTC")
 CHICAGO = ZoneInfo("America/Chicago")

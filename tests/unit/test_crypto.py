@@ -11,9 +11,9 @@ from hashlib import sha256
 
 import pytest
 
-from services.runtime import crypto
-from services.runtime.crypto import DecryptionError
-from services.runtime.errors import PermanentError
+from services.rules import crypto
+from services.rules.crypto import DecryptionError
+from services.rules.errors import PermanentError
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from services.provisioner.ods_server import Marker, PostgresSession
-from services.runtime.naming import database_name, name_problem
+from services.rules.marker import Marker
+from services.rules.naming import database_name, name_problem
+from services.runtime.ods_server import PostgresSession
 
 SAFE = re.compile(r"^[A-Za-z0-9 _]+$")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.runtime.naming import database_name, database_name_problem, name_problem
+from services.rules.naming import database_name, database_name_problem, name_problem
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
-from services.provisioner.ods_server import MANAGED_BY, Marker, classify, staging_name
-from services.runtime.errors import PermanentError, TransientError
+from services.rules.errors import PermanentError, TransientError
+from services.rules.marker import MANAGED_BY, Marker, staging_name
+from services.runtime.ods_server import classify
 
 JOB = uuid.UUID("3f2b8c4e-1d2a-4b6c-9e8f-0a1b2c3d4e5f")
 

@@ -27,8 +27,9 @@ from contracts.messages import (
     Operation,
 )
 from services.provisioner.handler import Claimed, Provisioner
-from services.provisioner.ods_server import DatabaseInfo, Marker, OnWait, staging_name
-from services.runtime.errors import PermanentError, TransientError
+from services.rules.errors import PermanentError, TransientError
+from services.rules.marker import Marker, staging_name
+from services.runtime.ods_server import DatabaseInfo, OnWait
 
 TEMPLATE = "EdFi_Ods_Minimal_Template"
 TARGET = "EdFi_Ods_Grand_Bend"

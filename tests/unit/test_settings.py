@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.runtime.errors import ConfigurationError
+from services.rules.errors import ConfigurationError
 from services.runtime.settings import DEVELOPMENT_ENCRYPTION_KEY, Settings
 
 KEY_VARIABLE = "ODS_CONNECTION_STRING_ENCRYPTION_KEY"
@@ -319,7 +319,7 @@ def test_without_a_signing_key_development_signs_with_a_key_made_at_start_up() -
     import subprocess
     import sys
 
-    from services.runtime.errors import ConfigurationError
+    from services.rules.errors import ConfigurationError
 
     development = Settings(environment="development", jwt_signing_key=None)
     key = development.signing_key()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.messages import Operation
-from services.runtime.states import (
+from services.rules.states import (
     IN_FLIGHT,
     InstanceStatus,
     JobStatus,

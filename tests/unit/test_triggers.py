@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.scheduler.triggers import (
+from services.rules.triggers import (
     MAX_COUNTED_MISSES,
     CronTrigger,
     FirePlan,

@@ -10,15 +10,15 @@ from sqlalchemy import Row, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.admin_db.tables import db_instances, jobs, schedule_runs, schedules
 from services.gateway.jobs import check_job
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.schemas import DeleteInstanceParameters, RenameInstanceParameters
+from services.rules.states import InstanceStatus, JobStatus
+from services.rules.triggers import ScheduleState, anchored, first_fire
 from services.runtime.settings import Settings
-from services.runtime.states import InstanceStatus, JobStatus
-from services.runtime.tables import db_instances, jobs, schedule_runs, schedules
 from services.scheduler.firing import RunOutcome
 from services.scheduler.schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
-from services.scheduler.triggers import ScheduleState, anchored, first_fire
 
 
 def schedule_out(row: Row[Any]) -> Schedule:

@@ -15,7 +15,7 @@ from hashlib import sha256
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from services.runtime.errors import PermanentError
+from services.rules.errors import PermanentError
 
 IV_BYTES = 16
 

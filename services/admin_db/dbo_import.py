@@ -12,13 +12,13 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime import crypto
+from services.admin_db.tables import db_instances, ods_instances
+from services.rules import crypto
+from services.rules.connection_strings import ods_connection_string, parse_connection_string
+from services.rules.protection import protected_databases, server_of
+from services.rules.states import InstanceStatus
 from services.runtime.logging import get_logger
-from services.runtime.protection import protected_databases, server_of
 from services.runtime.settings import Settings
-from services.runtime.states import InstanceStatus
-from services.runtime.tables import db_instances, ods_instances
-from services.status.connection_strings import ods_connection_string, parse_connection_string
 
 log = get_logger(__name__)
 

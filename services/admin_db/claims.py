@@ -19,9 +19,9 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.admin_db.tables import db_instances, jobs
 from services.provisioner.handler import Claimed
-from services.runtime.states import JobStatus, is_terminal
-from services.runtime.tables import db_instances, jobs
+from services.rules.states import JobStatus, is_terminal
 
 
 class JobClaims:

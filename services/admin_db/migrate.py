@@ -15,11 +15,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from yoyo import get_backend, read_migrations
 
-from services.runtime.db import with_driver
-from services.runtime.errors import ConfigurationError
+from services.admin_db.engine import with_driver
+from services.admin_db.tables import SCHEMA
+from services.rules.errors import ConfigurationError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
-from services.runtime.tables import SCHEMA
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from services.runtime.errors import ConfigurationError
+from services.rules.errors import ConfigurationError
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import Settings
 
@@ -54,9 +54,9 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
     import getpass
     import os
 
+    from services.admin_db.engine import create_admin_engine
     from services.gateway import auth
     from services.gateway.problems import ProblemError
-    from services.runtime.db import create_admin_engine
 
     engine = create_admin_engine(settings.admin_database_url, pool_size=1)
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             _run_service(args.service, settings)
         elif args.command == "migrate":
-            from services.runtime.migrate import migrate_all
+            from services.admin_db.migrate import migrate_all
 
             migrate_all(settings)
         elif args.command == "topology":
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
             ensure_all_templates(settings)
         elif args.command == "setup":
+            from services.admin_db.migrate import migrate_all
             from services.runtime import topology
-            from services.runtime.migrate import migrate_all
             from services.runtime.templates import ensure_all_templates
 
             migrate_all(settings)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "clients":
             return _clients(parser, args, settings)
         elif args.command == "dead-letters":
-            from services.runtime import deadletters
+            from services.cli import deadletters
 
             if args.action == "list":
                 letters = asyncio.run(deadletters.list_dead(settings, args.queue))

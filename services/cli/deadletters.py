@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import InstanceRequested, UnknownMessageTypeError, parse_event
-from services.runtime.db import create_admin_engine
+from services.admin_db.engine import create_admin_engine
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.tenants import UnknownTenantError

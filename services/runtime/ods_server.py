@@ -4,9 +4,6 @@ quoting (`sql.Identifier`), never string formatting."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,65 +11,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from services.runtime.errors import PermanentError, TransientError
+from services.rules.errors import PermanentError, TransientError
+from services.rules.marker import STAGING_PREFIX, Marker, lock_key
 
-MANAGED_BY = "edfi-instance-manager"
-STAGING_PREFIX = "edfi_im_staging_"  # + the job id: where a clone is built
 # pg advisory lock class of the provisioner replicas' member slots (two-key form).
 MEMBER_CLASS = 0x0ED1F3
-# Databases of the server that are never renamed, dropped or emptied of sessions.
-SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 
 OnWait = Callable[[str], Awaitable[None]]
-
-
-def lock_key(*scope: object) -> int:
-    """A 64-bit advisory lock key for one thing of one deployment (an instance of a tenant's
-    admin database, a clone slot of a deployment): another deployment on the same server, or
-    anyone else's advisory locks, cannot hold it by accident."""
-    digest = hashlib.blake2b(repr(("edfi-im", *scope)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-@dataclass(frozen=True)
-class Marker:
-    """Written as the database comment: which instance (and job) this system created it for,
-    and in which tenant (tenants on one server number their instances alike)."""
-
-    instance_id: int
-    job_id: uuid.UUID
-    tenant: str | None = None
-
-    def render(self) -> str:
-        data: dict[str, object] = {
-            "managedBy": MANAGED_BY,
-            "instanceId": self.instance_id,
-            "jobId": str(self.job_id),
-        }
-        if self.tenant is not None:
-            data["tenant"] = self.tenant
-        return json.dumps(data)
-
-    def names(self, tenant: str | None, instance_id: int) -> bool:
-        """Whether this is the mark of that tenant's instance."""
-        return self.instance_id == instance_id and self.tenant == tenant
-
-    @staticmethod
-    def parse(comment: str | None) -> Marker | None:
-        if not comment:
-            return None
-        try:
-            data = json.loads(comment)
-            if data.get("managedBy") != MANAGED_BY:
-                return None
-            tenant = data.get("tenant")
-            return Marker(
-                int(data["instanceId"]),
-                uuid.UUID(data["jobId"]),
-                None if tenant is None else str(tenant),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -308,8 +253,3 @@ async def _lock_holder(conn: psycopg.AsyncConnection[tuple[object, ...]], key: i
     )
     row = await cur.fetchone()
     return "another session" if row is None else describe_session(*row)
-
-
-def staging_name(job_id: uuid.UUID) -> str:
-    """Where a clone is built before it gets its real name; derived from the job, so ours."""
-    return f"{STAGING_PREFIX}{job_id.hex}"

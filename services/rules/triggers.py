@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from services.runtime.naming import Printable
-from services.scheduler import cron
+from services.rules import cron
+from services.rules.naming import Printable
 
 # Missed occurrences counted one by one before a misfire report says "at least".
 MAX_COUNTED_MISSES = 1_000
