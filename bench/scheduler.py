@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import percentile, write_results
 from services.admin_db.engine import create_admin_engine
+from services.admin_db.relay import OutboxRelay
 from services.admin_db.tables import schedule_runs, schedules
 from services.runtime.logging import configure_logging
-from services.runtime.outbox import OutboxRelay
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology

@@ -1,4 +1,5 @@
-"""Schedules in the admin database: create, read, pause, resume, unschedule, run history."""
+"""Schedules: the one module that writes `edfi_im.schedules` and `edfi_im.schedule_runs`:
+create, pause, resume, unschedule, the runs and advances of a firing pass, pruning."""
 
 from __future__ import annotations
 
@@ -6,80 +7,82 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.admin_db.tables import db_instances, jobs, schedule_runs, schedules
-from services.gateway.jobs import check_job
-from services.gateway.problems import ProblemError, validation_problem
-from services.gateway.schemas import DeleteInstanceParameters, RenameInstanceParameters
-from services.rules.states import InstanceStatus, JobStatus
-from services.rules.triggers import ScheduleState, anchored, first_fire
-from services.runtime.settings import Settings
-from services.scheduler.firing import RunOutcome
-from services.scheduler.schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
+from services.rules.errors import ConflictError, InvalidError, NotFoundError
+from services.rules.parameters import (
+    DeleteInstanceParameters,
+    NamingSettings,
+    RenameInstanceParameters,
+    check_job,
+)
+from services.rules.states import InstanceStatus, JobStatus, JobType
+from services.rules.triggers import (
+    MisfirePolicy,
+    RunOutcome,
+    ScheduleState,
+    Trigger,
+    anchored,
+    first_fire,
+)
 
 
-def schedule_out(row: Row[Any]) -> Schedule:
-    return Schedule(
-        id=row.id,
-        name=row.name,
-        job=ScheduleJob(type=row.job_type, parameters=row.parameters),
-        trigger=row.trigger,
-        misfire_policy=row.misfire_policy,
-        allow_concurrent=row.allow_concurrent,
-        state=row.state,
-        next_fire_time=row.next_fire_time,
-        previous_fire_time=row.previous_fire_time,
-        fire_count=row.fire_count,
-        last_job_id=row.last_job_id,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        paused_at=row.paused_at,
-    )
+def _not_found(schedule_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"no schedule with id {schedule_id}")
 
 
-def _not_found(schedule_id: uuid.UUID) -> ProblemError:
-    return ProblemError(404, "Not found", f"no schedule with id {schedule_id}")
-
-
-async def create_schedule(
-    conn: AsyncConnection, settings: Settings, body: CreateSchedule, now: datetime
+async def create(
+    conn: AsyncConnection,
+    settings: NamingSettings,
+    *,
+    name: str,
+    job_type: JobType,
+    parameters: Any,
+    trigger: Trigger,
+    misfire_policy: MisfirePolicy,
+    allow_concurrent: bool,
+    now: datetime,
 ) -> Row[Any]:
-    # What can be checked now is checked now; the rest (names taken, instance states) is
-    # checked at each fire, as for an HTTP request, and a refusal is recorded as a failed run.
-    params = check_job(settings, body.job.type, body.job.parameters, "job.parameters").params
-    if isinstance(params, RenameInstanceParameters | DeleteInstanceParameters):
-        # An instance that does not exist, or was deleted, would refuse every fire.
+    """A new schedule. What can be checked now is checked now (the job's parameters as an HTTP
+    request's, the trigger's first occurrence, the instance a rename or delete names); the rest
+    (names taken, instance states) at each fire, where a refusal is recorded as a failed run."""
+    params = check_job(settings, job_type, parameters, "job.parameters").params
+    anchored_trigger = anchored(trigger, now)
+    next_fire = first_fire(anchored_trigger, now)
+    if next_fire is None:
+        raise InvalidError.field("trigger", "never fires: it has no occurrence from now on")
+    instance_id = (
+        params.id
+        if isinstance(params, RenameInstanceParameters | DeleteInstanceParameters)
+        else None
+    )
+    if instance_id is not None:
         status = await conn.scalar(
-            select(db_instances.c.status).where(db_instances.c.id == params.id)
+            select(db_instances.c.status).where(db_instances.c.id == instance_id)
         )
         if status is None or status == InstanceStatus.DELETED.value:
-            raise validation_problem(
+            raise InvalidError.field(
                 "job.parameters.id",
-                f"no instance with id {params.id}"
+                f"no instance with id {instance_id}"
                 if status is None
-                else f"instance {params.id} was deleted",
+                else f"instance {instance_id} was deleted",
             )
-    trigger = anchored(body.trigger, now)
-    next_fire = first_fire(trigger, now)
-    if next_fire is None:
-        raise validation_problem("trigger", "never fires: it has no occurrence from now on")
     try:
         async with conn.begin_nested():
-            row = (
+            row: Row[Any] = (
                 await conn.execute(
                     insert(schedules)
                     .values(
                         id=uuid.uuid4(),
-                        name=body.name,
-                        job_type=body.job.type.value,
+                        name=name,
+                        job_type=job_type.value,
                         parameters=params.model_dump(mode="json", by_alias=True),
-                        trigger=trigger.model_dump(mode="json", by_alias=True),
-                        misfire_policy=body.misfire_policy.value,
-                        allow_concurrent=body.allow_concurrent,
+                        trigger=anchored_trigger.model_dump(mode="json", by_alias=True),
+                        misfire_policy=misfire_policy.value,
+                        allow_concurrent=allow_concurrent,
                         state=ScheduleState.NORMAL.value,
                         next_fire_time=next_fire,
                         fire_count=0,
@@ -90,18 +93,16 @@ async def create_schedule(
                 )
             ).one()
     except IntegrityError:
-        raise ProblemError(
-            409,
-            "Conflict",
-            f"a schedule named {body.name!r} already exists",
-            errors={"name": ["is taken"]},
+        raise ConflictError(
+            f"a schedule named {name!r} already exists", errors={"name": ["is taken"]}
         ) from None
-    created: Row[Any] = row
-    return created
+    return row
 
 
-async def get_schedule(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
-    row = (await conn.execute(select(schedules).where(schedules.c.id == schedule_id))).first()
+async def get(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
+    row: Row[Any] | None = (
+        await conn.execute(select(schedules).where(schedules.c.id == schedule_id))
+    ).first()
     if row is None:
         raise _not_found(schedule_id)
     return row
@@ -117,7 +118,7 @@ async def list_schedules(
 
 
 async def _locked(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
-    row = (
+    row: Row[Any] | None = (
         await conn.execute(select(schedules).where(schedules.c.id == schedule_id).with_for_update())
     ).first()
     if row is None:
@@ -126,7 +127,7 @@ async def _locked(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
 
 
 async def _set(conn: AsyncConnection, schedule_id: uuid.UUID, **values: Any) -> Row[Any]:
-    row = (
+    row: Row[Any] = (
         await conn.execute(
             update(schedules)
             .where(schedules.c.id == schedule_id)
@@ -134,47 +135,41 @@ async def _set(conn: AsyncConnection, schedule_id: uuid.UUID, **values: Any) -> 
             .returning(schedules)
         )
     ).one()
-    result: Row[Any] = row
-    return result
+    return row
 
 
-async def pause_schedule(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
+async def pause(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
     """Normal → Paused (waits for a fire in progress to commit); pausing again changes nothing."""
     row = await _locked(conn, schedule_id)
     if row.state == ScheduleState.PAUSED.value:
         return row
     if row.state != ScheduleState.NORMAL.value:
-        raise ProblemError(
-            409, "Conflict", f"schedule {schedule_id} is {row.state}: only a Normal one pauses"
-        )
+        raise ConflictError(f"schedule {schedule_id} is {row.state}: only a Normal one pauses")
     return await _set(conn, schedule_id, state=ScheduleState.PAUSED.value, paused_at=func.now())
 
 
-async def resume_schedule(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
+async def resume(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
     """Paused (or Error) → Normal. Occurrences that passed meanwhile are misfires: the
     schedule's misfire policy decides at its next pass (when later than the threshold)."""
     row = await _locked(conn, schedule_id)
     if row.state == ScheduleState.NORMAL.value:
         return row
     if row.state == ScheduleState.COMPLETE.value:
-        raise ProblemError(
-            409, "Conflict", f"schedule {schedule_id} is Complete: it has no further occurrences"
-        )
+        raise ConflictError(f"schedule {schedule_id} is Complete: it has no further occurrences")
     return await _set(
         conn, schedule_id, state=ScheduleState.NORMAL.value, paused_at=None, error=None
     )
 
 
-async def delete_schedule(conn: AsyncConnection, schedule_id: uuid.UUID) -> None:
-    """Unschedule: the schedule and its run history go; the jobs it fired stay."""
+async def unschedule(conn: AsyncConnection, schedule_id: uuid.UUID) -> None:
+    """The schedule and its run history go; the jobs it fired stay."""
     await _locked(conn, schedule_id)
     await conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
 
 
-async def list_runs(
-    conn: AsyncConnection, schedule_id: uuid.UUID, offset: int, limit: int
-) -> list[ScheduleRun]:
-    await get_schedule(conn, schedule_id)
+async def runs(conn: AsyncConnection, schedule_id: uuid.UUID, offset: int, limit: int) -> list[Any]:
+    """A schedule's runs, newest first, each with its outcome: a fired run's job status."""
+    await get(conn, schedule_id)
     r = schedule_runs.c
     outcome = case(
         (r.outcome == RunOutcome.REFUSED, JobStatus.FAILED.value),
@@ -184,10 +179,14 @@ async def list_runs(
         ),
         else_=r.outcome,
     )
-    rows = (
+    found = (
         await conn.execute(
             select(
-                r.scheduled_fire_time, r.actual_fire_time, r.job_id, r.detail, outcome.label("o")
+                r.scheduled_fire_time,
+                r.actual_fire_time,
+                r.job_id,
+                r.detail,
+                outcome.label("outcome"),
             )
             .select_from(schedule_runs.outerjoin(jobs, jobs.c.id == r.job_id))
             .where(r.schedule_id == schedule_id)
@@ -196,13 +195,54 @@ async def list_runs(
             .limit(limit)
         )
     ).all()
-    return [
-        ScheduleRun(
-            scheduled_fire_time=row.scheduled_fire_time,
-            actual_fire_time=row.actual_fire_time,
-            job_id=row.job_id,
-            outcome=row.o,
-            detail=row.detail,
-        )
-        for row in rows
-    ]
+    return list(found)
+
+
+# --- a firing pass -------------------------------------------------------------------------------
+
+
+def due(batch: int, now: datetime) -> Any:
+    """The due schedules, earliest first, locked (other replicas skip them)."""
+    return (
+        select(schedules)
+        .where(schedules.c.state == ScheduleState.NORMAL.value)
+        .where(schedules.c.next_fire_time <= now)
+        .order_by(schedules.c.next_fire_time)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+
+
+ADVANCE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("b_id"))
+    .values(
+        next_fire_time=bindparam("b_next"),
+        previous_fire_time=bindparam("b_previous"),
+        fire_count=schedules.c.fire_count + bindparam("b_fired"),
+        last_job_id=bindparam("b_last_job"),
+        state=bindparam("b_state"),
+        updated_at=func.now(),
+    )
+)
+
+
+async def record_fires(
+    conn: AsyncConnection, runs_: list[dict[str, Any]], advances: list[dict[str, Any]]
+) -> None:
+    """A pass's runs and the schedules' advances, one statement each."""
+    if runs_:
+        await conn.execute(insert(schedule_runs), runs_)
+    if advances:
+        await conn.execute(ADVANCE, advances)
+
+
+async def put_in_error(conn: AsyncConnection, schedule_id: uuid.UUID, reason: str) -> None:
+    await _set(conn, schedule_id, state=ScheduleState.ERROR.value, error=reason)
+
+
+async def prune_runs(conn: AsyncConnection, cutoff: Any) -> int:
+    result = await conn.execute(
+        delete(schedule_runs).where(schedule_runs.c.actual_fire_time < cutoff)
+    )
+    return int(result.rowcount or 0)

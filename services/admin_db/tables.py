@@ -187,6 +187,7 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
     schema=SCHEMA,
 )
 inbox = Table(

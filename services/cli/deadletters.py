@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import InstanceRequested, UnknownMessageTypeError, parse_event
 from services.admin_db.engine import create_admin_engine
+from services.admin_db.tenants import UnknownTenantError
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, STATUS_DEAD_QUEUE
 
 T = TypeVar("T")

@@ -56,7 +56,7 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
 
     from services.admin_db.engine import create_admin_engine
     from services.gateway import auth
-    from services.gateway.problems import ProblemError
+    from services.rules.errors import RefusedError
 
     engine = create_admin_engine(settings.admin_database_url, pool_size=1)
 
@@ -83,7 +83,7 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
                 return 2
             try:
                 await auth.register_client(engine, args.client_id, secret, name, tenants, scopes)
-            except ProblemError as exc:
+            except RefusedError as exc:
                 print(exc.detail, file=sys.stderr)
                 return 1
             print(f"client {args.client_id} added")
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(done)
         elif args.command == "schemas":
             from contracts import schema_export
-            from services.runtime import asyncapi
+            from services.cli import documents as asyncapi
 
             if args.check:
                 stale = [

@@ -16,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.admin_db.engine import create_admin_engine
+from services.admin_db.tenants import TenantDatabases
+from services.admin_db.waiting import keep_flagging
 from services.gateway import console, problems
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
@@ -28,8 +30,6 @@ from services.runtime.metrics import HTTP_REQUEST_SECONDS
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
-from services.runtime.tenants import TenantDatabases
-from services.runtime.waiting import keep_flagging
 
 log = get_logger(__name__)
 

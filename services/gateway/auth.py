@@ -27,11 +27,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.admin_db.tables import clients
+from services.admin_db import clients as client_rows
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.throttle import Throttle
 from services.runtime.logging import get_logger
@@ -139,25 +137,14 @@ async def register_client(
     scopes: list[str] | None = None,
 ) -> None:
     """Store a client with an argon2id hash of its secret; 409 when the id is taken."""
-    hashed = await asyncio.to_thread(_hasher.hash, secret)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(clients).values(
-                    client_id=client_id,
-                    secret_hash=hashed,
-                    display_name=display_name.strip(),
-                    tenants=tenants,
-                    scopes=None if scopes is None else sorted(set(scopes)),
-                )
-            )
-    except IntegrityError:
-        raise ProblemError(
-            409,
-            "Conflict",
-            f"a client with id {client_id!r} is already registered",
-            errors={"ClientId": ["is taken"]},
-        ) from None
+    await client_rows.add(
+        engine,
+        client_id=client_id,
+        secret_hash=await asyncio.to_thread(_hasher.hash, secret),
+        display_name=display_name.strip(),
+        tenants=tenants,
+        scopes=None if scopes is None else sorted(set(scopes)),
+    )
 
 
 class Authenticator:
@@ -177,10 +164,7 @@ class Authenticator:
 
     async def check_secret(self, client_id: str, secret: str) -> Any:
         """The client row when the secret matches; None otherwise (same time either way)."""
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(clients).where(clients.c.client_id == client_id))
-            ).first()
+        row = await client_rows.get(self._engine, client_id)
         stored = row.secret_hash if row is not None else _UNKNOWN
 
         def verify() -> bool:
@@ -308,17 +292,6 @@ router = APIRouter(prefix="/connect", tags=["connect"])
 
 
 async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    clients.c.client_id,
-                    clients.c.display_name,
-                    clients.c.tenants,
-                    clients.c.scopes,
-                ).order_by(clients.c.client_id)
-            )
-        ).all()
     return [
         {
             "clientId": r.client_id,
@@ -326,14 +299,12 @@ async def list_clients(engine: AsyncEngine) -> list[dict[str, Any]]:
             "tenants": r.tenants,
             "scopes": r.scopes or sorted(SCOPES),
         }
-        for r in rows
+        for r in await client_rows.every(engine)
     ]
 
 
 async def remove_client(engine: AsyncEngine, client_id: str) -> bool:
-    async with engine.begin() as conn:
-        result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
-    return bool(result.rowcount)
+    return await client_rows.remove(engine, client_id)
 
 
 @router.post(

@@ -14,11 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.messages import Operation
+from services.admin_db import instances
+from services.admin_db.accept import accept_operation
 from services.admin_db.tables import (
     db_instances,
     ods_instance_contexts,
@@ -26,9 +28,7 @@ from services.admin_db.tables import (
     ods_instances,
 )
 from services.gateway.auth import Caller, authorize
-from services.gateway.jobs import checked_database_name
 from services.gateway.problems import ProblemError
-from services.gateway.repository import accept_operation
 from services.gateway.routes import (
     MAX_ID,
     PROBLEM,
@@ -39,13 +39,17 @@ from services.gateway.routes import (
     accepted,
     page_limit,
 )
-from services.gateway.schemas import CamelModel, InstanceDetails, _checked_name
 from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
 from services.rules.naming import Printable
+from services.rules.parameters import (
+    CamelModel,
+    InstanceDetails,
+    checked_database_name,
+    checked_name,
+)
 from services.rules.states import InstanceStatus
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
-from services.status.apply import write_details
 
 log = get_logger(__name__)
 
@@ -161,7 +165,7 @@ class ConsoleInstanceIn(InstanceDetails):
     tenant_name: Printable | None = Field(default=None, max_length=50)
     name: str = Field(description="1-46 characters: ASCII letters, digits, space, underscore")
 
-    _valid_name = field_validator("name")(_checked_name)
+    _valid_name = field_validator("name")(checked_name)
 
 
 async def _console_rows(
@@ -358,38 +362,11 @@ async def update_instance(
                 new_name=body.name,
                 new_database_name=checked_database_name(state.settings, body.name),
             )
-        row = (
-            await conn.execute(
-                select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
-            )
-        ).one()
+        row = await instances.lock(conn, instance_id)
+        assert row is not None
         if row.status == InstanceStatus.DELETED.value:  # deleted while this request waited
             raise ProblemError(404, "Not found", f"instance {instance_id} was deleted")
-        stored = body.stored()
-        await conn.execute(
-            update(db_instances).where(db_instances.c.id == instance_id).values(**stored)
-        )
-        if row.odsinstanceid is not None:
-            ods = (
-                await conn.execute(
-                    select(ods_instances.c.connectionstring).where(
-                        ods_instances.c.odsinstanceid == row.odsinstanceid
-                    )
-                )
-            ).first()
-            if ods is not None:
-                await conn.execute(
-                    update(ods_instances)
-                    .where(ods_instances.c.odsinstanceid == row.odsinstanceid)
-                    .values(instancetype=stored["instancetype"])
-                )
-                await write_details(
-                    conn,
-                    row.odsinstanceid,
-                    stored["contexts"],
-                    stored["derivatives"],
-                    ods.connectionstring or "",
-                )
+        await instances.replace_details(conn, instance_id, body.stored(), row.odsinstanceid)
         [updated] = await _console_rows(conn, state, instance_id)
     if renamed:
         accepted(state, Operation.RENAME, SOURCE, accepted_row, new_name=body.name)

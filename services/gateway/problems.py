@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.rules.errors import ConflictError, InvalidError, NotFoundError, RefusedError
 from services.runtime import dberrors
 from services.runtime.logging import get_logger
 from services.runtime.metrics import WRITES_REFUSED
@@ -81,10 +82,32 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(named) or "body"
 
 
+# The rules' refusals, as HTTP answers: the gateway's edge is where problem details are made.
+REFUSALS: dict[type[RefusedError], tuple[int, str]] = {
+    NotFoundError: (404, "Not found"),
+    ConflictError: (409, "Conflict"),
+    InvalidError: (422, "Validation failed"),
+}
+
+
+def refusal_problem(exc: RefusedError) -> ProblemError:
+    status, title = next(
+        (answer for kind, answer in REFUSALS.items() if isinstance(exc, kind)),
+        (409, "Conflict"),
+    )
+    problem = ProblemError(status, title, exc.detail, errors=exc.errors)
+    problem.extra = dict(exc.extra)
+    return problem
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(request, exc)
+
+    @app.exception_handler(RefusedError)
+    async def _refused(request: Request, exc: RefusedError) -> JSONResponse:
+        return problem_response(request, refusal_problem(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

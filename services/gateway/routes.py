@@ -11,12 +11,13 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
+from services.admin_db.accept import accept_create, accept_operation, cancel_job
 from services.admin_db.tables import db_instances, jobs
-from services.gateway.jobs import cancel_job, checked_database_name, create_names
 from services.gateway.problems import ProblemError, validation_problem
-from services.gateway.repository import accept_create, accept_operation, instance_out, job_out
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import GatewayState, gateway_state
+from services.gateway.views import instance_out, job_out
+from services.rules.parameters import checked_database_name, create_names
 from services.rules.states import JOB_TYPE, InstanceStatus, JobStatus, JobType
 from services.runtime.logging import get_logger
 from services.runtime.metrics import JOBS_ACCEPTED, job_finished

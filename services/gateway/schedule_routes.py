@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import Row
 
 from services.admin_db import schedules as store
 from services.gateway.routes import PROBLEM, Limit, Offset, page_limit
+from services.gateway.schedule_schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
 from services.gateway.state import gateway_state
 from services.rules.triggers import ScheduleState
 from services.runtime.logging import get_logger
-from services.scheduler.firing import utcnow
-from services.scheduler.schemas import CreateSchedule, Schedule, ScheduleRun
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v2/schedules", tags=["schedules"])
+
+
+def schedule_out(row: Row[Any]) -> Schedule:
+    return Schedule(
+        id=row.id,
+        name=row.name,
+        job=ScheduleJob(type=row.job_type, parameters=row.parameters),
+        trigger=row.trigger,
+        misfire_policy=row.misfire_policy,
+        allow_concurrent=row.allow_concurrent,
+        state=row.state,
+        next_fire_time=row.next_fire_time,
+        previous_fire_time=row.previous_fire_time,
+        fire_count=row.fire_count,
+        last_job_id=row.last_job_id,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        paused_at=row.paused_at,
+    )
 
 
 @router.post(
@@ -29,7 +50,17 @@ router = APIRouter(prefix="/v2/schedules", tags=["schedules"])
 async def create_schedule(body: CreateSchedule, request: Request, response: Response) -> Schedule:
     state = gateway_state(request)
     async with state.engine.begin() as conn:
-        row = await store.create_schedule(conn, state.settings, body, utcnow())
+        row = await store.create(
+            conn,
+            state.settings,
+            name=body.name,
+            job_type=body.job.type,
+            parameters=body.job.parameters,
+            trigger=body.trigger,
+            misfire_policy=body.misfire_policy,
+            allow_concurrent=body.allow_concurrent,
+            now=datetime.now(UTC),
+        )
     log.info(
         "schedule created",
         schedule_id=str(row.id),
@@ -38,7 +69,7 @@ async def create_schedule(body: CreateSchedule, request: Request, response: Resp
         next_fire_time=row.next_fire_time.isoformat() if row.next_fire_time else None,
     )
     response.headers["Location"] = f"/v2/schedules/{row.id}"
-    return store.schedule_out(row)
+    return schedule_out(row)
 
 
 @router.get("", response_model=list[Schedule], responses={422: PROBLEM})
@@ -51,13 +82,13 @@ async def list_schedules(
     gateway = gateway_state(request)
     async with gateway.engine.connect() as conn:
         rows = await store.list_schedules(conn, offset, page_limit(gateway, limit), state)
-    return [store.schedule_out(r) for r in rows]
+    return [schedule_out(r) for r in rows]
 
 
 @router.get("/{schedule_id}", response_model=Schedule, responses={404: PROBLEM})
 async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     async with gateway_state(request).engine.connect() as conn:
-        return store.schedule_out(await store.get_schedule(conn, schedule_id))
+        return schedule_out(await store.get(conn, schedule_id))
 
 
 @router.post(
@@ -68,9 +99,9 @@ async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
 )
 async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     async with gateway_state(request).engine.begin() as conn:
-        row = await store.pause_schedule(conn, schedule_id)
+        row = await store.pause(conn, schedule_id)
     log.info("schedule paused", schedule_id=str(schedule_id))
-    return store.schedule_out(row)
+    return schedule_out(row)
 
 
 @router.post(
@@ -81,9 +112,9 @@ async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
 )
 async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     async with gateway_state(request).engine.begin() as conn:
-        row = await store.resume_schedule(conn, schedule_id)
+        row = await store.resume(conn, schedule_id)
     log.info("schedule resumed", schedule_id=str(schedule_id))
-    return store.schedule_out(row)
+    return schedule_out(row)
 
 
 @router.delete(
@@ -94,7 +125,7 @@ async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
 )
 async def delete_schedule(schedule_id: uuid.UUID, request: Request) -> Response:
     async with gateway_state(request).engine.begin() as conn:
-        await store.delete_schedule(conn, schedule_id)
+        await store.unschedule(conn, schedule_id)
     log.info("schedule deleted", schedule_id=str(schedule_id))
     return Response(status_code=204)
 
@@ -110,4 +141,14 @@ async def list_runs(
 ) -> list[ScheduleRun]:
     gateway = gateway_state(request)
     async with gateway.engine.connect() as conn:
-        return await store.list_runs(conn, schedule_id, offset, page_limit(gateway, limit))
+        rows = await store.runs(conn, schedule_id, offset, page_limit(gateway, limit))
+    return [
+        ScheduleRun(
+            scheduled_fire_time=r.scheduled_fire_time,
+            actual_fire_time=r.actual_fire_time,
+            job_id=r.job_id,
+            outcome=r.outcome,
+            detail=r.detail,
+        )
+        for r in rows
+    ]

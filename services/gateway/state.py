@@ -10,11 +10,11 @@ import structlog
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.admin_db.tenants import TenantDatabase, TenantDatabases
 from services.gateway.auth import Caller, authorize
 from services.gateway.problems import ProblemError
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import TENANT_NAME, Settings
-from services.runtime.tenants import TenantDatabase, TenantDatabases
 
 # One tenant's settings, admin engine and outbox relay: what a route works with.
 GatewayState = TenantDatabase

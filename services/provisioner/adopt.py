@@ -14,7 +14,6 @@ from services.admin_db.tables import db_instances
 from services.provisioner.membership import deployment_of
 from services.rules.errors import PermanentError
 from services.rules.marker import Marker
-from services.rules.protection import protected_databases
 from services.rules.states import IN_FLIGHT, InstanceStatus
 from services.runtime.logging import get_logger
 from services.runtime.ods_server import PostgresOdsServer
@@ -57,7 +56,7 @@ async def adopt(settings: Settings, tenant: str | None, instance_id: int) -> str
             f"instance {instance_id}'s database is not known (its connection string could not "
             "be read)"
         )
-    protected = protected_databases(settings, resolved.ods_server_url)
+    protected = settings.protected_databases(resolved.ods_server_url)
     why = protected.get(database.lower())
     if why:
         raise AdoptionRefusedError(f"{database!r} is never this system's: {why}")

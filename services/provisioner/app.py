@@ -14,12 +14,12 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceEvent, InstanceRequested, Message
-from services.admin_db.claims import JobClaims
+from services.admin_db import jobs
 from services.admin_db.engine import create_admin_engine, database_identity
+from services.admin_db.tenants import UnknownTenantError
 from services.provisioner.handler import Provisioner
 from services.provisioner.membership import Membership, deployment_of, group_key
 from services.provisioner.shards import ShardConsumers
-from services.rules.protection import protected_databases
 from services.runtime.asyncapi import document_publisher, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
@@ -30,7 +30,6 @@ from services.runtime.startup import (
     declare_topology_when_available,
     when_available,
 )
-from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import EVENTS_EXCHANGE, shard_queue
 from services.runtime.watchdog import Watchdog
 
@@ -98,8 +97,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         )
         engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
         engines.append(engine)
-        claims = JobClaims(engine)
-        protected = protected_databases(settings, resolved.ods_server_url)
+        protected = settings.protected_databases(resolved.ods_server_url)
         provisioners[tenant] = Provisioner(
             server,
             emit,
@@ -107,8 +105,8 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
             retry_attempts=settings.step_retry_attempts,
             heartbeat_interval=settings.heartbeat_interval_seconds,
             progress_delay=settings.progress_delay_seconds,
-            claim=claims.claim,
-            fence=claims.fence,
+            claim=functools.partial(jobs.claim, engine),
+            fence=functools.partial(jobs.fence, engine),
             protected=functools.partial(protection_of, protected),
             scope=database_identity(resolved.admin_database_url),
         )

@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from enum import StrEnum
 from typing import Any, Protocol
 
 from tenacity import (
@@ -41,6 +40,7 @@ from services.rules.errors import (
     TransientError,
 )
 from services.rules.marker import Marker, staging_name
+from services.rules.states import Claimed
 from services.runtime.logging import get_logger
 from services.runtime.metrics import RETRIES
 from services.runtime.ods_server import DatabaseInfo, OnWait
@@ -64,14 +64,6 @@ class OdsServer(Protocol):
         self, instance_id: int, *, scope: str = "", on_wait: OnWait | None = None
     ) -> AbstractAsyncContextManager[OdsSession]: ...
     def clone_slot(self) -> AbstractAsyncContextManager[int]: ...
-
-
-class Claimed(StrEnum):
-    """What claiming a job before working on it found."""
-
-    CLAIMED = "claimed"  # go on (also: a job this admin database does not know, sent by hand)
-    CANCELLED = "cancelled"  # cancelled before it started: skipped
-    ENDED = "ended"  # already ended (given up, failed, done) or no longer the instance's: skipped
 
 
 Emit = Callable[[Message], Awaitable[None]]

@@ -21,11 +21,11 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import WithJsonSchema
 
 from contracts.messages import InstanceRequested, parse_command
+from services.admin_db.tenants import UnknownTenantError
 from services.runtime.asyncapi import contract_schema
 from services.runtime.logging import get_logger
 from services.runtime.messaging import delivery_attempt, message_context, parse_or_dead_letter
 from services.runtime.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
-from services.runtime.tenants import UnknownTenantError
 from services.runtime.topology import shard_queue
 
 log = get_logger(__name__)

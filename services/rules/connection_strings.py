@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from services.runtime.settings import Settings
+from pydantic import SecretStr
+
+from services.rules import crypto
+
+
+class Settings(Protocol):
+    """What a connection string is built from (services/runtime/settings.py has it)."""
+
+    @property
+    def ods_server_url(self) -> str: ...
+    @property
+    def ods_connection_string_template(self) -> str | None: ...
+    @property
+    def ods_connection_string_options(self) -> str | None: ...
+    @property
+    def ods_api_username(self) -> str | None: ...
+    @property
+    def ods_api_password(self) -> SecretStr | None: ...
+
 
 SPECIAL = ";='\""
 
@@ -127,3 +147,34 @@ def parse_connection_string(value: str) -> dict[str, str]:
         if key:
             out[key] = val
     return out
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a connection string points."""
+
+    host: str | None
+    port: str | None
+    database: str
+
+
+def place_of(connection_string: str | None, key: bytes) -> tuple[Place | None, str | None]:
+    """Where an encrypted connection string points, or None and why not."""
+    if not connection_string:
+        return None, "dbo.odsinstances has no connection string"
+    try:
+        plain = crypto.decrypt(connection_string, key)
+    except crypto.DecryptionError as exc:
+        return None, f"the connection string could not be decrypted: {exc}"
+    parts = parse_connection_string(plain)
+    name = parts.get("database") or parts.get("initial catalog")
+    if not name:
+        return None, "the connection string names no database"
+    host = parts.get("host") or parts.get("server") or parts.get("data source")
+    return Place(host, parts.get("port"), name), None
+
+
+def database_of(connection_string: str | None, key: bytes) -> tuple[str | None, str | None]:
+    """The database an encrypted connection string names, or None and why not."""
+    place, problem = place_of(connection_string, key)
+    return (place.database if place else None), problem

@@ -125,3 +125,11 @@ def outcome(operation: Operation, succeeded: bool) -> tuple[InstanceStatus, JobS
 
 def is_terminal(job_status: str) -> bool:
     return job_status in TERMINAL_JOB_STATUSES
+
+
+class Claimed(StrEnum):
+    """What a worker claiming its job before working on it found."""
+
+    CLAIMED = "claimed"  # go on (also: a job this admin database does not know, sent by hand)
+    CANCELLED = "cancelled"  # cancelled before it started: skipped
+    ENDED = "ended"  # already ended (given up, failed, done) or no longer the instance's: skipped

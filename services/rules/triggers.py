@@ -207,3 +207,12 @@ def plan(
             next_fire=upcoming,
         )
     return FirePlan(missed=due, misfired=True, missed_more=more, next_fire=upcoming)
+
+
+class RunOutcome:
+    """What a schedule's run recorded for an occurrence."""
+
+    FIRED = "Fired"
+    REFUSED = "Refused"
+    SKIPPED = "Skipped"
+    MISSED = "Missed"

@@ -2,14 +2,13 @@
 
 The handlers read their contract from the raw bytes themselves (an unreadable message is
 dead-lettered, not retried), so their body parameter is `Any` at run time, annotated with the
-contracts' JSON Schema (`contract_schema`) for the document only. `edfi-im asyncapi` writes
-the documents to contracts/asyncapi/ (`--check` fails when they are stale, as the tests do).
+contracts' JSON Schema (`contract_schema`) for the document only. `edfi-im schemas` writes
+the documents to contracts/asyncapi/ (services/cli/documents.py; `--check` fails when they are
+stale, as the tests do).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from faststream._internal.broker import BrokerUsecase
@@ -22,15 +21,12 @@ from contracts.messages import (
     MaintenanceRequested,
     message_type,
 )
-from contracts.schema_export import write_all
-from services.runtime.settings import Settings
 from services.runtime.topology import (
     MAINTENANCE_EXCHANGE,
     MAINTENANCE_ROUTING_KEY,
     REQUESTS_EXCHANGE,
 )
 
-ASYNCAPI_DIR = Path(__file__).resolve().parents[2] / "contracts" / "asyncapi"
 VERSION = "0.1.0"
 
 
@@ -110,24 +106,3 @@ def specification(
         version=VERSION,
         description=description,
     )
-
-
-# The documents describe the default configuration, whatever the environment says.
-DOCUMENTED_SETTINGS = Settings.model_construct(environment="development")
-
-
-def rendered(settings: Settings = DOCUMENTED_SETTINGS) -> dict[str, str]:
-    """Each consumer service's document, by file name."""
-    from services.provisioner.app import asyncapi as provisioner
-    from services.scheduler.app import asyncapi as scheduler
-    from services.status.app import asyncapi as status
-
-    out = {}
-    for name, build in (("provisioner", provisioner), ("status", status), ("scheduler", scheduler)):
-        document = json.loads(build(settings).to_specification().to_json())
-        out[f"{name}.json"] = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    return out
-
-
-def export() -> list[Path]:
-    return write_all(ASYNCAPI_DIR, rendered())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -21,10 +21,7 @@ from pydantic import ValidationError
 from contracts.messages import Envelope, Message, UnknownMessageTypeError, message_type
 from services.runtime.logging import get_logger
 from services.runtime.metrics import MESSAGES_DEAD_LETTERED
-from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from services.runtime.startup import BackgroundTasks
-from services.runtime.tenants import TenantDatabase, TenantDatabases, UnknownTenantError
 from services.runtime.topology import EVENTS_EXCHANGE
 
 if TYPE_CHECKING:
@@ -73,20 +70,6 @@ async def parse_or_dead_letter(
             reason=str(exc)[:1000],
         )
         MESSAGES_DEAD_LETTERED.labels("unreadable").inc()
-        await message.reject(requeue=False)
-        return None
-
-
-async def tenant_or_dead_letter(
-    databases: TenantDatabases, tenant: str | None, message: RabbitMessage
-) -> TenantDatabase | None:
-    """The message's tenant, or None after dead-lettering it: a tenant this process is not
-    configured for will not appear by retrying (fix the configuration, then requeue it)."""
-    try:
-        return databases.get(tenant)
-    except UnknownTenantError as exc:
-        log.error("message for an unknown tenant dead-lettered", reason=str(exc))
-        MESSAGES_DEAD_LETTERED.labels("unknown tenant").inc()
         await message.reject(requeue=False)
         return None
 
@@ -168,40 +151,4 @@ def consumer_app(
         ],
         logger=faststream_logger,
         **hooks,
-    )
-
-
-def outbox_consumer_app(
-    broker: RabbitBroker,
-    settings: Settings,
-    *,
-    databases: TenantDatabases,
-    publisher: ConfirmingPublisher,
-    tasks: BackgroundTasks,
-    on_startup: Callable[[], Awaitable[None]],
-    after_startup: Callable[[], Awaitable[None]],
-) -> FastStream | AsgiFastStream:
-    """A consumer app that also relays its admin databases' outboxes (one per tenant): the
-    relays start before the service's own loops and stop after them; the publisher and the
-    engines close last."""
-
-    async def start() -> None:
-        databases.start_relays()  # state recovery: unsent outbox rows go out at once
-        await after_startup()
-
-    async def stop() -> None:
-        await tasks.stop()
-        await databases.stop_relays()
-
-    async def close() -> None:
-        await publisher.close()
-        await databases.dispose()
-
-    return consumer_app(
-        broker,
-        settings,
-        on_startup=[on_startup],
-        after_startup=[start],
-        on_shutdown=[stop],
-        after_shutdown=[close],
     )

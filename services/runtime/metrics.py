@@ -42,6 +42,12 @@ OUTBOX_RELAY_DELAY_SECONDS = Histogram(
     "Time from an outbox row's commit to its publication (confirmed by the broker)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+OUTBOX_PARKED = Counter(
+    "edfi_im_outbox_parked_total",
+    "Outbox rows the broker refused (unroutable, nacked), set aside so the rows behind them flow "
+    "(`edfi-im outbox list`), by tenant",
+    ["tenant"],
+)
 OUTBOX_PUBLISH_FAILURES = Counter(
     "edfi_im_outbox_publish_failures_total", "Outbox publishes that failed and will be retried"
 )

@@ -9,7 +9,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
-from services.rules.errors import TransientError
+from services.rules.errors import PermanentError, TransientError
+
+
+class MessageRefusedError(PermanentError):
+    """The broker refused this message (unroutable, nacked) or it cannot be sent at all; the
+    broker itself is up, and other messages may well go."""
 
 
 class ConfirmingPublisher:
@@ -55,8 +60,12 @@ class ConfirmingPublisher:
         message_type: str,
         correlation_id: str | None,
     ) -> None:
+        try:
+            encoded = json.dumps(body, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            raise MessageRefusedError(f"message {message_id} cannot be serialised: {exc}") from exc
         message = aio_pika.Message(
-            json.dumps(body, separators=(",", ":")).encode(),
+            encoded,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
@@ -70,7 +79,10 @@ class ConfirmingPublisher:
             target = await self._exchange(exchange)
             await target.publish(message, routing_key=routing_key, mandatory=True, timeout=10)
         except aio_pika.exceptions.DeliveryError as exc:
-            raise TransientError(f"broker did not accept message {message_id}: {exc}") from exc
+            raise MessageRefusedError(
+                f"the broker did not accept message {message_id} (to {exchange!r} with routing "
+                f"key {routing_key!r}): {exc}"
+            ) from exc
         except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
             # Start from a fresh connection next time rather than trust one that failed.
             await self._reset()

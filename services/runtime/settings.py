@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.rules.errors import ConfigurationError
+from services.rules.protection import protected_databases
 
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="
@@ -262,6 +263,24 @@ class Settings(BaseSettings):
         if not self.tenants:
             return {None: self}
         return {name: self.for_tenant(name) for name in self.tenants}
+
+    def protected_databases(self, server_url: str) -> dict[str, str]:
+        """The databases of the ODS server at `server_url` that this system never acts on (a
+        name in lower case -> why): the server's own, every template and every admin or
+        maintenance database this deployment has there."""
+        every = [self, *self.tenant_settings().values()]
+        return protected_databases(
+            server_url,
+            (t for s in every for t in s.templates.values()),
+            (
+                place
+                for s in every
+                for place in (
+                    (s.admin_database_url, "an admin database (EdFi_Admin) of this system"),
+                    (s.ods_server_url, "the ODS server's maintenance database"),
+                )
+            ),
+        )
 
     def find_tenant(self, name: str) -> str | None:
         """The configured tenant of that name, ignoring case; None when there is none."""

@@ -15,20 +15,14 @@ from faststream.specification import AsyncAPI
 from pydantic import WithJsonSchema
 
 from contracts.messages import MaintenanceRequested, parse_maintenance
+from services.admin_db.tenants import TenantDatabases, outbox_consumer_app, tenant_or_dead_letter
 from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
-from services.runtime.messaging import (
-    make_broker,
-    message_context,
-    outbox_consumer_app,
-    parse_or_dead_letter,
-    tenant_or_dead_letter,
-)
+from services.runtime.messaging import make_broker, message_context, parse_or_dead_letter
 from services.runtime.metrics import MESSAGES_CONSUMED
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import BackgroundTasks, declare_topology_when_available
-from services.runtime.tenants import TenantDatabases
 from services.runtime.topology import MAINTENANCE_QUEUE
 from services.runtime.watchdog import Watchdog
 from services.scheduler.firing import Scheduler

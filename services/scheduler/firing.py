@@ -15,16 +15,18 @@ from typing import Any
 
 import structlog
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.admin_db.tables import jobs, schedule_runs, schedules
-from services.gateway.jobs import accept_job
-from services.gateway.problems import ProblemError
+from services.admin_db import schedules as schedule_rows
+from services.admin_db.accept import accept_job
+from services.admin_db.tables import jobs, schedules
+from services.rules.errors import ConflictError, InvalidError, NotFoundError, RefusedError
 from services.rules.states import JobType, is_terminal
 from services.rules.triggers import (
     FirePlan,
     MisfirePolicy,
+    RunOutcome,
     ScheduleState,
     Trigger,
     plan,
@@ -37,13 +39,12 @@ from services.runtime.settings import Settings
 log = get_logger(__name__)
 
 TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
-
-
-class RunOutcome:
-    FIRED = "Fired"
-    REFUSED = "Refused"
-    SKIPPED = "Skipped"
-    MISSED = "Missed"
+# What a run's history says of a refused fire (in words, not HTTP status codes).
+REFUSAL_KINDS: dict[type[RefusedError], str] = {
+    NotFoundError: "not found",
+    ConflictError: "conflict",
+    InvalidError: "invalid",
+}
 
 
 def utcnow() -> datetime:
@@ -144,18 +145,20 @@ async def fire_schedule(
             job_id = await accept_job(
                 conn,
                 settings,
+                settings.tenant,
                 JobType(row.job_type),
                 row.parameters,
                 correlation_id=f"schedule:{row.id}:{at:%Y%m%dT%H%M%S}",
                 schedule_id=row.id,
             )
-        except ProblemError as refused:
-            run(at, RunOutcome.REFUSED, None, f"refused ({refused.status}): {refused.detail}")
+        except RefusedError as refused:
+            why = REFUSAL_KINDS.get(type(refused), "refused")
+            run(at, RunOutcome.REFUSED, None, f"refused ({why}): {refused.detail}")
             log.warning(
                 "scheduled job refused",
                 schedule_id=str(row.id),
                 schedule=row.name,
-                status=refused.status,
+                refusal=why,
                 reason=refused.detail,
             )
             continue
@@ -192,37 +195,14 @@ async def fire_schedule(
     )
 
 
-ADVANCE = (
-    update(schedules)
-    .where(schedules.c.id == bindparam("b_id"))
-    .values(
-        next_fire_time=bindparam("b_next"),
-        previous_fire_time=bindparam("b_previous"),
-        fire_count=schedules.c.fire_count + bindparam("b_fired"),
-        last_job_id=bindparam("b_last_job"),
-        state=bindparam("b_state"),
-        updated_at=func.now(),
-    )
-)
-
-
 def _due(settings: Settings, now: datetime) -> Any:
-    return (
-        select(schedules)
-        .where(schedules.c.state == ScheduleState.NORMAL.value)
-        .where(schedules.c.next_fire_time <= now)
-        .order_by(schedules.c.next_fire_time)
-        .limit(settings.scheduler_batch_size)
-        .with_for_update(skip_locked=True)
-    )
+    return schedule_rows.due(settings.scheduler_batch_size, now)
 
 
 async def _write(conn: AsyncConnection, fired: list[Fired]) -> None:
-    runs = [r for f in fired for r in f.runs]
-    if runs:
-        await conn.execute(insert(schedule_runs), runs)
-    if fired:
-        await conn.execute(ADVANCE, [f.advance for f in fired])
+    await schedule_rows.record_fires(
+        conn, [r for f in fired for r in f.runs], [f.advance for f in fired]
+    )
 
 
 def _connection_lost(exc: Exception) -> bool:
@@ -234,11 +214,7 @@ def _connection_lost(exc: Exception) -> bool:
 async def _fail_schedule(conn: AsyncConnection, schedule_id: uuid.UUID, exc: Exception) -> None:
     reason = f"the scheduler could not fire it: {dberrors.describe(exc)}"[:2000]
     WRITES_REFUSED.labels("scheduler", dberrors.sqlstate(exc) or type(exc).__name__).inc()
-    await conn.execute(
-        update(schedules)
-        .where(schedules.c.id == schedule_id)
-        .values(state=ScheduleState.ERROR.value, error=reason, updated_at=func.now())
-    )
+    await schedule_rows.put_in_error(conn, schedule_id, reason)
     log.error("schedule put in Error", schedule_id=str(schedule_id), reason=reason)
 
 

@@ -10,20 +10,16 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask
-from services.admin_db.dbo_import import Importable, database_of, import_ods_instances, place_of
-from services.admin_db.tables import (
-    db_instances,
-    inbox,
-    jobs,
-    ods_instances,
-    outbox,
-    schedule_runs,
-    schedules,
-)
+from services.admin_db import inbox, outbox
+from services.admin_db import jobs as job_rows
+from services.admin_db import schedules as schedule_rows
+from services.admin_db.dbo_import import Importable, import_ods_instances
+from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
+from services.rules.connection_strings import database_of, place_of
 from services.rules.marker import STAGING_PREFIX, Marker
 from services.rules.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
 from services.runtime.logging import get_logger
@@ -231,31 +227,12 @@ async def prune(engine: AsyncEngine, older_than_days: float) -> dict[str, Any]:
         kept = select(db_instances.c.currentjobid).where(db_instances.c.currentjobid.is_not(None))
         latest = select(schedules.c.last_job_id).where(schedules.c.last_job_id.is_not(None))
         deleted = {
-            "jobs": await _count(
-                conn,
-                delete(jobs)
-                .where(jobs.c.status.in_(TERMINAL))
-                .where(jobs.c.finished_at < cutoff)
-                .where(jobs.c.id.not_in(kept))
-                .where(jobs.c.id.not_in(latest)),
-            ),
-            "scheduleRuns": await _count(
-                conn, delete(schedule_runs).where(schedule_runs.c.actual_fire_time < cutoff)
-            ),
-            "inbox": await _count(conn, delete(inbox).where(inbox.c.processed_at < cutoff)),
-            "outbox": await _count(
-                conn,
-                delete(outbox)
-                .where(outbox.c.sent_at.is_not(None))
-                .where(outbox.c.sent_at < cutoff),
-            ),
+            "jobs": await job_rows.prune(conn, cutoff, [kept, latest]),
+            "scheduleRuns": await schedule_rows.prune_runs(conn, cutoff),
+            "inbox": await inbox.prune(conn, cutoff),
+            "outbox": await outbox.prune(conn, cutoff),
         }
     return {"olderThanDays": older_than_days, "deleted": deleted}
-
-
-async def _count(conn: AsyncConnection, statement: Any) -> int:
-    result = await conn.execute(statement)
-    return int(result.rowcount or 0)
 
 
 class MaintenanceWorker:
@@ -270,43 +247,13 @@ class MaintenanceWorker:
         self._worker = worker
 
     async def _claim(self, job_id: uuid.UUID) -> bool:
-        async with self._engine.begin() as conn:
-            job = (
-                await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
-            ).first()
-            if job is None:
-                log.warning("maintenance command for an unknown job; ignored")
-                return False
-            if job.status in TERMINAL:
-                log.info("maintenance job already ended; skipped", job_status=job.status)
-                return False
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    status=JobStatus.RUNNING.value,
-                    claimed_at=func.coalesce(jobs.c.claimed_at, func.now()),
-                    started_at=func.coalesce(jobs.c.started_at, func.now()),
-                    heartbeat_at=func.now(),
-                    attempts=jobs.c.attempts + 1,
-                    worker=self._worker,
-                    progress_message="Running",
-                    progress_percent=10,
-                )
-            )
-        return True
+        why_not = await job_rows.claim_maintenance(self._engine, job_id, self._worker)
+        if why_not is not None:
+            log.info("maintenance job skipped", reason=why_not)
+        return why_not is None
 
     async def _finish(self, job_id: uuid.UUID, **values: Any) -> None:
-        async with self._engine.begin() as conn:
-            done = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id)
-                    .where(jobs.c.status == JobStatus.RUNNING.value)
-                    .values(finished_at=func.now(), heartbeat_at=func.now(), **values)
-                    .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
-                )
-            ).first()
+        done = await job_rows.finish_maintenance(self._engine, job_id, **values)
         if done is not None:
             job_finished(done.type, done.status, done.created_at, done.finished_at)
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import (
@@ -22,17 +20,15 @@ from contracts.messages import (
     Operation,
     OperationFailed,
 )
-from services.admin_db.tables import db_instances, jobs
+from services.admin_db import instances, jobs, outbox
 from services.rules.states import (
     JOB_TYPE,
-    PENDING,
-    InstanceStatus,
     JobStatus,
     JobType,
     is_terminal,
     outcome,
 )
-from services.runtime import dberrors, outbox
+from services.runtime import dberrors
 from services.runtime.logging import get_logger
 from services.runtime.metrics import ORPHAN_RECOVERIES
 from services.runtime.topology import (
@@ -51,33 +47,10 @@ MAINTENANCE_TYPES = (JobType.RECONCILE.value, JobType.PRUNE.value)
 async def fail_job(conn: AsyncConnection, job: Any, reason: str) -> None:
     """Fail a job and, for an instance operation, put its instance in the operation's failure
     status (caller holds locks). A maintenance job has no instance."""
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            status=JobStatus.FAILED.value,
-            finished_at=func.now(),
-            error=reason,
-            progress_message=reason[:500],
-        )
-    )
+    await jobs.fail(conn, job.id, reason)
     operation = OPERATION_OF.get(job.type)
-    if operation is None:
-        return
-    instance_status, _ = outcome(operation, succeeded=False)
-    await conn.execute(
-        update(db_instances)
-        .where(db_instances.c.id == job.instance_id)
-        .where(db_instances.c.currentjobid == job.id)
-        .values(
-            status=instance_status.value,
-            error=reason,
-            pendingname=None,
-            pendingdatabasename=None,
-            lastmodifieddate=func.now(),
-            lastrefreshed=func.now(),
-        )
-    )
+    if operation is not None:
+        await instances.fail_operation(conn, job.instance_id, job.id, operation, reason)
 
 
 async def redrive(conn: AsyncConnection, job: Any, correlation_id: str | None) -> None:
@@ -135,15 +108,11 @@ async def record_fact(conn: AsyncConnection, job: Any, apply_fact: ApplyFact, si
         await record_refusal(conn, fact, dberrors.describe(exc), None)
         return
     done_at = job.server_done_at.isoformat(timespec="seconds")
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            progress_message=(
-                f"Recorded from its command: its last step was done on the ODS server at "
-                f"{done_at}, then {silent}"
-            )[:500]
-        )
+    await jobs.note(
+        conn,
+        job.id,
+        f"Recorded from its command: its last step was done on the ODS server at {done_at}, "
+        f"then {silent}",
     )
 
 
@@ -158,32 +127,14 @@ async def recover_orphans(
     `max_recoveries` times already; record the outcome of those whose last server step is
     known to be done (the server has changed: failing them would make the records lie).
     Replicas skip each other's rows, and a job inside its fence is skipped (SKIP LOCKED)."""
-    stale = (
-        await conn.execute(
-            select(jobs)
-            .where(jobs.c.status == JobStatus.RUNNING.value)
-            .where(
-                func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
-                < func.now() - timedelta(seconds=threshold_seconds)
-            )
-            .order_by(jobs.c.heartbeat_at)
-            .limit(100)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    stale = await jobs.stale_running(conn, threshold_seconds)
     handled = []
     for job in stale:
         silent = f"no heartbeat from worker {job.worker or '?'} for over {threshold_seconds:g}s"
         maintenance = job.type in MAINTENANCE_TYPES
         current = True  # a maintenance job has no instance to have moved on
         if not maintenance:
-            instance = (
-                await conn.execute(
-                    select(db_instances.c.currentjobid)
-                    .where(db_instances.c.id == job.instance_id)
-                    .with_for_update()
-                )
-            ).first()
+            instance = await instances.lock(conn, job.instance_id)
             current = instance is not None and instance.currentjobid == job.id
         if current and job.server_done_at is not None and apply_fact is not None:
             await record_fact(conn, job, apply_fact, silent)
@@ -194,11 +145,7 @@ async def recover_orphans(
                 instance_id=job.instance_id,
             )
         elif not current or job.command is None:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id)
-                .values(status=JobStatus.FAILED.value, finished_at=func.now(), error=silent)
-            )
+            await jobs.fail(conn, job.id, silent)
         elif job.recoveries >= max_recoveries:
             reason = (
                 f"{silent}; recovered {job.recoveries} time(s) already, giving up "
@@ -208,16 +155,10 @@ async def recover_orphans(
             ORPHAN_RECOVERIES.labels("failed").inc()
             log.error("orphaned job failed", job_id=str(job.id), reason=reason)
         else:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id)
-                .values(
-                    recoveries=jobs.c.recoveries + 1,
-                    heartbeat_at=func.now(),
-                    progress_message=(
-                        f"Re-driven: {silent} (recovery {job.recoveries + 1} of {max_recoveries})"
-                    ),
-                )
+            await jobs.mark_redriven(
+                conn,
+                job.id,
+                f"Re-driven: {silent} (recovery {job.recoveries + 1} of {max_recoveries})",
             )
             await redrive(conn, job, job.correlation_id)
             ORPHAN_RECOVERIES.labels("re-driven").inc()
@@ -246,18 +187,16 @@ def death_reason(headers: dict[str, Any]) -> str:
 
 
 async def fail_dead_lettered(
-    conn: AsyncConnection, job_id: uuid.UUID, instance_id: int, why: str
+    conn: AsyncConnection, job_id: uuid.UUID, instance_id: int, why: str, message_id: str | None
 ) -> bool:
     """A command reached the dead-letter queue: fail its job unless it already ended."""
-    await conn.execute(
-        select(db_instances.c.id).where(db_instances.c.id == instance_id).with_for_update()
-    )
-    job = (await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())).first()
+    await instances.lock(conn, instance_id)
+    job = await jobs.lock(conn, job_id)
     if job is None or is_terminal(job.status):
         return False
     reason = (
         f"the command was dead-lettered ({why}); fix the cause, then requeue it with "
-        f"`just dead-letters requeue <message id>`"
+        f"`just dead-letters requeue {message_id or '<message id>'}`"
     )
     await fail_job(conn, job, reason)
     log.error("dead-lettered command failed its job", job_id=str(job_id), reason=reason)
@@ -268,47 +207,43 @@ class RequeueRefusedError(Exception):
     """The dead-lettered command's job cannot be re-opened."""
 
 
-async def reopen_and_redrive(conn: AsyncConnection, command: InstanceRequested) -> None:
-    """Requeue a dead-lettered command after a fix: re-open its failed job and send it again."""
-    instance = (
-        await conn.execute(
-            select(db_instances).where(db_instances.c.id == command.instance_id).with_for_update()
-        )
-    ).first()
-    job = (
-        await conn.execute(select(jobs).where(jobs.c.id == command.job_id).with_for_update())
-    ).first()
+async def _failed_and_current(
+    conn: AsyncConnection, instance_id: int, job_id: uuid.UUID, operation: Operation
+) -> tuple[Any, Any, str | None]:
+    """The instance and job, locked, and why a requeue cannot re-open them (None: it can)."""
+    instance = await instances.lock(conn, instance_id)
+    job = await jobs.lock(conn, job_id)
     if instance is None or job is None:
-        raise RequeueRefusedError(f"job {command.job_id} or its instance no longer exists")
+        return instance, job, f"job {job_id} or its instance no longer exists"
     if instance.currentjobid != job.id:
-        raise RequeueRefusedError(
-            f"instance {instance.id} has moved on to job {instance.currentjobid}"
-        )
-    operation = Operation(command.operation)
+        return instance, job, f"instance {instance.id} has moved on to job {instance.currentjobid}"
     failed_status, _ = outcome(operation, succeeded=False)
     if job.status != JobStatus.FAILED.value or instance.status != failed_status.value:
-        raise RequeueRefusedError(
+        return (
+            instance,
+            job,
             f"job {job.id} is {job.status} and instance {instance.id} is {instance.status}; "
-            "only a failed job can be requeued"
+            "only a failed job can be requeued",
         )
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            status=JobStatus.PENDING.value,
-            finished_at=None,
-            error=None,
-            progress_message="Requeued after being dead-lettered",
-        )
+    return instance, job, None
+
+
+async def reopen_and_redrive(conn: AsyncConnection, command: InstanceRequested) -> None:
+    """Requeue a dead-lettered command after a fix: re-open its failed job and send it again."""
+    operation = Operation(command.operation)
+    instance, job, refused = await _failed_and_current(
+        conn, command.instance_id, command.job_id, operation
     )
-    values: dict[str, Any] = {"status": PENDING[operation].value, "error": None}
-    if operation is Operation.RENAME:
-        values |= {
-            "pendingname": command.new_name,
-            "pendingdatabasename": command.new_database_name,
-        }
-    await conn.execute(
-        update(db_instances).where(db_instances.c.id == instance.id).values(**values)
+    if refused is not None:
+        raise RequeueRefusedError(refused)
+    await jobs.reopen(conn, job.id, running=False, why="Requeued after being dead-lettered")
+    await instances.reopen_operation(
+        conn,
+        instance.id,
+        operation,
+        started=False,
+        new_name=command.new_name,
+        new_database_name=command.new_database_name,
     )
     await redrive(conn, job, job.correlation_id)
 
@@ -359,25 +294,16 @@ async def record_refusal(
     event is not an outcome (its progress is only lost, not the job)."""
     if type(event) not in OUTCOMES:
         return None
-    await conn.execute(
-        select(db_instances.c.id).where(db_instances.c.id == event.instance_id).with_for_update()
-    )
-    job = (
-        await conn.execute(select(jobs).where(jobs.c.id == event.job_id).with_for_update())
-    ).first()
-    current = await conn.scalar(
-        select(db_instances.c.currentjobid).where(db_instances.c.id == event.instance_id)
-    )
-    if job is None or is_terminal(job.status) or current != job.id:
+    instance = await instances.lock(conn, event.instance_id)
+    job = await jobs.lock(conn, event.job_id)
+    if job is None or is_terminal(job.status):
+        return None
+    if instance is None or instance.currentjobid != job.id:
         return None
     reason = refusal_reason(event, meaning, message_id)
     await fail_job(conn, job, reason)
     if isinstance(event, InstanceRenamed):
-        await conn.execute(
-            update(db_instances)
-            .where(db_instances.c.id == event.instance_id)
-            .values(databasename=event.database_name)
-        )
+        await instances.record_database(conn, event.instance_id, event.database_name)
     return reason
 
 
@@ -387,47 +313,22 @@ async def reopen_for_event(conn: AsyncConnection, event: Message) -> bool:
     the event is applied when it arrives again. False when there is nothing to re-open."""
     if type(event) not in OUTCOMES:
         return False
-    instance = (
-        await conn.execute(
-            select(db_instances).where(db_instances.c.id == event.instance_id).with_for_update()
-        )
-    ).first()
-    job = (
-        await conn.execute(select(jobs).where(jobs.c.id == event.job_id).with_for_update())
-    ).first()
-    if instance is None or job is None or job.command is None:
-        return False
     operation, _ = OUTCOMES[type(event)]
-    failed_status, _ = outcome(operation, succeeded=False)
-    if (
-        instance.currentjobid != job.id
-        or job.status != JobStatus.FAILED.value
-        or instance.status != failed_status.value
-    ):
+    instance, job, refused = await _failed_and_current(
+        conn, event.instance_id, event.job_id, operation
+    )
+    if refused is not None or job.command is None:
         return False
     command = InstanceRequested.model_validate(job.command)
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job.id)
-        .values(
-            status=JobStatus.RUNNING.value,
-            finished_at=None,
-            error=None,
-            heartbeat_at=func.now(),
-            progress_message="Outcome event requeued after being dead-lettered",
-        )
+    await jobs.reopen(
+        conn, job.id, running=True, why="Outcome event requeued after being dead-lettered"
     )
-    values: dict[str, Any] = {"error": None}
-    if operation is Operation.CREATE:
-        values["status"] = InstanceStatus.IN_PROGRESS.value
-    else:
-        values["status"] = PENDING[operation].value
-    if operation is Operation.RENAME:
-        values |= {
-            "pendingname": command.new_name,
-            "pendingdatabasename": command.new_database_name,
-        }
-    await conn.execute(
-        update(db_instances).where(db_instances.c.id == instance.id).values(**values)
+    await instances.reopen_operation(
+        conn,
+        instance.id,
+        operation,
+        started=True,
+        new_name=command.new_name,
+        new_database_name=command.new_database_name,
     )
     return True

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,17 +27,17 @@ from contracts.messages import (
     Message,
     Operation,
 )
-from services.admin_db.claims import JobClaims
+from services.admin_db import jobs as job_rows
+from services.admin_db.accept import accept_create, accept_operation
 from services.admin_db.engine import database_identity
 from services.admin_db.tables import db_instances, jobs, ods_instances, outbox
-from services.gateway.repository import accept_create, accept_operation
 from services.provisioner.handler import Provisioner
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
 from services.rules.marker import Marker
 from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
-from services.status.apply import StatusApplier
+from services.status.events import ConnectionStrings, apply_event
 from services.status.recovery import fail_job, recover_orphans
 from tests.conftest import unique_name
 from tests.support import pg
@@ -124,14 +125,13 @@ async def _rename(engine: AsyncEngine, settings: Settings, row: Any) -> tuple[An
 
 
 def _provisioner(settings: Settings, engine: AsyncEngine, emit: Frozen) -> Provisioner:
-    claims = JobClaims(engine)
     return Provisioner(
         PostgresOdsServer(settings.ods_server_url, clone_slots=1),
         emit,
         worker="frozen-worker",
         retry_attempts=1,
-        claim=claims.claim,
-        fence=claims.fence,
+        claim=functools.partial(job_rows.claim, engine),
+        fence=functools.partial(job_rows.fence, engine),
         scope=database_identity(settings.admin_database_url),
     )
 
@@ -172,14 +172,14 @@ async def test_a_silent_workers_done_rename_is_recorded_as_the_fact_it_is(
     await asyncio.wait_for(frozen.frozen.wait(), 10)
     assert pg.exists(accepted.pendingdatabasename) and not pg.exists(completed.databasename)
 
-    applier = StatusApplier(encryption_key, lambda db: ods_connection_string(settings, db))
+    applier = ConnectionStrings(encryption_key, lambda db: ods_connection_string(settings, db))
     for event in frozen.events:  # what reached the status service before it froze
         if not isinstance(event, InstanceRenamed):
             async with engine.begin() as conn:
-                await applier.apply(conn, event, str(uuid.uuid4()))
+                await apply_event(conn, event, str(uuid.uuid4()), applier)
 
     async def apply_fact(conn: Any, fact: Message) -> object:
-        return await applier.apply(conn, fact, f"fact:{fact.job_id}")
+        return await apply_event(conn, fact, f"fact:{fact.job_id}", applier)
 
     async with engine.begin() as conn:
         await conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=None))
@@ -210,7 +210,7 @@ async def test_a_silent_workers_done_rename_is_recorded_as_the_fact_it_is(
     await asyncio.wait_for(worker, 20)
     late = next(e for e in frozen.events if isinstance(e, InstanceRenamed))
     async with engine.begin() as conn:
-        assert await applier.apply(conn, late, str(uuid.uuid4())) == "stale"
+        assert await apply_event(conn, late, str(uuid.uuid4()), applier) == "stale"
 
 
 async def test_the_sweep_cannot_give_up_a_job_inside_its_fence(
@@ -221,7 +221,7 @@ async def test_the_sweep_cannot_give_up_a_job_inside_its_fence(
         await conn.execute(
             update(jobs).where(jobs.c.id == job.id).values(status="Running", heartbeat_at=None)
         )
-    async with JobClaims(engine).fence(job.id) as live:
+    async with job_rows.fence(engine, job.id) as live:
         assert live
         async with engine.begin() as conn:
             handled = await recover_orphans(conn, threshold_seconds=0.001, max_recoveries=0)

@@ -15,7 +15,8 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
-from services.admin_db.claims import JobClaims
+from services.admin_db import jobs as job_rows
+from services.admin_db.accept import accept_create, accept_maintenance, accept_operation, cancel_job
 from services.admin_db.tables import (
     db_instances,
     inbox,
@@ -25,13 +26,11 @@ from services.admin_db.tables import (
     schedule_runs,
     schedules,
 )
-from services.gateway.jobs import accept_maintenance, cancel_job
-from services.gateway.problems import ProblemError
-from services.gateway.repository import accept_create, accept_operation
-from services.provisioner.handler import Claimed
+from services.rules.errors import ConflictError, NotFoundError, RefusedError
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
 from services.rules.marker import Marker
+from services.rules.states import Claimed
 from services.runtime.settings import Settings
 from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
 from services.status.recovery import recover_orphans
@@ -81,7 +80,7 @@ async def test_cancelling_a_pending_create_frees_the_name_and_the_worker_skips_i
     assert cancelled.status == "Cancelled" and cancelled.finished_at is not None
     instance = await _instance(engine, row.id)
     assert instance.status == "Deleted" and "cancelled" in instance.error
-    assert await JobClaims(engine).claim(row.currentjobid) is Claimed.CANCELLED
+    assert await job_rows.claim(engine, row.currentjobid) is Claimed.CANCELLED
     # The name is free again.
     again = await _create_named(engine, settings, row.name)
     quiet_outbox.append(again.currentjobid)
@@ -106,11 +105,11 @@ async def test_a_claimed_job_cannot_be_cancelled(
 ) -> None:
     row = await _create(engine, settings)
     quiet_outbox.append(row.currentjobid)
-    assert await JobClaims(engine).claim(row.currentjobid) is Claimed.CLAIMED
+    assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
     async with engine.begin() as conn:
-        with pytest.raises(ProblemError) as refused:
+        with pytest.raises(ConflictError) as refused:
             await cancel_job(conn, row.currentjobid)
-    assert refused.value.status == 409 and "started" in refused.value.detail
+    assert "started" in refused.value.detail
     assert (await _job(engine, row.currentjobid)).status == "Pending"
     assert (await _instance(engine, row.id)).status == "Pending"
     # Mark it failed so it does not look in flight to later tests.
@@ -153,11 +152,11 @@ async def test_cancelling_a_rename_puts_the_instance_back(
     instance = await _instance(engine, row.id)
     assert (instance.status, instance.name, instance.pendingname) == ("Completed", row.name, None)
     async with engine.begin() as conn:
-        with pytest.raises(ProblemError) as twice:
+        with pytest.raises(RefusedError) as twice:
             await cancel_job(conn, renaming.currentjobid)
-        with pytest.raises(ProblemError) as unknown:
+        with pytest.raises(RefusedError) as unknown:
             await cancel_job(conn, uuid.uuid4())
-    assert (twice.value.status, unknown.value.status) == (409, 404)
+    assert (type(twice.value), type(unknown.value)) == (ConflictError, NotFoundError)
 
 
 async def test_a_cancelled_maintenance_job_is_skipped_by_its_worker(

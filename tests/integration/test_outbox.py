@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
+from services.admin_db import outbox as outbox_rows
+from services.admin_db import relay as outbox
 from services.admin_db.tables import outbox as outbox_table
-from services.runtime import outbox
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from tests.support import rabbit
@@ -35,7 +36,7 @@ async def _enqueue(engine: AsyncEngine, exchange: str, count: int) -> list[uuid.
     jobs = [uuid.uuid4() for _ in range(count)]
     async with engine.begin() as conn:
         for job in jobs:
-            await outbox.enqueue(
+            await outbox_rows.enqueue(
                 conn,
                 InstanceRequested(
                     job_id=job,
@@ -106,32 +107,43 @@ async def test_nothing_is_lost_while_the_broker_is_unreachable(
         await connection.close()
 
 
-async def test_a_message_the_broker_cannot_route_stays_unsent(
-    settings: Settings, engine: AsyncEngine
+async def test_a_message_the_broker_cannot_route_is_parked_and_the_rows_behind_it_flow(
+    settings: Settings, engine: AsyncEngine, vhost: str
 ) -> None:
-    connection = await aio_pika.connect(settings.rabbitmq_url)
+    """Issue 15: the relay stopped at a refused row and retried it for ever, so one unroutable
+    command blocked every later command of its tenant. Now it is parked, visibly, and the rest
+    goes out in order."""
+    connection, exchange, queue = await _queue_for_test(settings)
     channel = await connection.channel()
-    name = f"test.unrouted.{uuid.uuid4().hex[:8]}"
-    await channel.declare_exchange(name, "direct", auto_delete=False)
+    unrouted = f"test.unrouted.{uuid.uuid4().hex[:8]}"
+    await channel.declare_exchange(unrouted, "direct", auto_delete=False)
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
     try:
-        await _enqueue(engine, name, 1)
-        with pytest.raises(outbox.RelayStalledError):
-            await outbox.relay_once(engine, publisher, batch=10)
+        [poison] = await _enqueue(engine, unrouted, 1)
+        behind = await _enqueue(engine, exchange, 3)
+        await _drain(engine, publisher)
+        got = rabbit.take_messages(vhost, queue, count=50)
+        assert [uuid.UUID(m["body"]["job_id"]) for m in got] == behind
         async with engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(outbox_table.c.sent_at, outbox_table.c.last_error).where(
-                        outbox_table.c.exchange == name
-                    )
+                    select(
+                        outbox_table.c.id,
+                        outbox_table.c.sent_at,
+                        outbox_table.c.parked_at,
+                        outbox_table.c.last_error,
+                    ).where(outbox_table.c.exchange == unrouted)
                 )
             ).one()
-        assert row.sent_at is None
-        assert row.last_error
+            listed = [r.id for r in await outbox_rows.parked(conn)]
+        assert row.sent_at is None and row.parked_at is not None
+        assert "did not accept" in row.last_error and unrouted in row.last_error
+        assert row.id in listed
+        assert str(poison) not in [m["body"]["job_id"] for m in got]
         # Leave the table clean for the other tests' relays.
         async with engine.begin() as conn:
-            await conn.execute(outbox_table.delete().where(outbox_table.c.exchange == name))
+            await conn.execute(outbox_table.delete().where(outbox_table.c.exchange == unrouted))
     finally:
         await publisher.close()
-        await channel.exchange_delete(name)
+        await channel.exchange_delete(unrouted)
         await connection.close()

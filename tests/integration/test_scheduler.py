@@ -15,13 +15,13 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_db import schedules as store
+from services.admin_db.accept import accept_create
 from services.admin_db.engine import create_admin_engine
 from services.admin_db.tables import db_instances, jobs, outbox, schedule_runs, schedules
-from services.gateway.problems import ProblemError
-from services.gateway.repository import accept_create
+from services.gateway.schedule_schemas import CreateSchedule
+from services.rules.errors import RefusedError
 from services.runtime.settings import Settings
 from services.scheduler.firing import fire_due
-from services.scheduler.schemas import CreateSchedule
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,18 @@ async def _schedule(
         "job": {"type": "prune", "parameters": {}},
         "trigger": {"type": "interval", "intervalSeconds": 60, "startAt": now.isoformat()},
     } | body
+    body_ = CreateSchedule.model_validate(payload)
     async with engine.begin() as conn:
-        row = await store.create_schedule(
-            conn, settings, CreateSchedule.model_validate(payload), now
+        row = await store.create(
+            conn,
+            settings,
+            name=body_.name,
+            job_type=body_.job.type,
+            parameters=body_.job.parameters,
+            trigger=body_.trigger,
+            misfire_policy=body_.misfire_policy,
+            allow_concurrent=body_.allow_concurrent,
+            now=now,
         )
     schedule_id: uuid.UUID = row.id
     return schedule_id
@@ -243,14 +252,14 @@ async def test_paused_schedules_do_not_fire_and_resume_applies_the_misfire_polic
     )
     await fire_due(engine, settings, T0)
     async with engine.begin() as conn:
-        paused = await store.pause_schedule(conn, sid)
+        paused = await store.pause(conn, sid)
     assert paused.state == "Paused" and paused.paused_at is not None
     for s in range(10, 300, 10):
         await fire_due(engine, settings, T0 + timedelta(seconds=s))
     assert len(await _runs(engine, sid)) == 1
 
     async with engine.begin() as conn:
-        resumed = await store.resume_schedule(conn, sid)
+        resumed = await store.resume(conn, sid)
     assert resumed.state == "Normal"
     await fire_due(engine, settings, T0 + timedelta(seconds=305))
     runs = await _runs(engine, sid)
@@ -280,9 +289,9 @@ async def test_a_refused_job_is_a_failed_run_and_the_schedule_goes_on(
     )
     await fire_due(engine, settings, T0)
     async with engine.connect() as conn:
-        [run] = await store.list_runs(conn, sid, 0, 10)
+        [run] = await store.runs(conn, sid, 0, 10)
     assert run.outcome == "Failed" and run.job_id is None
-    assert "409" in (run.detail or "") and "in flight" in (run.detail or "")
+    assert "refused (conflict)" in (run.detail or "") and "in flight" in (run.detail or "")
     row = await _row(engine, sid)
     assert row.state == "Normal" and row.next_fire_time == T0 + timedelta(seconds=60)
     async with engine.begin() as conn:
@@ -299,9 +308,9 @@ async def test_a_schedule_for_an_instance_that_does_not_exist_is_refused_at_crea
     parameters: dict[str, Any] = {"id": 987654}
     if job_type == "renameInstance":
         parameters["name"] = "Nobody Renamed"
-    with pytest.raises(ProblemError) as refused:
+    with pytest.raises(RefusedError) as refused:
         await _schedule(engine, settings, job={"type": job_type, "parameters": parameters})
-    assert refused.value.status == 422
+    assert type(refused.value).__name__ == "InvalidError"
     assert refused.value.errors == {"job.parameters.id": ["no instance with id 987654"]}
 
 
@@ -316,9 +325,9 @@ async def test_a_one_time_schedule_completes(
     row = await _row(engine, sid)
     assert (row.state, row.next_fire_time, row.previous_fire_time) == ("Complete", None, run_at)
     async with engine.begin() as conn:
-        with pytest.raises(ProblemError) as refused:
-            await store.resume_schedule(conn, sid)
-    assert refused.value.status == 409
+        with pytest.raises(RefusedError) as refused:
+            await store.resume(conn, sid)
+    assert type(refused.value).__name__ == "ConflictError"
 
 
 async def test_a_schedule_that_cannot_fire_goes_to_error_without_blocking_others(
@@ -342,7 +351,7 @@ async def test_a_schedule_that_cannot_fire_goes_to_error_without_blocking_others
             .where(schedules.c.id == broken)
             .values(trigger={"type": "interval", "intervalSeconds": 60, "startAt": T0.isoformat()})
         )
-        resumed = await store.resume_schedule(conn, broken)
+        resumed = await store.resume(conn, broken)
     assert resumed.state == "Normal" and resumed.error is None
 
 
@@ -353,10 +362,10 @@ async def test_unschedule_removes_the_schedule_and_its_runs_but_not_its_jobs(
     await fire_due(engine, settings, T0)
     [job] = await _jobs_of(engine, sid)
     async with engine.begin() as conn:
-        await store.delete_schedule(conn, sid)
+        await store.unschedule(conn, sid)
     async with engine.connect() as conn:
-        with pytest.raises(ProblemError):
-            await store.get_schedule(conn, sid)
+        with pytest.raises(RefusedError):
+            await store.get(conn, sid)
         left = await conn.scalar(
             text("SELECT count(*) FROM edfi_im.schedule_runs WHERE schedule_id = :s"), {"s": sid}
         )

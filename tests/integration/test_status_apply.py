@@ -17,12 +17,12 @@ from contracts.messages import (
     Message,
     Operation,
 )
+from services.admin_db.accept import accept_create
 from services.admin_db.tables import db_instances, jobs, ods_instances
-from services.gateway.repository import accept_create
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
 from services.runtime.settings import Settings
-from services.status.apply import StatusApplier
+from services.status.events import ConnectionStrings, apply_event
 from tests.conftest import unique_name
 
 pytestmark = pytest.mark.integration
@@ -44,9 +44,9 @@ async def _accepted(engine: AsyncEngine, db_prefix: str) -> tuple[int, uuid.UUID
     return row.id, row.currentjobid, db
 
 
-async def _apply(engine: AsyncEngine, applier: StatusApplier, event: Message, mid: str) -> str:
+async def _apply(engine: AsyncEngine, applier: ConnectionStrings, event: Message, mid: str) -> str:
     async with engine.begin() as conn:
-        return await applier.apply(conn, event, mid)
+        return await apply_event(conn, event, mid, applier)
 
 
 async def _state(engine: AsyncEngine, instance_id: int, job_id: uuid.UUID) -> tuple[object, ...]:
@@ -62,12 +62,12 @@ async def _state(engine: AsyncEngine, instance_id: int, job_id: uuid.UUID) -> tu
 
 
 @pytest.fixture
-def applier(settings: Settings, encryption_key: bytes) -> StatusApplier:
-    return StatusApplier(encryption_key, lambda db: ods_connection_string(settings, db))
+def applier(settings: Settings, encryption_key: bytes) -> ConnectionStrings:
+    return ConnectionStrings(encryption_key, lambda db: ods_connection_string(settings, db))
 
 
 async def test_a_create_goes_pending_running_completed_once(
-    engine: AsyncEngine, applier: StatusApplier, db_prefix: str, encryption_key: bytes
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str, encryption_key: bytes
 ) -> None:
     instance_id, job_id, db = await _accepted(engine, db_prefix)
     started = InstanceOperationStarted(
@@ -107,7 +107,7 @@ async def test_a_create_goes_pending_running_completed_once(
 
 
 async def test_a_late_failure_after_completion_changes_nothing(
-    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str
 ) -> None:
     instance_id, job_id, db = await _accepted(engine, db_prefix)
     await _apply(
@@ -125,7 +125,7 @@ async def test_a_late_failure_after_completion_changes_nothing(
 
 
 async def test_a_failure_records_the_reason_on_instance_and_job(
-    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str
 ) -> None:
     instance_id, job_id, db = await _accepted(engine, db_prefix)
     failed = InstanceCreateFailed(
@@ -139,7 +139,7 @@ async def test_a_failure_records_the_reason_on_instance_and_job(
 
 
 async def test_an_event_of_another_job_is_ignored(
-    engine: AsyncEngine, applier: StatusApplier, db_prefix: str
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str
 ) -> None:
     instance_id, job_id, db = await _accepted(engine, db_prefix)
     other = InstanceCreated(job_id=uuid.uuid4(), instance_id=instance_id, database_name=db)

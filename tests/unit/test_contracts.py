@@ -32,7 +32,7 @@ from contracts.messages import (
     message_type,
     parse_event,
 )
-from services.runtime import asyncapi
+from services.cli import documents as asyncapi
 
 SECRET_WORDS = ("connection", "password", "secret", "key", "token", "credential")
 

@@ -26,9 +26,10 @@ from contracts.messages import (
     Message,
     Operation,
 )
-from services.provisioner.handler import Claimed, Provisioner
+from services.provisioner.handler import Provisioner
 from services.rules.errors import PermanentError, TransientError
 from services.rules.marker import Marker, staging_name
+from services.rules.states import Claimed
 from services.runtime.ods_server import DatabaseInfo, OnWait
 
 TEMPLATE = "EdFi_Ods_Minimal_Template"

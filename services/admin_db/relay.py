@@ -1,26 +1,28 @@
-"""Transactional outbox: commands commit with the state change; a relay publishes them.
+"""The outbox relay: publishes each admin database's outbox rows (services/admin_db/outbox.py)
+with publisher confirms, in the order they committed, and marks them sent.
 
-Order: one relay publishes at a time (a transaction-level advisory lock), in outbox id order,
-and stops at the first failure, so rows are published in the order they committed. Two rows of
-one instance can never commit out of order because the gateway holds the instance's row lock
-while writing an operation.
+One relay publishes at a time per admin database (a transaction-level advisory lock), in outbox
+id order. When the broker is away it stops and tries the same row again, backing off: nothing
+could flow anyway. When the broker refuses one message (unroutable, nacked, not serialisable),
+that row is parked (and its job fails, saying why and how to requeue it) while the rows behind
+it flow: order matters only per instance, and an instance has one operation in flight at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.messages import Envelope, message_type
-from services.admin_db.tables import outbox
+from contracts.messages import InstanceRequested, MaintenanceRequested
+from services.admin_db import instances, jobs, outbox
+from services.rules.errors import PermanentError
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
     OUTBOX_BACKLOG,
+    OUTBOX_PARKED,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_RELAY_DELAY_SECONDS,
 )
@@ -29,51 +31,40 @@ from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
-# pg advisory lock key: "edfi-im outbox relay".
-RELAY_LOCK_KEY = 0x0ED1F1_0B0C
 
-# Built once: the hot paths (a request, a schedule's fire) only bind values to it.
-INSERT = insert(outbox).values(created_at=func.now(), attempts=0)
-
-
-async def enqueue(
-    conn: AsyncConnection,
-    message: Envelope,
-    *,
-    exchange: str,
-    routing_key: str,
-    correlation_id: str | None,
-) -> uuid.UUID:
-    """Add a message to the outbox inside the caller's transaction."""
-    message_id = uuid.uuid4()
-    await conn.execute(
-        INSERT,
-        {
-            "message_id": message_id,
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "message_type": message_type(message),
-            "body": message.model_dump(mode="json"),
-            "correlation_id": correlation_id,
-        },
-    )
-    return message_id
+async def _fail_parked_job(conn: AsyncConnection, body: dict[str, object], reason: str) -> None:
+    """The job whose command was parked fails, visibly (its instance too), unless it ended."""
+    try:
+        command: InstanceRequested | MaintenanceRequested = (
+            InstanceRequested.model_validate(body)
+            if "instance_id" in body
+            else MaintenanceRequested.model_validate(body)
+        )
+    except ValueError:
+        return
+    instance_id = getattr(command, "instance_id", None)
+    if instance_id is not None:
+        await instances.lock(conn, instance_id)
+    job = await jobs.lock(conn, command.job_id)
+    if job is None or job.status in jobs.TERMINAL:
+        return
+    await jobs.fail(conn, job.id, reason)
+    if isinstance(command, InstanceRequested):
+        await instances.fail_operation(conn, command.instance_id, job.id, command.operation, reason)
 
 
 async def relay_once(
     engine: AsyncEngine, publisher: ConfirmingPublisher, batch: int, tenant: str = "default"
 ) -> int:
-    """Publish up to `batch` unsent rows in order; returns how many (0 if another relay runs)."""
+    """Publish up to `batch` rows in order; returns how many were handled (sent or parked; 0 if
+    another relay runs)."""
     async with engine.begin() as conn:
-        leader = await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
-        if not leader:
+        if not await outbox.lead(conn):
             return 0
-        rows = (
-            await conn.execute(
-                select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(batch)
-            )
-        ).all()
+        rows = await outbox.next_rows(conn, batch)
         sent: list[int] = []
+        stalled = False
+        handled = 0
         for row in rows:
             try:
                 await publisher.publish(
@@ -84,6 +75,23 @@ async def relay_once(
                     message_type=row.message_type,
                     correlation_id=row.correlation_id,
                 )
+            except PermanentError as exc:
+                reason = (
+                    f"its command could not be published: {exc}. Fix the cause, then "
+                    f"`edfi-im outbox requeue {row.id}`"
+                    + (f" --tenant {tenant}" if tenant != "default" else "")
+                )
+                await outbox.park(conn, row.id, str(exc))
+                await _fail_parked_job(conn, row.body, reason)
+                OUTBOX_PARKED.labels(tenant).inc()
+                log.error(
+                    "outbox row parked: the broker refused it; the rows behind it go on",
+                    outbox_id=row.id,
+                    message_id=str(row.message_id),
+                    error=str(exc),
+                )
+                handled += 1
+                continue
             except Exception as exc:
                 OUTBOX_PUBLISH_FAILURES.inc()
                 log.warning(
@@ -92,34 +100,22 @@ async def relay_once(
                     message_id=str(row.message_id),
                     error=str(exc),
                 )
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000])
-                )
+                await outbox.record_failure(conn, row.id, str(exc))
+                stalled = True
                 break
             sent.append(row.id)
+            handled += 1
             OUTBOX_RELAY_DELAY_SECONDS.observe(
                 max(0.0, (datetime.now(UTC) - row.created_at).total_seconds())
             )
         if sent:
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(sent))
-                .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
-            )
+            await outbox.mark_sent(conn, sent)
             log.debug("outbox relayed", count=len(sent), last_id=sent[-1])
-        # What is left (the partial index on unsent rows makes the count cheap).
-        left: int | None = 0
-        if rows:
-            left = await conn.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            )
-        OUTBOX_BACKLOG.labels(tenant).set(left or 0)
+        OUTBOX_BACKLOG.labels(tenant).set(await outbox.backlog(conn) if rows else 0)
     # Raised after the commit, so the rows that did go out stay marked sent.
-    if len(sent) < len(rows):
+    if stalled:
         raise RelayStalledError(f"published {len(sent)} of {len(rows)} rows")
-    return len(sent)
+    return handled
 
 
 class RelayStalledError(Exception):

@@ -1,0 +1,334 @@
+"""Accepting a job: the one unit of work that writes an instance's new status, its job and the
+job's command in the outbox, in the caller's transaction (invariant 1), whoever asks (an HTTP
+request, a schedule's fire). The same rules and the same refusals for every caller; refusals
+are the rules' own exceptions (NotFoundError, ConflictError, InvalidError), which each caller
+turns into its own answer (a problem document, a failed schedule run)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.messages import (
+    Envelope,
+    InstanceRequested,
+    MaintenanceRequested,
+    MaintenanceTask,
+    Operation,
+)
+from services.admin_db import instances, jobs, outbox
+from services.rules.errors import ConflictError, NotFoundError
+from services.rules.parameters import (
+    MAINTENANCE,
+    CreateDbInstance,
+    DeleteInstanceParameters,
+    NamingSettings,
+    RenameInstanceParameters,
+    check_job,
+)
+from services.rules.states import JOB_TYPE, InstanceStatus, JobStatus, JobType, check_request
+from services.runtime.topology import (
+    MAINTENANCE_EXCHANGE,
+    MAINTENANCE_ROUTING_KEY,
+    REQUESTS_EXCHANGE,
+    instance_routing_key,
+)
+
+
+async def _start_job(
+    conn: AsyncConnection,
+    command: Envelope,
+    *,
+    job_type: str,
+    instance_id: int | None,
+    data: dict[str, Any],
+    correlation_id: str,
+    schedule_id: uuid.UUID | None,
+    exchange: str,
+    routing_key: str,
+) -> None:
+    """The job row (Pending) and its command in the outbox."""
+    await jobs.start(
+        conn,
+        job_id=command.job_id,
+        job_type=job_type,
+        instance_id=instance_id,
+        data=data,
+        command=command.model_dump(mode="json"),
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
+    )
+    await outbox.enqueue(
+        conn, command, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+    )
+
+
+async def _start_instance_job(
+    conn: AsyncConnection,
+    command: InstanceRequested,
+    *,
+    correlation_id: str,
+    data: dict[str, Any],
+    schedule_id: uuid.UUID | None,
+) -> None:
+    await _start_job(
+        conn,
+        command,
+        job_type=JOB_TYPE[command.operation].value,
+        instance_id=command.instance_id,
+        data=data,
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
+        exchange=REQUESTS_EXCHANGE,
+        routing_key=instance_routing_key(command.tenant, command.instance_id),
+    )
+
+
+def _detail_data(details: dict[str, Any]) -> dict[str, Any]:
+    """The details as the job's parameters show them (camelCase, only those given)."""
+    data: dict[str, Any] = {}
+    if details.get("instancetype"):
+        data["instanceType"] = details["instancetype"]
+    if details.get("contexts"):
+        data["odsInstanceContexts"] = details["contexts"]
+    if details.get("derivatives"):
+        data["odsInstanceDerivatives"] = details["derivatives"]
+    return data
+
+
+async def accept_create(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    template_key: str,
+    template_database: str,
+    database_name: str,
+    correlation_id: str,
+    tenant: str | None,
+    schedule_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> Row[Any]:
+    """A create: the instance row, its job and the command. `details`: the instance type,
+    contexts and derivatives (InstanceDetails.stored()), for dbo on completion."""
+    details = details or {}
+    await instances.lock_names(conn, name, database_name)
+    found = await instances.conflict(conn, name, database_name)
+    if found:
+        raise found
+    job_id = uuid.uuid4()
+    row = await instances.add_pending(
+        conn,
+        name=name,
+        template_key=template_key,
+        database_name=database_name,
+        job_id=job_id,
+        details=details,
+    )
+    await _start_instance_job(
+        conn,
+        InstanceRequested(
+            job_id=job_id,
+            tenant=tenant,
+            instance_id=row.id,
+            operation=Operation.CREATE,
+            database_name=database_name,
+            database_template=template_database,
+        ),
+        correlation_id=correlation_id,
+        data={"name": name, "databaseTemplate": template_key} | _detail_data(details),
+        schedule_id=schedule_id,
+    )
+    return row
+
+
+async def accept_operation(
+    conn: AsyncConnection,
+    instance_id: int,
+    operation: Operation,
+    *,
+    correlation_id: str,
+    tenant: str | None,
+    new_name: str | None = None,
+    new_database_name: str | None = None,
+    schedule_id: uuid.UUID | None = None,
+) -> Row[Any]:
+    """A rename or delete: the rules checked under the instance's row lock, then its new
+    status, its job and the command."""
+    if operation is Operation.RENAME:
+        assert new_name is not None and new_database_name is not None
+        await instances.lock_names(conn, new_name, new_database_name)
+    row = await instances.lock(conn, instance_id)
+    if row is None:
+        raise NotFoundError(f"no instance with id {instance_id}")
+    refusal = check_request(operation, InstanceStatus(row.status))
+    if refusal is not None:
+        if refusal.http_status == 404:
+            raise NotFoundError(f"instance {instance_id} was deleted")
+        detail = f"instance {instance_id}: {refusal.reason}"
+        if refusal.in_flight is not None:
+            raise ConflictError(
+                f"{detail} (job {row.currentjobid})",
+                inFlightOperation=refusal.in_flight.value,
+                jobId=str(row.currentjobid),
+                instanceStatus=row.status,
+            )
+        raise ConflictError(detail, instanceStatus=row.status)
+    if row.databasename is None:
+        raise ConflictError(
+            f"instance {instance_id}'s database is not known (its connection string could "
+            "not be read), so it cannot be changed safely"
+        )
+    # The status it had, for a cancel to put back.
+    data: dict[str, Any] = {"id": instance_id, "previousStatus": row.status}
+    if operation is Operation.RENAME:
+        assert new_name is not None and new_database_name is not None
+        if new_name == row.name:
+            raise ConflictError(
+                f"instance {instance_id} is already named {new_name!r}",
+                errors={"name": ["is the current name"]},
+            )
+        found = await instances.conflict(conn, new_name, new_database_name, exclude_id=instance_id)
+        if found:
+            raise found
+        data |= {"name": new_name, "previousName": row.name}
+    job_id = uuid.uuid4()
+    updated = await instances.begin_operation(
+        conn,
+        instance_id,
+        operation,
+        job_id,
+        pending_name=new_name,
+        pending_database_name=new_database_name,
+    )
+    await _start_instance_job(
+        conn,
+        InstanceRequested(
+            job_id=job_id,
+            tenant=tenant,
+            instance_id=instance_id,
+            operation=operation,
+            database_name=row.databasename,
+            new_name=new_name,
+            new_database_name=new_database_name,
+            expect_database=row.odsinstanceid is not None,
+        ),
+        correlation_id=correlation_id,
+        data=data,
+        schedule_id=schedule_id,
+    )
+    return updated
+
+
+async def accept_maintenance(
+    conn: AsyncConnection,
+    task: MaintenanceTask,
+    parameters: dict[str, Any],
+    *,
+    correlation_id: str,
+    tenant: str | None,
+    schedule_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """A maintenance job (reconcile, prune) and its command for the scheduler's workers."""
+    command = MaintenanceRequested(
+        job_id=uuid.uuid4(), tenant=tenant, task=task, parameters=parameters
+    )
+    await _start_job(
+        conn,
+        command,
+        job_type=task.value,
+        instance_id=None,
+        data=parameters,
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
+        exchange=MAINTENANCE_EXCHANGE,
+        routing_key=MAINTENANCE_ROUTING_KEY,
+    )
+    return command.job_id
+
+
+async def accept_job(
+    conn: AsyncConnection,
+    settings: NamingSettings,
+    tenant: str | None,
+    job_type: JobType,
+    raw_parameters: Any,
+    *,
+    correlation_id: str,
+    schedule_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Any job from its type and raw parameters (a schedule's fire): checked as an HTTP request
+    would be, then accepted. Its id; a RefusedError if refused."""
+    checked = check_job(settings, job_type, raw_parameters)
+    params = checked.params
+    if isinstance(params, CreateDbInstance):
+        assert checked.template_database and checked.database_name
+        row = await accept_create(
+            conn,
+            name=params.name,
+            template_key=params.database_template,
+            template_database=checked.template_database,
+            database_name=checked.database_name,
+            correlation_id=correlation_id,
+            tenant=tenant,
+            schedule_id=schedule_id,
+            details=params.stored(),
+        )
+    elif isinstance(params, RenameInstanceParameters):
+        row = await accept_operation(
+            conn,
+            params.id,
+            Operation.RENAME,
+            correlation_id=correlation_id,
+            tenant=tenant,
+            new_name=params.name,
+            new_database_name=checked.database_name,
+            schedule_id=schedule_id,
+        )
+    elif isinstance(params, DeleteInstanceParameters):
+        row = await accept_operation(
+            conn,
+            params.id,
+            Operation.DELETE,
+            correlation_id=correlation_id,
+            tenant=tenant,
+            schedule_id=schedule_id,
+        )
+    else:
+        return await accept_maintenance(
+            conn,
+            MAINTENANCE[job_type],
+            params.model_dump(mode="json"),
+            correlation_id=correlation_id,
+            tenant=tenant,
+            schedule_id=schedule_id,
+        )
+    job_id: uuid.UUID = row.currentjobid
+    return job_id
+
+
+async def cancel_job(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any]:
+    """Cancel a job no worker has claimed: it ends `Cancelled` and its instance goes back to the
+    status it had (a cancelled create's instance is `Deleted`: nothing was made). A
+    ConflictError once a worker has claimed it; the job then runs to its end."""
+    found = await conn.execute(jobs.instance_of(job_id))
+    job = found.first()
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id}")
+    # Instance row first, then the job: the order every other writer locks them in.
+    instance = None if job.instance_id is None else await instances.lock(conn, job.instance_id)
+    row = await jobs.lock(conn, job_id)
+    assert row is not None
+    if row.status != JobStatus.PENDING.value or row.claimed_at is not None:
+        state = row.status if row.status != JobStatus.PENDING.value else "claimed by a worker"
+        raise ConflictError(
+            f"job {job_id} has already started ({state}); only a job that has not started can "
+            "be cancelled",
+            jobStatus=row.status,
+        )
+    cancelled = await jobs.cancel(conn, job_id)
+    if instance is not None and instance.currentjobid == job_id:
+        await instances.put_back(conn, instance.id, (row.data or {}).get("previousStatus"))
+    return cancelled

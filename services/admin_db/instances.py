@@ -1,0 +1,521 @@
+"""Instances: the one module that writes `edfi_im.dbinstances` and Ed-Fi's `dbo` tables (an
+instance and its `dbo.odsinstances` row, contexts, derivatives and client links change
+together: invariant 5). Every transition of an instance is one named function here; callers
+hold the transaction and lock the instance's row before its job's (the order every writer
+keeps, so none waits for another in a circle)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Row, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
+
+from contracts.messages import Operation
+from services.admin_db.tables import (
+    api_client_application_education_organizations,
+    api_client_ods_instances,
+    api_client_ownership_tokens,
+    api_clients,
+    client_access_tokens,
+    db_instances,
+    ods_instance_contexts,
+    ods_instance_derivatives,
+    ods_instances,
+)
+from services.rules.errors import ConflictError
+from services.rules.states import PENDING, InstanceStatus, outcome
+from services.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+# Serialises the operations that claim the same name or database name (create, rename), so two
+# of them cannot both see it free; operations on other names do not wait for each other.
+# pg advisory lock class "edfi-im names" (first key of the two-key form).
+NAME_LOCK_CLASS = 0x0ED1F4
+# pg advisory lock key "edfi-im sync": replicas importing dbo rows together import one at a time.
+SYNC_LOCK_KEY = 0x0ED1F1_5E7C
+UNKNOWN_TEMPLATE = "Unknown"
+
+# What references an API client in Ed-Fi's dbo (the foreign keys from clientaccesstokens are NO
+# ACTION; the other two cascade, and are cleared explicitly all the same).
+CLIENT_REFERENCES = (
+    client_access_tokens,
+    api_client_ownership_tokens,
+    api_client_application_education_organizations,
+)
+
+
+def live() -> Any:
+    return db_instances.c.status != InstanceStatus.DELETED.value
+
+
+# --- reads that lock, and the name rules ---------------------------------------------------
+
+
+async def lock(conn: AsyncConnection, instance_id: int) -> Row[Any] | None:
+    """The instance's row, locked for the rest of the transaction."""
+    row: Row[Any] | None = (
+        await conn.execute(
+            select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
+        )
+    ).first()
+    return row
+
+
+def _name_key(value: str) -> int:
+    """A stable 32-bit key of a name; two names sharing one only wait for each other."""
+    digest = hashlib.blake2b(value.lower().encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> None:
+    """Transaction locks on the name and the database name (ignoring case), taken in one order
+    so that two operations never wait for each other in a circle."""
+    for key in sorted({_name_key(name), _name_key(database_name)}):
+        await conn.execute(select(func.pg_advisory_xact_lock(NAME_LOCK_CLASS, key)))
+
+
+async def conflict(
+    conn: AsyncConnection, name: str, database_name: str, exclude_id: int | None = None
+) -> ConflictError | None:
+    """A live instance that has, or is being renamed to, this name or database name."""
+    d = db_instances.c
+    query = (
+        select(d.id, d.name, d.databasename, d.pendingname, d.pendingdatabasename)
+        .where(live())
+        .where(
+            (func.lower(d.name) == name.lower())
+            | (func.lower(d.databasename) == database_name.lower())
+            | (func.lower(d.pendingname) == name.lower())
+            | (func.lower(d.pendingdatabasename) == database_name.lower())
+        )
+        .limit(1)
+    )
+    if exclude_id is not None:
+        query = query.where(d.id != exclude_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    if row.name.lower() == name.lower():
+        detail = f"an instance named {row.name!r} already exists (id {row.id})"
+    elif (row.pendingname or "").lower() == name.lower():
+        detail = f"instance {row.id} is being renamed to {row.pendingname!r}"
+    else:
+        detail = (
+            f"instance {row.id} ({row.name!r}) already uses the database the name {name!r} "
+            f"maps to ({database_name!r})"
+        )
+    return ConflictError(detail, errors={"name": [detail]}, conflictingInstanceId=row.id)
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+
+async def add_pending(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    template_key: str,
+    database_name: str,
+    job_id: uuid.UUID,
+    details: dict[str, Any],
+) -> Row[Any]:
+    """A new instance, Pending its create (the caller holds its name locks)."""
+    try:
+        async with conn.begin_nested():
+            row: Row[Any] = (
+                await conn.execute(
+                    insert(db_instances)
+                    .values(
+                        name=name,
+                        status=InstanceStatus.PENDING.value,
+                        databasetemplate=template_key,
+                        databasename=database_name,
+                        currentjobid=job_id,
+                        lastrefreshed=func.now(),
+                        lastmodifieddate=func.now(),
+                        createdat=func.now(),
+                        imported=False,
+                        **details,
+                    )
+                    .returning(db_instances)
+                )
+            ).one()
+    except IntegrityError:
+        found = await conflict(conn, name, database_name)
+        raise found or ConflictError(f"{name!r} is taken") from None
+    return row
+
+
+async def _set(conn: AsyncConnection, instance_id: int, **values: Any) -> Row[Any]:
+    row: Row[Any] = (
+        await conn.execute(
+            update(db_instances)
+            .where(db_instances.c.id == instance_id)
+            .values(lastmodifieddate=func.now(), lastrefreshed=func.now(), **values)
+            .returning(db_instances)
+        )
+    ).one()
+    return row
+
+
+async def begin_operation(
+    conn: AsyncConnection,
+    instance_id: int,
+    operation: Operation,
+    job_id: uuid.UUID,
+    *,
+    pending_name: str | None = None,
+    pending_database_name: str | None = None,
+) -> Row[Any]:
+    """A rename or delete accepted: the instance takes the operation's pending status, its job,
+    and (a rename) the name it reserves."""
+    values: dict[str, Any] = {}
+    if operation is Operation.RENAME:
+        values = {"pendingname": pending_name, "pendingdatabasename": pending_database_name}
+    return await _set(
+        conn,
+        instance_id,
+        status=PENDING[operation].value,
+        currentjobid=job_id,
+        error=None,
+        **values,
+    )
+
+
+async def put_back(conn: AsyncConnection, instance_id: int, previous: str | None) -> None:
+    """Its job was cancelled before it started: the instance is as it was (a cancelled create's
+    instance is Deleted: nothing was made)."""
+    await _set(
+        conn,
+        instance_id,
+        status=previous or InstanceStatus.DELETED.value,
+        pendingname=None,
+        pendingdatabasename=None,
+        error=None if previous else "the create was cancelled before it started",
+    )
+
+
+async def mark_started(conn: AsyncConnection, instance_id: int) -> None:
+    """A worker began its create: InProgress (other operations keep their pending status)."""
+    await _set(conn, instance_id, status=InstanceStatus.IN_PROGRESS.value)
+
+
+async def settle(
+    conn: AsyncConnection,
+    instance_id: int,
+    status: InstanceStatus,
+    *,
+    reason: str | None,
+    **values: Any,
+) -> None:
+    """The operation's outcome: its status, the reason of a failure, no name reserved."""
+    await _set(
+        conn,
+        instance_id,
+        status=status.value,
+        error=reason,
+        pendingname=None,
+        pendingdatabasename=None,
+        **values,
+    )
+
+
+async def fail_operation(
+    conn: AsyncConnection, instance_id: int, job_id: uuid.UUID, operation: Operation, reason: str
+) -> None:
+    """Its operation failed without an outcome (given up, dead-lettered, refused): the instance
+    takes the operation's failure status, if that job is still its current one."""
+    failed, _ = outcome(operation, succeeded=False)
+    await conn.execute(
+        update(db_instances)
+        .where(db_instances.c.id == instance_id)
+        .where(db_instances.c.currentjobid == job_id)
+        .values(
+            status=failed.value,
+            error=reason,
+            pendingname=None,
+            pendingdatabasename=None,
+            lastmodifieddate=func.now(),
+            lastrefreshed=func.now(),
+        )
+    )
+
+
+async def record_database(conn: AsyncConnection, instance_id: int, database: str) -> None:
+    """The database the server now has under the instance's name (a late fact)."""
+    await _set(conn, instance_id, databasename=database)
+
+
+async def reopen_operation(
+    conn: AsyncConnection,
+    instance_id: int,
+    operation: Operation,
+    *,
+    started: bool,
+    new_name: str | None = None,
+    new_database_name: str | None = None,
+) -> None:
+    """A failed operation open again (its command or outcome requeued): the operation's pending
+    status (InProgress for a create already started), the name a rename reserves."""
+    status = (
+        InstanceStatus.IN_PROGRESS
+        if started and operation is Operation.CREATE
+        else PENDING[operation]
+    )
+    values: dict[str, Any] = {"status": status.value, "error": None}
+    if operation is Operation.RENAME:
+        values |= {"pendingname": new_name, "pendingdatabasename": new_database_name}
+    await _set(conn, instance_id, **values)
+
+
+async def replace_details(
+    conn: AsyncConnection, instance_id: int, details: dict[str, Any], ods_id: int | None
+) -> None:
+    """An instance's type, contexts and derivatives, replaced here and (once it is in dbo) in
+    dbo, where the ODS/API reads them."""
+    await _set(conn, instance_id, **details)
+    if ods_id is None:
+        return
+    found = (
+        await conn.execute(
+            select(ods_instances.c.connectionstring).where(ods_instances.c.odsinstanceid == ods_id)
+        )
+    ).first()
+    if found is None:
+        return
+    connection_string = found.connectionstring
+    await conn.execute(
+        update(ods_instances)
+        .where(ods_instances.c.odsinstanceid == ods_id)
+        .values(instancetype=details["instancetype"])
+    )
+    await write_details(
+        conn, ods_id, details["contexts"], details["derivatives"], connection_string or ""
+    )
+
+
+# --- Ed-Fi's dbo ---------------------------------------------------------------------------------
+
+
+async def write_details(
+    conn: AsyncConnection,
+    ods_id: int,
+    contexts: list[dict[str, str]] | None,
+    derivatives: list[dict[str, str]] | None,
+    connection_string: str,
+) -> None:
+    """The instance's contexts and derivatives in dbo, replacing what was there. A derivative
+    gets the instance's own connection string until its real one is set by whoever runs it."""
+    for table in (ods_instance_contexts, ods_instance_derivatives):
+        await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+    if contexts:
+        await conn.execute(
+            insert(ods_instance_contexts),
+            [
+                {
+                    "odsinstance_odsinstanceid": ods_id,
+                    "contextkey": c["contextKey"],
+                    "contextvalue": c["contextValue"],
+                }
+                for c in contexts
+            ],
+        )
+    if derivatives:
+        await conn.execute(
+            insert(ods_instance_derivatives),
+            [
+                {
+                    "odsinstance_odsinstanceid": ods_id,
+                    "derivativetype": d["derivativeType"],
+                    "connectionstring": connection_string,
+                }
+                for d in derivatives
+            ],
+        )
+
+
+async def add_to_dbo(conn: AsyncConnection, instance: Any, encrypted: Callable[[], str]) -> int:
+    """The created instance's dbo.odsinstances row, contexts and derivatives; its id."""
+    ods_id: int = await conn.scalar(
+        insert(ods_instances)
+        .values(
+            name=instance.name,
+            instancetype=instance.instancetype,
+            connectionstring=encrypted(),
+        )
+        .returning(ods_instances.c.odsinstanceid)
+    )
+    await write_details(conn, ods_id, instance.contexts, instance.derivatives, encrypted())
+    return ods_id
+
+
+async def repoint_in_dbo(
+    conn: AsyncConnection,
+    ods_id: int,
+    *,
+    new_name: str,
+    encrypted: Callable[[], str],
+    was_own: Callable[[str | None], bool],
+) -> None:
+    """A renamed instance's dbo row: its name and connection string follow the rename, and so
+    does every derivative whose connection string `was_own` (the instance's own; one pointed at
+    a real replica is left alone)."""
+    await conn.execute(
+        update(ods_instances)
+        .where(ods_instances.c.odsinstanceid == ods_id)
+        .values(name=new_name, connectionstring=encrypted())
+    )
+    d = ods_instance_derivatives.c
+    derivatives = (
+        await conn.execute(
+            select(d.odsinstancederivativeid, d.connectionstring)
+            .where(d.odsinstance_odsinstanceid == ods_id)
+            .with_for_update()
+        )
+    ).all()
+    for row in derivatives:
+        if row.connectionstring and was_own(row.connectionstring):
+            await conn.execute(
+                update(ods_instance_derivatives)
+                .where(d.odsinstancederivativeid == row.odsinstancederivativeid)
+                .values(connectionstring=encrypted())
+            )
+
+
+async def connection_string_of(conn: AsyncConnection, ods_id: int) -> str | None:
+    """The dbo row's (encrypted) connection string, its row locked."""
+    value: str | None = await conn.scalar(
+        select(ods_instances.c.connectionstring)
+        .where(ods_instances.c.odsinstanceid == ods_id)
+        .with_for_update()
+    )
+    return value
+
+
+async def clients_of_only(conn: AsyncConnection, ods_id: int) -> list[int]:
+    """The API clients linked to this ODS instance and to no other, locked: a link or token
+    another tool adds meanwhile waits for this transaction (seed 001: they go with it)."""
+    links, other = api_client_ods_instances, aliased(api_client_ods_instances)
+    found = await conn.scalars(
+        select(api_clients.c.apiclientid)
+        .where(
+            api_clients.c.apiclientid.in_(
+                select(links.c.apiclient_apiclientid).where(
+                    links.c.odsinstance_odsinstanceid == ods_id
+                )
+            )
+        )
+        .where(
+            ~exists()
+            .where(other.c.apiclient_apiclientid == api_clients.c.apiclientid)
+            .where(other.c.odsinstance_odsinstanceid != ods_id)
+        )
+        .order_by(api_clients.c.apiclientid)
+        .with_for_update()
+    )
+    return list(found.all())
+
+
+async def remove_from_dbo(conn: AsyncConnection, ods_id: int) -> int:
+    """Remove an ODS instance from dbo in the order Ed-Fi's foreign keys need: the tokens,
+    ownership-token and education-organization links of the clients linked to it alone, every
+    client link, those clients, its contexts and derivatives, then the row. A client another
+    instance still uses keeps everything but its link to this one; applications and vendors
+    stay (as Ed-Fi's Admin API leaves them). Returns how many clients went."""
+    await conn.execute(
+        select(ods_instances.c.odsinstanceid)
+        .where(ods_instances.c.odsinstanceid == ods_id)
+        .with_for_update()
+    )
+    doomed = await clients_of_only(conn, ods_id)
+    if doomed:
+        for table in CLIENT_REFERENCES:
+            await conn.execute(delete(table).where(table.c.apiclient_apiclientid.in_(doomed)))
+    await conn.execute(
+        delete(api_client_ods_instances).where(
+            api_client_ods_instances.c.odsinstance_odsinstanceid == ods_id
+        )
+    )
+    if doomed:
+        await conn.execute(delete(api_clients).where(api_clients.c.apiclientid.in_(doomed)))
+    for table in (ods_instance_contexts, ods_instance_derivatives):
+        await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+    await conn.execute(delete(ods_instances).where(ods_instances.c.odsinstanceid == ods_id))
+    return len(doomed)
+
+
+# --- rows other Ed-Fi tools made ------------------------------------------------------------------
+
+
+async def import_from_dbo(
+    engine: AsyncEngine,
+    place_of: Callable[[str | None], tuple[str | None, str | None, str | None]],
+) -> list[int]:
+    """Start-up sync (seed 001): every dbo.odsinstances row without an instance gets one
+    (Completed, imported), unless `place_of(connection string)` refuses it. `place_of` returns
+    (database, problem, refusal): a refused row is left out; a row whose database is unknown is
+    imported with the problem as its error. Safe to run repeatedly and from several replicas at
+    once (an advisory lock serialises it; each row is imported once)."""
+    imported: list[int] = []
+    async with engine.begin() as conn:
+        await conn.execute(select(func.pg_advisory_xact_lock(SYNC_LOCK_KEY)))
+        rows = (
+            await conn.execute(
+                select(ods_instances)
+                .where(
+                    ~exists().where(db_instances.c.odsinstanceid == ods_instances.c.odsinstanceid)
+                )
+                .order_by(ods_instances.c.odsinstanceid)
+            )
+        ).all()
+        for row in rows:
+            database, problem, refusal = place_of(row.connectionstring)
+            if refusal is not None:
+                log.warning(
+                    "dbo.odsinstances row not imported",
+                    ods_instance_id=row.odsinstanceid,
+                    name=row.name,
+                    reason=refusal,
+                )
+                continue
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(db_instances).values(
+                            name=row.name,
+                            odsinstanceid=row.odsinstanceid,
+                            odsinstancename=row.name,
+                            status=InstanceStatus.COMPLETED.value,
+                            databasetemplate=UNKNOWN_TEMPLATE,
+                            databasename=database,
+                            error=problem,
+                            imported=True,
+                            lastrefreshed=func.now(),
+                            lastmodifieddate=func.now(),
+                            createdat=func.now(),
+                        )
+                    )
+            except IntegrityError:
+                log.warning(
+                    "dbo.odsinstances row not imported: a live instance already has its name "
+                    "or database",
+                    ods_instance_id=row.odsinstanceid,
+                    name=row.name,
+                )
+                continue
+            imported.append(row.odsinstanceid)
+            log.info(
+                "imported dbo.odsinstances row",
+                ods_instance_id=row.odsinstanceid,
+                name=row.name,
+                database_name=database,
+                problem=problem,
+            )
+    return imported

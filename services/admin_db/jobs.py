@@ -1,0 +1,333 @@
+"""The jobs table: the one module that writes `edfi_im.jobs`. Every transition of a job is one
+named function here; callers hold the transaction (a job's transition commits with the other
+rows of its unit of work: its instance, its outbox message, its inbox row)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.admin_db.tables import db_instances, jobs
+from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
+
+TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
+
+# Built once: the hot paths (a request, a schedule's fire) only bind values to it.
+INSERT_JOB = insert(jobs).values(
+    status=JobStatus.PENDING.value,
+    progress_message="Accepted",
+    progress_percent=0,
+    attempts=0,
+    created_at=func.now(),
+    recoveries=0,
+)
+
+WAITING = "Waiting to start"
+
+
+# --- reads that lock -----------------------------------------------------------------------------
+
+
+async def lock(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | None:
+    """The job's row, locked for the rest of the transaction (after its instance's, if any)."""
+    row: Row[Any] | None = (
+        await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+    ).first()
+    return row
+
+
+async def stale_running(conn: AsyncConnection, threshold_seconds: float) -> list[Row[Any]]:
+    """Running jobs silent for longer than the threshold, locked; rows another transaction
+    holds (another sweeper, a worker inside its fence) are skipped."""
+    return list(
+        (
+            await conn.execute(
+                select(jobs)
+                .where(jobs.c.status == JobStatus.RUNNING.value)
+                .where(
+                    func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
+                    < func.now() - timedelta(seconds=threshold_seconds)
+                )
+                .order_by(jobs.c.heartbeat_at)
+                .limit(100)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+
+async def start(
+    conn: AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    job_type: str,
+    instance_id: int | None,
+    data: dict[str, Any],
+    command: dict[str, Any],
+    correlation_id: str,
+    schedule_id: uuid.UUID | None,
+) -> None:
+    """A new job, Pending, with the command that carries it out (to send it again later)."""
+    await conn.execute(
+        INSERT_JOB,
+        {
+            "id": job_id,
+            "type": job_type,
+            "instance_id": instance_id,
+            "correlation_id": correlation_id,
+            "data": data,
+            "command": command,
+            "schedule_id": schedule_id,
+        },
+    )
+
+
+async def _set(conn: AsyncConnection, job_id: uuid.UUID, **values: Any) -> None:
+    await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+async def mark_running(
+    conn: AsyncConnection, job_id: uuid.UUID, *, worker: str | None, attempt: int
+) -> None:
+    """A worker began (or began again) the job's work."""
+    await _set(
+        conn,
+        job_id,
+        status=JobStatus.RUNNING.value,
+        started_at=func.coalesce(jobs.c.started_at, func.now()),
+        attempts=jobs.c.attempts + 1,
+        worker=worker,
+        heartbeat_at=func.now(),
+        progress_message=f"Started (attempt {attempt})",
+    )
+
+
+async def report_progress(
+    conn: AsyncConnection, job_id: uuid.UUID, message: str, percent: int | None = None
+) -> None:
+    """A step, or the heartbeat that repeats it."""
+    await _set(
+        conn, job_id, heartbeat_at=func.now(), progress_message=message, progress_percent=percent
+    )
+
+
+async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, note: str) -> None:
+    """A try failed transiently; the job stays as it is, showing the tries and the last error."""
+    await _set(
+        conn,
+        job_id,
+        heartbeat_at=func.now(),
+        attempts=jobs.c.attempts + 1,
+        error=error,
+        progress_message=note,
+    )
+
+
+async def finish(conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None) -> None:
+    """The job's outcome: Completed without a reason, Failed with one."""
+    succeeded = reason is None
+    await _set(
+        conn,
+        job_id,
+        status=(JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
+        finished_at=func.now(),
+        heartbeat_at=func.now(),
+        progress_message=JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
+        progress_percent=100 if succeeded else None,
+        error=reason,
+    )
+
+
+async def fail(conn: AsyncConnection, job_id: uuid.UUID, reason: str) -> None:
+    """The job fails with the reason (given up, dead-lettered, refused): no outcome came."""
+    await _set(
+        conn,
+        job_id,
+        status=JobStatus.FAILED.value,
+        finished_at=func.now(),
+        error=reason,
+        progress_message=reason[:500],
+    )
+
+
+async def mark_redriven(conn: AsyncConnection, job_id: uuid.UUID, note: str) -> None:
+    """Its worker fell silent: its command goes out again (one more recovery)."""
+    await _set(
+        conn,
+        job_id,
+        recoveries=jobs.c.recoveries + 1,
+        heartbeat_at=func.now(),
+        progress_message=note,
+    )
+
+
+async def note(conn: AsyncConnection, job_id: uuid.UUID, message: str) -> None:
+    """What the job's history should say, beside its status (e.g. how its outcome was known)."""
+    await _set(conn, job_id, progress_message=message[:500])
+
+
+async def reopen(conn: AsyncConnection, job_id: uuid.UUID, *, running: bool, why: str) -> None:
+    """A failed job open again: Pending for its command to be sent again, or Running for its
+    outcome event to be applied when it comes back."""
+    await _set(
+        conn,
+        job_id,
+        status=(JobStatus.RUNNING if running else JobStatus.PENDING).value,
+        finished_at=None,
+        error=None,
+        heartbeat_at=func.now() if running else None,
+        progress_message=why,
+    )
+
+
+async def cancel(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any]:
+    """A Pending job that no worker claimed ends Cancelled."""
+    row: Row[Any] = (
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                status=JobStatus.CANCELLED.value,
+                finished_at=func.now(),
+                progress_message="Cancelled before it started",
+            )
+            .returning(jobs)
+        )
+    ).one()
+    return row
+
+
+async def _current(conn: AsyncConnection, job_id: uuid.UUID, instance_id: int | None) -> bool:
+    if instance_id is None:
+        return True
+    current = await conn.scalar(
+        select(db_instances.c.currentjobid).where(db_instances.c.id == instance_id)
+    )
+    return bool(current == job_id)
+
+
+async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
+    """A worker takes the job before working on it (the gateway's cancel takes the same row
+    lock): a cancelled job, one that has ended (given up, failed, done) or that is no longer its
+    instance's, is skipped; once claimed it can no longer be cancelled."""
+    async with engine.begin() as conn:
+        job = (
+            await conn.execute(
+                select(jobs.c.status, jobs.c.instance_id)
+                .where(jobs.c.id == job_id)
+                .with_for_update()
+            )
+        ).first()
+        if job is None:
+            return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
+        if job.status == JobStatus.CANCELLED.value:
+            return Claimed.CANCELLED
+        if is_terminal(job.status) or not await _current(conn, job_id, job.instance_id):
+            return Claimed.ENDED
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .where(jobs.c.claimed_at.is_(None))
+            .values(claimed_at=func.now())
+        )
+        return Claimed.CLAIMED
+
+
+@asynccontextmanager
+async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
+    """Around the step that changes the server for good: the job's row stays locked for the
+    step's length (the orphan sweep skips it meanwhile), the step is taken only if the job may
+    still act (yields False otherwise), and once it is done the job records so."""
+    async with engine.begin() as conn:
+        job = (
+            await conn.execute(
+                select(jobs.c.status, jobs.c.instance_id)
+                .where(jobs.c.id == job_id)
+                .with_for_update()
+            )
+        ).first()
+        if job is None:  # a command sent by hand: nothing recorded to fence
+            yield True
+            return
+        live = not is_terminal(job.status) and await _current(conn, job_id, job.instance_id)
+        yield live
+        if live:
+            await _set(conn, job_id, server_done_at=func.now())
+
+
+async def claim_maintenance(engine: AsyncEngine, job_id: uuid.UUID, worker: str) -> str | None:
+    """A maintenance worker takes its job: None when it may run it, else why not."""
+    async with engine.begin() as conn:
+        job = await lock(conn, job_id)
+        if job is None:
+            return "unknown job"
+        if job.status in TERMINAL:
+            return f"already {job.status}"
+        await _set(
+            conn,
+            job_id,
+            status=JobStatus.RUNNING.value,
+            claimed_at=func.coalesce(jobs.c.claimed_at, func.now()),
+            started_at=func.coalesce(jobs.c.started_at, func.now()),
+            heartbeat_at=func.now(),
+            attempts=jobs.c.attempts + 1,
+            worker=worker,
+            progress_message="Running",
+            progress_percent=10,
+        )
+    return None
+
+
+async def finish_maintenance(
+    engine: AsyncEngine, job_id: uuid.UUID, **values: Any
+) -> Row[Any] | None:
+    """The outcome of a maintenance job still Running (its type, status and times)."""
+    async with engine.begin() as conn:
+        done: Row[Any] | None = (
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .where(jobs.c.status == JobStatus.RUNNING.value)
+                .values(finished_at=func.now(), heartbeat_at=func.now(), **values)
+                .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
+            )
+        ).first()
+    return done
+
+
+async def flag_waiting(conn: AsyncConnection, *, threshold_seconds: float, message: str) -> int:
+    """Jobs still Pending and unclaimed after the threshold, whose progress says nothing more
+    useful yet (a provisioner waiting for the instance's lock says so itself), say why they may
+    be waiting. Returns how many were newly flagged."""
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.status == JobStatus.PENDING.value)
+        .where(jobs.c.claimed_at.is_(None))
+        .where(jobs.c.created_at < func.now() - timedelta(seconds=threshold_seconds))
+        .where(or_(jobs.c.progress_message.is_(None), jobs.c.progress_message == "Accepted"))
+        .values(progress_message=message)
+    )
+    return int(result.rowcount or 0)
+
+
+async def prune(conn: AsyncConnection, cutoff: datetime | Any, keep: list[Any]) -> int:
+    """Delete finished jobs older than the cutoff, except those `keep` selects."""
+    statement = delete(jobs).where(jobs.c.status.in_(TERMINAL)).where(jobs.c.finished_at < cutoff)
+    for kept in keep:
+        statement = statement.where(jobs.c.id.not_in(kept))
+    result = await conn.execute(statement)
+    return int(result.rowcount or 0)
+
+
+def instance_of(job_id: uuid.UUID) -> Any:
+    """The statement that reads a job's instance id (no lock)."""
+    return select(jobs.c.instance_id).where(jobs.c.id == job_id)

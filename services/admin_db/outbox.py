@@ -1,0 +1,126 @@
+"""The outbox: the one module that writes `edfi_im.outbox`. A command is added in the
+transaction of the state change that asks for it; the relay (services/runtime/relay.py)
+publishes the rows in order and marks them sent, or parks one the broker refuses."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.messages import Envelope, message_type
+from services.admin_db.tables import outbox
+
+# pg advisory lock key: "edfi-im outbox relay".
+RELAY_LOCK_KEY = 0x0ED1F1_0B0C
+
+# Built once: the hot paths (a request, a schedule's fire) only bind values to it.
+INSERT = insert(outbox).values(created_at=func.now(), attempts=0)
+
+
+def waiting() -> Any:
+    """Rows still to publish: neither sent nor parked."""
+    return outbox.c.sent_at.is_(None) & outbox.c.parked_at.is_(None)
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    message: Envelope,
+    *,
+    exchange: str,
+    routing_key: str,
+    correlation_id: str | None,
+) -> uuid.UUID:
+    """Add a message to the outbox inside the caller's transaction."""
+    message_id = uuid.uuid4()
+    await conn.execute(
+        INSERT,
+        {
+            "message_id": message_id,
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "message_type": message_type(message),
+            "body": message.model_dump(mode="json"),
+            "correlation_id": correlation_id,
+        },
+    )
+    return message_id
+
+
+async def lead(conn: AsyncConnection) -> bool:
+    """Whether this transaction is the one relay of this admin database that may publish now."""
+    return bool(await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))))
+
+
+async def next_rows(conn: AsyncConnection, batch: int) -> list[Row[Any]]:
+    """Up to `batch` rows still to publish, in the order they committed."""
+    return list(
+        (
+            await conn.execute(select(outbox).where(waiting()).order_by(outbox.c.id).limit(batch))
+        ).all()
+    )
+
+
+async def mark_sent(conn: AsyncConnection, ids: list[int]) -> None:
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids))
+        .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
+    )
+
+
+async def record_failure(conn: AsyncConnection, outbox_id: int, error: str) -> None:
+    """A publish that failed for a reason that is not the row's (the broker is away)."""
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == outbox_id)
+        .values(attempts=outbox.c.attempts + 1, last_error=error[:2000])
+    )
+
+
+async def park(conn: AsyncConnection, outbox_id: int, error: str) -> None:
+    """A row the broker refuses (unroutable, no such exchange...): set aside, visibly, so the
+    rows behind it flow; `edfi-im outbox list` shows it, `requeue` puts it back."""
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == outbox_id)
+        .values(parked_at=func.now(), attempts=outbox.c.attempts + 1, last_error=error[:2000])
+    )
+
+
+async def unpark(conn: AsyncConnection, outbox_id: int) -> Row[Any] | None:
+    """A parked row back in line (after its cause was fixed); the row, or None."""
+    row: Row[Any] | None = (
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id == outbox_id)
+            .where(outbox.c.parked_at.is_not(None))
+            .values(parked_at=None)
+            .returning(outbox)
+        )
+    ).first()
+    return row
+
+
+async def parked(conn: AsyncConnection) -> list[Row[Any]]:
+    return list(
+        (
+            await conn.execute(
+                select(outbox).where(outbox.c.parked_at.is_not(None)).order_by(outbox.c.id)
+            )
+        ).all()
+    )
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    """Rows still to publish (the partial index on them makes the count cheap)."""
+    return int(await conn.scalar(select(func.count()).select_from(outbox).where(waiting())) or 0)
+
+
+async def prune(conn: AsyncConnection, cutoff: Any) -> int:
+    result = await conn.execute(
+        delete(outbox).where(outbox.c.sent_at.is_not(None)).where(outbox.c.sent_at < cutoff)
+    )
+    return int(result.rowcount or 0)

@@ -1,0 +1,148 @@
+"""Applying the provisioner's events to the admin database: one transaction per event, with the
+inbox row that makes a redelivered event a no-op and the job check that makes a stale one a
+no-op. The transitions themselves are the admin database layer's (services/admin_db)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.messages import (
+    OUTCOMES,
+    InstanceCreated,
+    InstanceDeleted,
+    InstanceOperationProgress,
+    InstanceOperationRetrying,
+    InstanceOperationStarted,
+    InstanceRenamed,
+    Message,
+    OperationFailed,
+    message_type,
+)
+from services.admin_db import inbox, instances, jobs
+from services.rules import crypto
+from services.rules.states import InstanceStatus, is_terminal, on_started, outcome
+from services.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+CONSUMER = "status"
+Outcome = Literal["applied", "duplicate", "stale"]
+
+
+class ConnectionStrings:
+    """The connection strings written to dbo, as the ODS/API reads them: built from this
+    service's own configuration (no secret crosses the broker) and encrypted."""
+
+    def __init__(self, encryption_key: bytes, build: Callable[[str], str]) -> None:
+        self._key = encryption_key
+        self._build = build
+
+    def encrypted(self, database: str) -> str:
+        return crypto.encrypt(self._build(database), self._key)
+
+    def own_test(self, old_database: str, stored: str | None) -> Callable[[str | None], bool]:
+        """Whether an encrypted connection string is the instance's own: the one it had
+        (`stored`, as dbo holds it) or the one this service would build for its database."""
+        own = {self._build(old_database)}
+        if stored:
+            with contextlib.suppress(crypto.DecryptionError):
+                own.add(crypto.decrypt(stored, self._key))
+
+        def was_own(value: str | None) -> bool:
+            if not value:
+                return False
+            try:
+                return crypto.decrypt(value, self._key) in own
+            except crypto.DecryptionError:
+                return False  # not ours to read: someone else's replica
+
+        return was_own
+
+
+async def apply_event(
+    conn: AsyncConnection, event: Message, message_id: str, strings: ConnectionStrings
+) -> Outcome:
+    if not await inbox.claim(conn, CONSUMER, message_id, message_type(event)):
+        return "duplicate"
+    # Instance first, then job: every writer locks them in that order.
+    instance = await instances.lock(conn, event.instance_id)
+    job = await jobs.lock(conn, event.job_id)
+    if instance is None or job is None:
+        log.warning("event for an unknown instance or job; ignored")
+        return "stale"
+    if is_terminal(job.status) or instance.currentjobid != job.id:
+        log.info("stale event ignored", job_status=job.status, event_type=type(event).__name__)
+        return "stale"
+    if isinstance(event, InstanceOperationStarted):
+        await jobs.mark_running(conn, job.id, worker=event.worker, attempt=event.attempt)
+        if on_started(InstanceStatus(instance.status)) != instance.status:
+            await instances.mark_started(conn, instance.id)
+        log.info("job running", attempt=event.attempt, worker=event.worker)
+    elif isinstance(event, InstanceOperationProgress):
+        await jobs.report_progress(conn, job.id, event.message, event.percent)
+    elif isinstance(event, InstanceOperationRetrying):
+        # The job stays Running (or Pending); it shows the tries and the last error.
+        await jobs.record_retry(
+            conn,
+            job.id,
+            event.error,
+            f"Try {event.try_number} of {event.max_tries} failed; retrying in "
+            f"{event.retry_in_seconds:.1f}s",
+        )
+    elif type(event) in OUTCOMES:
+        await _outcome(conn, instance, event, strings)
+    else:
+        log.warning("event type not handled", event_type=type(event).__name__)
+        return "stale"
+    return "applied"
+
+
+async def _outcome(
+    conn: AsyncConnection, instance: Any, event: Message, strings: ConnectionStrings
+) -> None:
+    operation, succeeded = OUTCOMES[type(event)]
+    instance_status, _ = outcome(operation, succeeded)
+    reason = event.reason if isinstance(event, OperationFailed) else None
+    values: dict[str, Any] = {}
+    if isinstance(event, InstanceCreated):
+        ods_id = await instances.add_to_dbo(
+            conn, instance, lambda: strings.encrypted(event.database_name)
+        )
+        log.info("dbo.odsinstances row added", ods_instance_id=ods_id)
+        values = {
+            "odsinstanceid": ods_id,
+            "odsinstancename": instance.name,
+            "databasename": event.database_name,
+        }
+    elif isinstance(event, InstanceRenamed):
+        if instance.odsinstanceid is not None:
+            stored = await instances.connection_string_of(conn, instance.odsinstanceid)
+            await instances.repoint_in_dbo(
+                conn,
+                instance.odsinstanceid,
+                new_name=event.new_name,
+                encrypted=lambda: strings.encrypted(event.database_name),
+                was_own=strings.own_test(event.old_database_name, stored),
+            )
+        values = {
+            "name": event.new_name,
+            "odsinstancename": event.new_name,
+            "databasename": event.database_name,
+        }
+    elif isinstance(event, InstanceDeleted) and instance.odsinstanceid is not None:
+        clients = await instances.remove_from_dbo(conn, instance.odsinstanceid)
+        log.info(
+            "dbo rows of the instance deleted",
+            ods_instance_id=instance.odsinstanceid,
+            api_clients=clients,
+        )
+    await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
+    await jobs.finish(conn, event.job_id, reason=reason)
+    if succeeded:
+        log.info("job completed", operation=operation.value, status=instance_status.value)
+    else:
+        log.warning("job failed", operation=operation.value, reason=reason)
