@@ -82,11 +82,12 @@ bench-instances *args: sync services
 bench-scheduler *args: sync services
     uv run --frozen python -m bench.scheduler {{args}}
 
-# ruff (lint + format check) and mypy --strict.
+# ruff (lint + format check), mypy --strict, and the import floors (lint-imports).
 lint: sync
     uv run --frozen ruff check .
     uv run --frozen ruff format --check .
     uv run --frozen mypy
+    uv run --frozen lint-imports --no-cache
 
 # Format the code.
 fmt: sync

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import unquote
 
+import httpx
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -30,6 +31,7 @@ from fastapi.security import OAuth2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_db import clients as client_rows
+from services.gateway.jwks import JwksCache, KeyNotFoundError
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.throttle import Throttle
 from services.runtime.logging import get_logger
@@ -155,12 +157,12 @@ class Authenticator:
         self._engine = engine
         self._key = settings.signing_key()
         self.throttle = Throttle(settings.token_max_failures, settings.token_lockout_seconds)
-        self._jwks: jwt.PyJWKClient | None = None
+        self._jwks: JwksCache | None = None
         if settings.oidc_issuer:
             url = settings.oidc_jwks_url or (
                 settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
             )
-            self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=600, timeout=10)
+            self._jwks = JwksCache(url, lifespan=600, timeout=10)
 
     async def check_secret(self, client_id: str, secret: str) -> Any:
         """The client row when the secret matches; None otherwise (same time either way)."""
@@ -194,7 +196,7 @@ class Authenticator:
             claims["tenants"] = tenants
         return jwt.encode(claims, self._key, algorithm="HS256"), lifetime
 
-    def verify(self, token: str) -> Caller:
+    async def verify(self, token: str) -> Caller:
         """The caller a valid token names; 401 for anything else (without saying more)."""
         try:
             header = jwt.get_unverified_header(token)
@@ -208,7 +210,7 @@ class Authenticator:
                     options={"require": ["exp", "iat", "sub", "scope"]},
                 )
             elif self._jwks is not None:
-                signing = self._jwks.get_signing_key_from_jwt(token)
+                signing = await self._jwks.key(header.get("kid"))
                 claims = jwt.decode(
                     token,
                     signing.key,
@@ -219,7 +221,7 @@ class Authenticator:
                 )
             else:
                 raise jwt.InvalidTokenError("unsupported algorithm")
-        except (jwt.PyJWTError, ValueError) as exc:
+        except (jwt.PyJWTError, ValueError, KeyNotFoundError, httpx.HTTPError) as exc:
             log.info("token refused", reason=type(exc).__name__)
             raise unauthorized("The access token is missing, invalid or expired.") from None
         scope = claims.get("scope") or claims.get("scp") or ""
@@ -277,7 +279,7 @@ async def authorize(
 ) -> Caller:
     """FastAPI dependency of every protected route: a valid token with the right scope."""
     authenticator: Authenticator = request.app.state.authenticator
-    caller = authenticator.verify(bearer(request))
+    caller = await authenticator.verify(bearer(request))
     if not caller.may(request.method):
         raise ProblemError(
             403,

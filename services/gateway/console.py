@@ -27,6 +27,7 @@ from services.admin_db.tables import (
     ods_instance_derivatives,
     ods_instances,
 )
+from services.admin_db.tenants import TenantDatabase
 from services.gateway.auth import Caller, authorize
 from services.gateway.problems import ProblemError
 from services.gateway.routes import (
@@ -39,7 +40,7 @@ from services.gateway.routes import (
     accepted,
     page_limit,
 )
-from services.gateway.state import Gateway, GatewayState, gateway_state, select_tenant
+from services.gateway.state import Gateway, request_tenant, select_tenant
 from services.rules.naming import Printable
 from services.rules.parameters import (
     CamelModel,
@@ -170,7 +171,7 @@ class ConsoleInstanceIn(InstanceDetails):
 
 async def _console_rows(
     conn: AsyncConnection,
-    state: GatewayState,
+    state: TenantDatabase,
     instance_id: int | None = None,
     status: InstanceStatus | None = None,
     offset: int = 0,
@@ -257,7 +258,7 @@ async def _console_rows(
     return out
 
 
-def _check_tenant(state: GatewayState, body: ConsoleInstanceIn) -> None:
+def _check_tenant(state: TenantDatabase, body: ConsoleInstanceIn) -> None:
     """The body may name its tenant too; it must be the one the `tenant` header chose."""
     settings = state.settings
     named = body.tenant_name
@@ -284,7 +285,7 @@ async def list_instances(
 ) -> list[ConsoleInstance]:
     """The Console asks without paging and shows what it gets: by default one page of the
     largest size (EDFI_IM_MAX_PAGE_SIZE)."""
-    state = gateway_state(request)
+    state = request_tenant(request)
     size = state.settings.max_page_size if limit is None else page_limit(state, limit)
     async with state.engine.connect() as conn:
         return await _console_rows(conn, state, status=status, offset=offset, limit=size)
@@ -294,7 +295,7 @@ async def list_instances(
     "/odsinstances/{instance_id}", response_model=ConsoleInstance, responses={404: PROBLEM}
 )
 async def get_instance(instance_id: ConsoleId, request: Request) -> ConsoleInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     async with state.engine.connect() as conn:
         found = await _console_rows(conn, state, instance_id)
     if not found:
@@ -312,7 +313,7 @@ async def get_instance(instance_id: ConsoleId, request: Request) -> ConsoleInsta
 async def create_instance(
     body: ConsoleInstanceIn, request: Request, response: Response
 ) -> ConsoleInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     _check_tenant(state, body)
     template = state.settings.console_database_template
     async with state.engine.begin() as conn:
@@ -333,7 +334,7 @@ async def create_instance(
 async def update_instance(
     instance_id: ConsoleId, body: ConsoleInstanceIn, request: Request, response: Response
 ) -> ConsoleInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     _check_tenant(state, body)
     async with state.engine.begin() as conn:
         found = (
@@ -383,7 +384,7 @@ async def update_instance(
     summary="Accept the deletion of an instance (as DELETE /v2/dbInstances/{id})",
 )
 async def delete_instance(instance_id: ConsoleId, request: Request) -> ConsoleInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     async with state.engine.begin() as conn:
         row = await accept_operation(
             conn,

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts.messages import Operation
 from services.admin_db.accept import accept_create, accept_operation, cancel_job
 from services.admin_db.tables import db_instances, jobs
+from services.admin_db.tenants import TenantDatabase
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
-from services.gateway.state import GatewayState, gateway_state
+from services.gateway.state import request_tenant
 from services.gateway.views import instance_out, job_out
 from services.rules.parameters import checked_database_name, create_names
 from services.rules.states import JOB_TYPE, InstanceStatus, JobStatus, JobType
@@ -46,7 +47,7 @@ Limit = Annotated[
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
-def page_limit(state: GatewayState, limit: int) -> int:
+def page_limit(state: TenantDatabase, limit: int) -> int:
     if limit > state.settings.max_page_size:
         raise validation_problem("limit", f"must be at most {state.settings.max_page_size}")
     return limit
@@ -54,7 +55,7 @@ def page_limit(state: GatewayState, limit: int) -> int:
 
 async def accept_new_instance(
     conn: AsyncConnection,
-    state: GatewayState,
+    state: TenantDatabase,
     request: Request,
     name: str,
     template: str,
@@ -76,7 +77,7 @@ async def accept_new_instance(
 
 
 def accepted(
-    state: GatewayState, operation: Operation, source: str, row: Row[Any], **fields: Any
+    state: TenantDatabase, operation: Operation, source: str, row: Row[Any], **fields: Any
 ) -> None:
     """After the job's transaction commits: its command goes out now; it is counted and logged."""
     state.relay.wake()
@@ -100,7 +101,7 @@ def accepted(
 async def create_db_instance(
     body: CreateDbInstance, request: Request, response: Response
 ) -> DbInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     async with state.engine.begin() as conn:
         row = await accept_new_instance(
             conn, state, request, body.name, body.database_template, body.stored()
@@ -120,7 +121,7 @@ async def create_db_instance(
 async def rename_db_instance(
     instance_id: InstanceId, body: RenameDbInstance, request: Request, response: Response
 ) -> DbInstance:
-    new_database = checked_database_name(gateway_state(request).settings, body.name)
+    new_database = checked_database_name(request_tenant(request).settings, body.name)
     return await _accept(
         request,
         response,
@@ -152,7 +153,7 @@ async def _accept(
     new_name: str | None = None,
     new_database_name: str | None = None,
 ) -> DbInstance:
-    state = gateway_state(request)
+    state = request_tenant(request)
     async with state.engine.begin() as conn:
         row = await accept_operation(
             conn,
@@ -175,7 +176,7 @@ async def list_db_instances(
     limit: Limit = 25,
     status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
 ) -> list[DbInstance]:
-    state = gateway_state(request)
+    state = request_tenant(request)
     query = select(db_instances).order_by(db_instances.c.id).offset(offset)
     query = query.limit(page_limit(state, limit))
     if status is not None:
@@ -187,7 +188,7 @@ async def list_db_instances(
 
 @router.get("/dbInstances/{instance_id}", response_model=DbInstance, responses={404: PROBLEM})
 async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
-    async with gateway_state(request).engine.connect() as conn:
+    async with request_tenant(request).engine.connect() as conn:
         row = (
             await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
         ).first()
@@ -208,7 +209,7 @@ async def list_jobs(
         uuid.UUID | None, Query(alias="scheduleId", description="Only jobs this schedule fired")
     ] = None,
 ) -> list[Job]:
-    state = gateway_state(request)
+    state = request_tenant(request)
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).offset(offset)
     query = query.limit(page_limit(state, limit))
     if status is not None:
@@ -226,7 +227,7 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM})
 async def get_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with gateway_state(request).engine.connect() as conn:
+    async with request_tenant(request).engine.connect() as conn:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")
@@ -240,7 +241,7 @@ async def get_job(job_id: uuid.UUID, request: Request) -> Job:
     summary="Cancel a job that has not started (409 once a worker has begun it)",
 )
 async def delete_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with gateway_state(request).engine.begin() as conn:
+    async with request_tenant(request).engine.begin() as conn:
         row = await cancel_job(conn, job_id)
     job_finished(row.type, row.status, row.created_at, row.finished_at)
     log.info("job cancelled", job_id=str(job_id), instance_id=row.instance_id)

@@ -12,7 +12,7 @@ from sqlalchemy import Row
 from services.admin_db import schedules as store
 from services.gateway.routes import PROBLEM, Limit, Offset, page_limit
 from services.gateway.schedule_schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
-from services.gateway.state import gateway_state
+from services.gateway.state import request_tenant
 from services.rules.triggers import ScheduleState
 from services.runtime.logging import get_logger
 
@@ -48,7 +48,7 @@ def schedule_out(row: Row[Any]) -> Schedule:
     summary="Schedule a job: cron (Quartz or standard), fixed interval, or one time",
 )
 async def create_schedule(body: CreateSchedule, request: Request, response: Response) -> Schedule:
-    state = gateway_state(request)
+    state = request_tenant(request)
     async with state.engine.begin() as conn:
         row = await store.create(
             conn,
@@ -79,7 +79,7 @@ async def list_schedules(
     limit: Limit = 25,
     state: Annotated[ScheduleState | None, Query(description="Only this state")] = None,
 ) -> list[Schedule]:
-    gateway = gateway_state(request)
+    gateway = request_tenant(request)
     async with gateway.engine.connect() as conn:
         rows = await store.list_schedules(conn, offset, page_limit(gateway, limit), state)
     return [schedule_out(r) for r in rows]
@@ -87,7 +87,7 @@ async def list_schedules(
 
 @router.get("/{schedule_id}", response_model=Schedule, responses={404: PROBLEM})
 async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with gateway_state(request).engine.connect() as conn:
+    async with request_tenant(request).engine.connect() as conn:
         return schedule_out(await store.get(conn, schedule_id))
 
 
@@ -98,7 +98,7 @@ async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Stop firing until resumed",
 )
 async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with gateway_state(request).engine.begin() as conn:
+    async with request_tenant(request).engine.begin() as conn:
         row = await store.pause(conn, schedule_id)
     log.info("schedule paused", schedule_id=str(schedule_id))
     return schedule_out(row)
@@ -111,7 +111,7 @@ async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Fire again; occurrences missed meanwhile follow the misfire policy",
 )
 async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with gateway_state(request).engine.begin() as conn:
+    async with request_tenant(request).engine.begin() as conn:
         row = await store.resume(conn, schedule_id)
     log.info("schedule resumed", schedule_id=str(schedule_id))
     return schedule_out(row)
@@ -124,7 +124,7 @@ async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Unschedule: the schedule and its history go; its jobs stay",
 )
 async def delete_schedule(schedule_id: uuid.UUID, request: Request) -> Response:
-    async with gateway_state(request).engine.begin() as conn:
+    async with request_tenant(request).engine.begin() as conn:
         await store.unschedule(conn, schedule_id)
     log.info("schedule deleted", schedule_id=str(schedule_id))
     return Response(status_code=204)
@@ -139,7 +139,7 @@ async def delete_schedule(schedule_id: uuid.UUID, request: Request) -> Response:
 async def list_runs(
     schedule_id: uuid.UUID, request: Request, offset: Offset = 0, limit: Limit = 25
 ) -> list[ScheduleRun]:
-    gateway = gateway_state(request)
+    gateway = request_tenant(request)
     async with gateway.engine.connect() as conn:
         rows = await store.runs(conn, schedule_id, offset, page_limit(gateway, limit))
     return [

@@ -16,9 +16,6 @@ from services.gateway.problems import ProblemError
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import TENANT_NAME, Settings
 
-# One tenant's settings, admin engine and outbox relay: what a route works with.
-GatewayState = TenantDatabase
-
 
 @dataclass
 class Gateway:
@@ -45,7 +42,7 @@ async def select_tenant(
             ),
         ),
     ] = None,
-) -> GatewayState:
+) -> TenantDatabase:
     """Every protected route's tenant. In multi-tenant mode the header is required; a tenant
     that does not exist and one the caller may not see answer alike (404)."""
     gateway: Gateway = request.app.state.gateway
@@ -65,7 +62,7 @@ async def select_tenant(
     return state
 
 
-def gateway_state(request: Request) -> GatewayState:
+def request_tenant(request: Request) -> TenantDatabase:
     """The request's tenant (set by `select_tenant`, a dependency of every protected route)."""
-    state: GatewayState = request.state.tenant
-    return state
+    tenant: TenantDatabase = request.state.tenant
+    return tenant

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import socket
+from dataclasses import dataclass
 
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream
@@ -13,11 +14,11 @@ from faststream.rabbit import ExchangeType, RabbitBroker
 from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.messages import InstanceEvent, InstanceRequested, Message
+from contracts.messages import InstanceEvent, InstanceRequested
 from services.admin_db import jobs
 from services.admin_db.engine import create_admin_engine, database_identity
 from services.admin_db.tenants import UnknownTenantError
-from services.provisioner.handler import Provisioner
+from services.provisioner.handler import Emit, Provisioner
 from services.provisioner.membership import Membership, deployment_of, group_key
 from services.provisioner.shards import ShardConsumers
 from services.runtime.asyncapi import document_publisher, specification
@@ -73,94 +74,122 @@ def protection_of(protected: dict[str, str], name: str) -> str | None:
     return protected.get(name.lower())
 
 
+@dataclass
+class Provisioning:
+    """What the provisioner's handlers work with, built once at start-up: one Provisioner per
+    tenant (each on its own ODS server, claiming in its own admin database), the shard
+    consumers, and how this replica learns its share of the shards."""
+
+    settings: Settings
+    provisioners: dict[str | None, Provisioner]
+    engines: list[AsyncEngine]
+    membership: Membership | None
+    static: set[int] | None
+
+    @classmethod
+    def build(cls, settings: Settings, emit: Emit) -> Provisioning:
+        # Every lock is this deployment's: its clone slots by broker vhost (as its member
+        # slots), each instance's by the tenant's admin database (where instance ids are unique).
+        # Tenants that share an ODS server share its clone slots.
+        deployment = deployment_of(settings.rabbitmq_url)
+        servers: dict[str, PostgresOdsServer] = {}
+        engines: list[AsyncEngine] = []
+        provisioners: dict[str | None, Provisioner] = {}
+        for tenant, resolved in settings.tenant_settings().items():
+            server = servers.setdefault(
+                resolved.ods_server_url,
+                PostgresOdsServer(
+                    resolved.ods_server_url, resolved.clone_concurrency, deployment=deployment
+                ),
+            )
+            engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
+            engines.append(engine)
+            protected = settings.protected_databases(resolved.ods_server_url)
+            provisioners[tenant] = Provisioner(
+                server,
+                emit,
+                worker=worker_id(),
+                retry_attempts=settings.step_retry_attempts,
+                heartbeat_interval=settings.heartbeat_interval_seconds,
+                progress_delay=settings.progress_delay_seconds,
+                claim=functools.partial(jobs.claim, engine),
+                fence=functools.partial(jobs.fence, engine),
+                protected=functools.partial(protection_of, protected),
+                scope=database_identity(resolved.admin_database_url),
+            )
+        static = set(settings.owned_shard_set()) if settings.owned_shards else None
+        membership = (
+            None
+            if static is not None
+            else Membership(settings.ods_server_url, group_key(settings.rabbitmq_url))
+        )
+        return cls(settings, provisioners, engines, membership, static)
+
+
+async def handle(p: Provisioning, cmd: InstanceRequested, attempt: int) -> None:
+    """One command, carried out by its tenant's provisioner."""
+    provisioner = p.provisioners.get(cmd.tenant)
+    if provisioner is None:
+        raise UnknownTenantError(cmd.tenant)
+    await provisioner.handle(cmd, attempt)
+
+
+async def current_share(p: Provisioning) -> set[int]:
+    """The shards this replica owns now."""
+    if p.static is not None:
+        return p.static
+    assert p.membership is not None
+    return await p.membership.owned(p.settings.shard_count)
+
+
+async def keep_assignment(p: Provisioning, shards: ShardConsumers) -> None:
+    """Owned shards first; the rest later as standby (a replica that owns them gets there
+    first); then follow the replicas as they come and go."""
+    settings = p.settings
+    await asyncio.sleep(settings.standby_delay_seconds)
+    await shards.join(set(range(settings.shard_count)))
+    log.info("standby on the other shards", owned=sorted(shards.owned))
+    if p.membership is None:
+        return
+    while True:
+        await asyncio.sleep(settings.membership_interval_seconds)
+        try:
+            await shards.rebalance(await p.membership.owned(settings.shard_count))
+        except Exception as exc:  # keep the current assignment; safety does not need it
+            log.warning("could not refresh the shard assignment", error=repr(exc))
+            await p.membership.leave()
+
+
+async def close(p: Provisioning) -> None:
+    if p.membership is not None:
+        await p.membership.leave()
+    for engine in p.engines:
+        await engine.dispose()
+
+
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     broker = make_broker(settings, worker_id())
     document_events(broker)
-
-    async def emit(event: Message) -> None:
-        await publish_event(broker, event)
-
-    # Each tenant's commands act on its own ODS server (tenants that share a server share its
-    # clone slots) and are claimed in its own admin database.
-    # Every lock is this deployment's: its clone slots by broker vhost (as its member slots),
-    # each instance's by the tenant's admin database (where instance ids are unique).
-    deployment = deployment_of(settings.rabbitmq_url)
-    servers: dict[str, PostgresOdsServer] = {}
-    engines: list[AsyncEngine] = []
-    provisioners: dict[str | None, Provisioner] = {}
-    for tenant, resolved in settings.tenant_settings().items():
-        server = servers.setdefault(
-            resolved.ods_server_url,
-            PostgresOdsServer(
-                resolved.ods_server_url, resolved.clone_concurrency, deployment=deployment
-            ),
-        )
-        engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
-        engines.append(engine)
-        protected = settings.protected_databases(resolved.ods_server_url)
-        provisioners[tenant] = Provisioner(
-            server,
-            emit,
-            worker=worker_id(),
-            retry_attempts=settings.step_retry_attempts,
-            heartbeat_interval=settings.heartbeat_interval_seconds,
-            progress_delay=settings.progress_delay_seconds,
-            claim=functools.partial(jobs.claim, engine),
-            fence=functools.partial(jobs.fence, engine),
-            protected=functools.partial(protection_of, protected),
-            scope=database_identity(resolved.admin_database_url),
-        )
-
-    async def handle(cmd: InstanceRequested, attempt: int) -> None:
-        provisioner = provisioners.get(cmd.tenant)
-        if provisioner is None:
-            raise UnknownTenantError(cmd.tenant)
-        await provisioner.handle(cmd, attempt)
-
-    shards = ShardConsumers(broker, handle)
-    all_shards = set(range(settings.shard_count))
-    static = set(settings.owned_shard_set()) if settings.owned_shards else None
-    membership = (
-        None
-        if static is not None
-        else Membership(settings.ods_server_url, group_key(settings.rabbitmq_url))
-    )
+    p = Provisioning.build(settings, functools.partial(publish_event, broker))
+    shards = ShardConsumers(broker, functools.partial(handle, p))
     tasks = BackgroundTasks()
-
-    async def current_share() -> set[int]:
-        if static is not None:
-            return static
-        assert membership is not None
-        return await membership.owned(settings.shard_count)
-
-    async def keep_assignment() -> None:
-        # Owned shards first; the rest later, so a replica that owns them gets there first.
-        await asyncio.sleep(settings.standby_delay_seconds)
-        await shards.join(all_shards)
-        log.info("standby on the other shards", owned=sorted(shards.owned))
-        if membership is None:
-            return
-        while True:
-            await asyncio.sleep(settings.membership_interval_seconds)
-            try:
-                await shards.rebalance(await membership.owned(settings.shard_count))
-            except Exception as exc:  # keep the current assignment; safety does not need it
-                log.warning("could not refresh the shard assignment", error=repr(exc))
-                await membership.leave()
-
-    async def on_startup() -> None:
-        await declare_topology_when_available(settings)
-        shards.register(
-            await when_available(current_share, "join the replicas", settings.startup_wait_seconds)
-        )
-
     watchdog = Watchdog.from_settings(
         broker, settings, lambda: [shard_queue(k) for k in range(settings.shard_count)]
     )
 
+    async def on_startup() -> None:
+        await declare_topology_when_available(settings)
+        shards.register(
+            await when_available(
+                functools.partial(current_share, p),
+                "join the replicas",
+                settings.startup_wait_seconds,
+            )
+        )
+
     async def after_startup() -> None:
         log.info("provisioner started", owned_shards=sorted(shards.owned), worker=worker_id())
-        tasks.start(keep_assignment())
+        tasks.start(keep_assignment(p, shards))
         tasks.start(watchdog.run())
 
     async def on_shutdown() -> None:
@@ -168,10 +197,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         log.info("provisioner stopping")
 
     async def after_shutdown() -> None:
-        if membership is not None:
-            await membership.leave()
-        for engine in engines:
-            await engine.dispose()
+        await close(p)
 
     return consumer_app(
         broker,

@@ -26,9 +26,9 @@ from services.admin_db.tables import (
     schedule_runs,
     schedules,
 )
-from services.rules.errors import ConflictError, NotFoundError, RefusedError
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
+from services.rules.errors import ConflictError, NotFoundError, RefusedError
 from services.rules.marker import Marker
 from services.rules.states import Claimed
 from services.runtime.settings import Settings
