@@ -30,14 +30,12 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-# Then the code. uv installs the project itself editable (its default): `services` is imported
-# from /app, where it finds /app/infra (migrations, template SQL, broker definitions).
+# Then the code, installed as a package (not editable): the migrations, the development copy
+# of Ed-Fi's dbo tables and the template SQL are package data, found inside it.
 COPY README.md ./
 COPY services/ services/
 COPY contracts/ contracts/
-COPY infra/ infra/
-RUN uv sync --frozen --no-dev \
-    && /app/.venv/bin/python -m compileall -q services contracts
+RUN uv sync --frozen --no-dev --no-editable
 
 # The code stays owned by root (read-only for the service user); nothing here writes to /app.
 # Numeric, so that Kubernetes' runAsNonRoot can check it.

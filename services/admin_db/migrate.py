@@ -1,4 +1,4 @@
-"""Create the admin database if missing and apply the SQL migrations in infra/migrations.
+"""Create the admin database if missing and apply the SQL migrations (package data: migrations/).
 
 This system's tables live in their own schema, `edfi_im` (yoyo's bookkeeping tables too), never
 in Ed-Fi's `dbo` or in `adminapi`, which Ed-Fi's Admin API owns. On a real EdFi_Admin nothing
@@ -23,9 +23,10 @@ from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = ROOT / "infra" / "migrations" / "postgresql"
-EDFI_ADMIN_COPY = ROOT / "infra" / "edfi_admin" / "postgresql" / "edfi_admin_dbo_v7.3.2.sql"
+# Data files of the package (a wheel carries them; nothing is looked for in a source tree).
+HERE = Path(__file__).resolve().parent
+MIGRATIONS_DIR = HERE / "migrations"
+EDFI_ADMIN_COPY = HERE / "edfi_admin" / "edfi_admin_dbo_v7.3.2.sql"
 EDFI_ADMIN_VERSION = "7.3.2"
 
 # pg advisory lock key "edfi-im schema": one process adopts or builds a layout at a time.

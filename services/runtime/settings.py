@@ -8,8 +8,10 @@ import json
 import re
 import secrets
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -41,6 +43,19 @@ DEFAULT_TEMPLATES = {
 TENANT_NAME = re.compile(r"^[A-Za-z0-9-]{1,50}$")
 
 
+def decode_encryption_key(raw: str) -> bytes:
+    """The 32 bytes of a base64 key, or a ValueError saying what is wrong with it."""
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("ODS_CONNECTION_STRING_ENCRYPTION_KEY is not valid base64") from None
+    if len(key) != 32:
+        raise ValueError(
+            f"ODS_CONNECTION_STRING_ENCRYPTION_KEY must decode to 32 bytes, not {len(key)}"
+        )
+    return key
+
+
 def check_name_pattern(value: str) -> str:
     """A database-name pattern: `{name}` and nothing else to fill in."""
     if "{name}" not in value:
@@ -54,14 +69,41 @@ def check_name_pattern(value: str) -> str:
     return value
 
 
+def _url(value: str, schemes: tuple[str, ...], what: str, *, path: bool = False) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be a {what} URL ({' or '.join(s + '://' for s in schemes)}…)")
+    if path and not parts.path.strip("/"):
+        raise ValueError(f"must name a database, e.g. {schemes[0]}://host:5432/EdFi_Admin")
+    return value
+
+
+def _postgres(value: str) -> str:
+    return _url(value, ("postgresql", "postgres"), "PostgreSQL", path=True)
+
+
+def _amqp(value: str) -> str:
+    return _url(value, ("amqp", "amqps"), "RabbitMQ")
+
+
+def _http(value: str) -> str:
+    return _url(value, ("https", "http"), "HTTP")
+
+
+# URLs, checked when the settings are read (a scheme, a host; a database for PostgreSQL).
+PostgresUrl = Annotated[str, AfterValidator(_postgres)]
+AmqpUrl = Annotated[str, AfterValidator(_amqp)]
+WebUrl = Annotated[str, AfterValidator(_http)]
+
+
 class TenantSettings(BaseModel):
     """One tenant of `EDFI_IM_TENANTS`: its own admin database, and where its ODS databases go
     (each unset field falls back to the top-level setting of the same name)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    admin_database_url: str
-    ods_server_url: str | None = None
+    admin_database_url: PostgresUrl
+    ods_server_url: PostgresUrl | None = None
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str | None = None
     ods_api_username: str | None = None
@@ -77,16 +119,25 @@ class TenantSettings(BaseModel):
         return None if value is None else check_name_pattern(value)
 
 
-class Settings(BaseSettings):
-    """Every setting of every service; the README has the same table."""
-
-    model_config = SettingsConfigDict(env_prefix="EDFI_IM_", extra="ignore")
+class DeploymentSettings(BaseModel):
+    """Which deployment this is and how it logs."""
 
     environment: Literal["development", "production"] = "production"
     service_name: str = "edfi-im"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
 
-    admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/EdFi_Admin"
-    ods_server_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+class AdminDatabaseSettings(BaseModel):
+    """The EdFi_Admin database: instances, jobs, schedules, API clients."""
+
+    admin_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/EdFi_Admin"
+
+
+class OdsServerSettings(BaseModel):
+    """The ODS database server, its templates, and the connection strings the ODS/API reads."""
+
+    ods_server_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/postgres"
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str = "pooling=true;Application Name=EdFi.Ods.WebApi"
     # The credentials written into the connection strings the ODS/API reads (its own, not the
@@ -96,8 +147,31 @@ class Settings(BaseSettings):
     database_name_pattern: str = "EdFi_Ods_{name}"
     templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     clone_concurrency: int = Field(default=2, ge=1, le=64)
+    # The key the ODS/API decrypts connection strings with: base64 of 32 bytes.
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ODS_CONNECTION_STRING_ENCRYPTION_KEY", "EDFI_IM_ENCRYPTION_KEY"
+        ),
+    )
 
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    @field_validator("database_name_pattern")
+    @classmethod
+    def _pattern_has_name(cls, value: str) -> str:
+        return check_name_pattern(value)
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            decode_encryption_key(value.get_secret_value())
+        return value
+
+
+class BrokerSettings(BaseModel):
+    """RabbitMQ, the shards and the outbox relay."""
+
+    rabbitmq_url: AmqpUrl = "amqp://guest:guest@127.0.0.1:5672/"
     shard_count: int = Field(default=8, ge=1, le=1024)
     owned_shards: str | None = None
     standby_delay_seconds: float = Field(default=3.0, ge=0)
@@ -106,25 +180,35 @@ class Settings(BaseSettings):
     # worker. Crashes, stalls and hand-overs each count a delivery (RabbitMQ 4's default: 20).
     delivery_limit: int = Field(default=20, ge=1)
     graceful_timeout_seconds: float = Field(default=600.0, gt=0)
+    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+    startup_wait_seconds: float = Field(default=120.0, gt=0)
+    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
+    watchdog_grace_seconds: float = Field(default=20.0, gt=0)
+
+
+class ProvisioningSettings(BaseModel):
+    """How the provisioner works through a command."""
+
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     # A provisioning step is reported once it has lasted this long (0: every step at once).
     progress_delay_seconds: float = Field(default=0.5, ge=0)
     step_retry_attempts: int = Field(default=5, ge=1)
 
-    # Seed 004's OrphanedJobsCheckInterval / OrphanedJobThreshold.
+
+class RecoverySettings(BaseModel):
+    """Nothing stuck: orphaned jobs (seed 004's OrphanedJobsCheckInterval and
+    OrphanedJobThreshold) and the status service's retries."""
+
     orphan_check_interval_seconds: float = Field(default=300.0, gt=0)
     orphan_threshold_seconds: float = Field(default=1800.0, gt=0)
     max_recoveries: int = Field(default=3, ge=0)
     status_retry_attempts: int = Field(default=8, ge=1)
 
-    startup_wait_seconds: float = Field(default=120.0, gt=0)
-    watchdog_interval_seconds: float = Field(default=5.0, gt=0)
-    watchdog_grace_seconds: float = Field(default=20.0, gt=0)
 
-    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
-    outbox_batch_size: int = Field(default=100, ge=1)
+class SchedulerSettings(BaseModel):
+    """Schedules (seed 003: Quartz's misfire threshold is 60 s) and the maintenance jobs."""
 
-    # Scheduler (seed 003): Quartz's misfire threshold is 60 s.
     misfire_threshold_seconds: float = Field(default=60.0, ge=0)
     scheduler_poll_interval_seconds: float = Field(default=1.0, gt=0)
     scheduler_batch_size: int = Field(default=50, ge=1)
@@ -132,55 +216,46 @@ class Settings(BaseSettings):
     # What the prune job keeps: finished jobs, runs, inbox and sent outbox rows younger than this.
     retention_days: float = Field(default=30.0, gt=0)
 
-    # Authentication (Ed-Fi Admin API 2's convention: OAuth2 client credentials).
+
+class AuthSettings(BaseModel):
+    """Authentication (Ed-Fi Admin API 2's convention: OAuth2 client credentials)."""
+
     registration_enabled: bool = False
     jwt_signing_key: SecretStr | None = None
     token_lifetime_seconds: int = Field(default=1800, ge=60, le=86_400)
     token_issuer: str = "edfi-instance-manager"  # noqa: S105 - a name, not a secret
     token_audience: str = "edfi-instance-manager"  # noqa: S105 - a name, not a secret
-    oidc_issuer: str | None = None
+    oidc_issuer: WebUrl | None = None
     oidc_audience: str | None = None
-    oidc_jwks_url: str | None = None
-    max_body_bytes: int = Field(default=65_536, ge=1024)
+    oidc_jwks_url: WebUrl | None = None
     # /connect/token: wrong secrets for one client id before it is refused for a while.
     token_max_failures: int = Field(default=5, ge=1, le=1000)
     token_lockout_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
+    @field_validator("jwt_signing_key")
+    @classmethod
+    def _signing_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value().encode()) < 32:
+            raise ValueError("EDFI_IM_JWT_SIGNING_KEY must be at least 32 bytes long")
+        return value
+
+
+class GatewaySettings(BaseModel):
+    """The gateway's HTTP side, the Ed-Fi Admin Console's, and the consumers' health ports."""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    max_page_size: int = Field(default=500, ge=1)
     # The Ed-Fi Admin Console (`/adminconsole`): origins its browser pages are served from, the
     # template its creates use (it names none), and the ODS/API it shows for a tenant.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     console_database_template: str = "Minimal"
     edfi_api_discovery_url: str | None = None
-
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    health_port: int | None = None
+    health_port: int | None = Field(default=None, ge=1, le=65535)
     # Where the consumers' /health and /metrics listen: this machine only, unless opened (a
     # container whose health is checked from outside, a Prometheus on another host).
     health_host: str = "127.0.0.1"
-    max_page_size: int = Field(default=500, ge=1)
-
-    log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
-
-    encryption_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "ODS_CONNECTION_STRING_ENCRYPTION_KEY", "EDFI_IM_ENCRYPTION_KEY"
-        ),
-    )
-
-    # Multi-tenant mode (Ed-Fi Admin API 2's `tenant` header): name -> the tenant's settings.
-    # Empty: single-tenant mode, everything in `admin_database_url` and `ods_server_url`.
-    tenants: Annotated[dict[str, TenantSettings], NoDecode] = Field(default_factory=dict)
-
-    # The tenant these settings were resolved for (`for_tenant`); None at the top level.
-    _tenant: str | None = PrivateAttr(default=None)
-
-    @field_validator("database_name_pattern")
-    @classmethod
-    def _pattern_has_name(cls, value: str) -> str:
-        return check_name_pattern(value)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -189,6 +264,31 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
+
+
+class Settings(
+    DeploymentSettings,
+    AdminDatabaseSettings,
+    OdsServerSettings,
+    BrokerSettings,
+    ProvisioningSettings,
+    RecoverySettings,
+    SchedulerSettings,
+    AuthSettings,
+    GatewaySettings,
+    BaseSettings,
+):
+    """Every setting of every service, grouped by concern (the README has the same table); read
+    once from the environment (prefix EDFI_IM_) and checked then: URLs, bounds, secrets' form."""
+
+    model_config = SettingsConfigDict(env_prefix="EDFI_IM_", extra="ignore")
+
+    # Multi-tenant mode (Ed-Fi Admin API 2's `tenant` header): name -> the tenant's settings.
+    # Empty: single-tenant mode, everything in `admin_database_url` and `ods_server_url`.
+    tenants: Annotated[dict[str, TenantSettings], NoDecode] = Field(default_factory=dict)
+
+    # The tenant these settings were resolved for (`for_tenant`); None at the top level.
+    _tenant: str | None = PrivateAttr(default=None)
 
     @field_validator("tenants", mode="before")
     @classmethod
@@ -302,17 +402,7 @@ class Settings(BaseSettings):
                     "to use the public development key."
                 )
             raw = DEVELOPMENT_ENCRYPTION_KEY
-        try:
-            key = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ConfigurationError(
-                "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not valid base64"
-            ) from exc
-        if len(key) != 32:
-            raise ConfigurationError(
-                f"ODS_CONNECTION_STRING_ENCRYPTION_KEY must decode to 32 bytes, not {len(key)}"
-            )
-        return key
+        return decode_encryption_key(raw)  # its form was checked when the settings were read
 
     def signing_key(self) -> str:
         """The HS256 key of the gateway's tokens; outside development a missing or short key is
@@ -325,9 +415,7 @@ class Settings(BaseSettings):
                     "it (at least 32 characters; every gateway replica needs the same one)"
                 )
             return EPHEMERAL_JWT_SIGNING_KEY
-        if len(raw.encode()) < 32:
-            raise ConfigurationError("EDFI_IM_JWT_SIGNING_KEY must be at least 32 bytes long")
-        return raw
+        return raw  # at least 32 bytes: checked when the settings were read
 
     @property
     def uses_development_key(self) -> bool:

@@ -16,7 +16,7 @@ from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 
-TEMPLATE_SQL = Path(__file__).resolve().parents[2] / "infra" / "templates" / "postgresql"
+TEMPLATE_SQL = Path(__file__).resolve().parent / "ods_templates"  # package data
 SOURCES = {"Minimal": "minimal.sql", "Sample": "populated.sql"}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import UniqueConstraint, inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,7 +37,20 @@ async def test_tables_match_the_code(engine: AsyncEngine) -> None:
         for table in metadata.tables.values():
             cols = {c["name"]: c for c in insp.get_columns(table.name, schema=table.schema)}
             pk = insp.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"]
-            out[table.fullname] = {"columns": cols, "pk": pk}
+            fks = {
+                (
+                    tuple(fk["constrained_columns"]),
+                    f"{fk['referred_schema']}.{fk['referred_table']}",
+                    tuple(fk["referred_columns"]),
+                    (fk.get("options") or {}).get("ondelete"),
+                )
+                for fk in insp.get_foreign_keys(table.name, schema=table.schema)
+            }
+            unique = {
+                tuple(u["column_names"])
+                for u in insp.get_unique_constraints(table.name, schema=table.schema)
+            }
+            out[table.fullname] = {"columns": cols, "pk": pk, "fks": fks, "unique": unique}
         return out
 
     async with engine.connect() as conn:
@@ -52,3 +65,21 @@ async def test_tables_match_the_code(engine: AsyncEngine) -> None:
             assert _type(db["type"]) == _type(column.type), f"{key}.{column.name} type"
             assert db["nullable"] == column.nullable, f"{key}.{column.name} nullability"
         assert sorted(actual[key]["pk"]) == sorted(c.name for c in table.primary_key), key
+        if table.schema != SCHEMA:
+            continue  # Ed-Fi's own keys are checked against Ed-Fi's (test_edfi_admin_schema)
+        declared_fks = {
+            (
+                tuple(e.parent.name for e in fk.elements),
+                fk.elements[0].column.table.fullname,
+                tuple(e.column.name for e in fk.elements),
+                fk.ondelete,
+            )
+            for fk in table.foreign_key_constraints
+        }
+        assert actual[key]["fks"] == declared_fks, f"{key} foreign keys"
+        declared_unique = {
+            tuple(c.name for c in u.columns)
+            for u in table.constraints
+            if isinstance(u, UniqueConstraint)
+        } | {(c.name,) for c in table.columns if c.unique}
+        assert actual[key]["unique"] == declared_unique, f"{key} unique constraints"

@@ -84,15 +84,16 @@ def test_key_that_is_not_base64_is_refused(
 ) -> None:
     monkeypatch.setenv("EDFI_IM_ENVIRONMENT", environment)
     monkeypatch.setenv(KEY_VARIABLE, value)
-    with pytest.raises(ConfigurationError, match="base64"):
-        Settings().encryption_key_bytes()
+    # Refused when the settings are read (a validator), before any service uses the key.
+    with pytest.raises(ValidationError, match="base64"):
+        Settings()
 
 
 @pytest.mark.parametrize("length", [16, 24, 31, 33, 64])
 def test_key_of_the_wrong_length_is_refused(monkeypatch: pytest.MonkeyPatch, length: int) -> None:
     monkeypatch.setenv(KEY_VARIABLE, _key_b64(os.urandom(length)))
-    with pytest.raises(ConfigurationError, match="32 bytes"):
-        Settings().encryption_key_bytes()
+    with pytest.raises(ValidationError, match="32 bytes"):
+        Settings()
 
 
 def test_key_is_not_revealed_by_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,3 +335,22 @@ def test_without_a_signing_key_development_signs_with_a_key_made_at_start_up() -
     assert other and other != key  # another process, another key
     with pytest.raises(ConfigurationError):
         Settings(environment="production", jwt_signing_key=None).signing_key()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("EDFI_IM_ADMIN_DATABASE_URL", "mysql://db/EdFi_Admin", "PostgreSQL URL"),
+        ("EDFI_IM_ADMIN_DATABASE_URL", "postgresql://db:5432/", "must name a database"),
+        ("EDFI_IM_ODS_SERVER_URL", "not a url", "PostgreSQL URL"),
+        ("EDFI_IM_RABBITMQ_URL", "http://broker:5672/", "RabbitMQ URL"),
+        ("EDFI_IM_OIDC_ISSUER", "login.example.org", "HTTP URL"),
+        ("EDFI_IM_JWT_SIGNING_KEY", "short", "at least 32 bytes"),
+    ],
+)
+def test_urls_and_secrets_are_checked_when_the_settings_are_read(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
