@@ -94,6 +94,54 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
     return asyncio.run(run())
 
 
+def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    """`edfi-im outbox list|requeue`: messages the broker refused, set aside by the relay."""
+    from services.admin_db import outbox
+    from services.admin_db.engine import create_admin_engine
+    from services.status.recovery import RequeueRefusedError, requeue_parked
+
+    resolved = settings.tenant_settings().get(args.tenant)
+    if resolved is None:
+        print(f"no tenant {args.tenant!r} is configured (EDFI_IM_TENANTS)", file=sys.stderr)
+        return 2
+    engine = create_admin_engine(resolved.admin_database_url, pool_size=1)
+
+    async def run() -> int:
+        try:
+            async with engine.begin() as conn:
+                if args.action == "list":
+                    rows = await outbox.parked(conn)
+                    for row in rows:
+                        print(
+                            json.dumps(
+                                {
+                                    "id": row.id,
+                                    "messageId": str(row.message_id),
+                                    "type": row.message_type,
+                                    "exchange": row.exchange,
+                                    "routingKey": row.routing_key,
+                                    "parkedAt": row.parked_at.isoformat(),
+                                    "error": row.last_error,
+                                    "jobId": row.body.get("job_id"),
+                                }
+                            )
+                        )
+                    print(f"{len(rows)} parked outbox row(s)")
+                    return 0
+                if args.outbox_id is None:
+                    parser.error("outbox requeue needs an outbox id (see `outbox list`)")
+                try:
+                    print(await requeue_parked(conn, args.outbox_id))
+                except RequeueRefusedError as exc:
+                    print(f"refused: {exc}", file=sys.stderr)
+                    return 1
+                return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def _check_file(path: Path, expected: str) -> bool:
     return path.exists() and path.read_text() == expected
 
@@ -117,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         default="provisioner.dead",
         choices=("provisioner.dead", "status.dead", "scheduler.maintenance.dead"),
     )
+    parked = sub.add_parser(
+        "outbox", help="list the outbox rows the broker refused (parked), or requeue one"
+    )
+    parked.add_argument("action", choices=("list", "requeue"))
+    parked.add_argument("outbox_id", nargs="?", type=int)
+    parked.add_argument("--tenant", help="the tenant whose admin database holds it")
     api_clients = sub.add_parser(
         "clients", help="manage the gateway's API clients (when self-registration is off)"
     )
@@ -198,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("adoption refused", reason=str(exc))
                 print(f"refused: {exc}", file=sys.stderr)
                 return 1
+        elif args.command == "outbox":
+            return _outbox(parser, args, settings)
         elif args.command == "clients":
             return _clients(parser, args, settings)
         elif args.command == "dead-letters":

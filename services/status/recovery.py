@@ -332,3 +332,33 @@ async def reopen_for_event(conn: AsyncConnection, event: Message) -> bool:
         new_database_name=command.new_database_name,
     )
     return True
+
+
+async def requeue_parked(conn: AsyncConnection, outbox_id: int) -> str:
+    """A parked outbox row back in line, once the cause is fixed: its job (failed when it was
+    parked) is re-opened, and the relay publishes the row again."""
+    row = await outbox.unpark(conn, outbox_id)
+    if row is None:
+        raise RequeueRefusedError(f"no parked outbox row {outbox_id}")
+    body = dict(row.body)
+    if "instance_id" not in body:
+        job = await jobs.lock(conn, uuid.UUID(str(body["job_id"])))
+        if job is not None and job.status == JobStatus.FAILED.value:
+            await jobs.reopen(conn, job.id, running=False, why="Its parked command was requeued")
+        return f"outbox row {outbox_id} requeued"
+    command = InstanceRequested.model_validate(body)
+    instance, job, refused = await _failed_and_current(
+        conn, command.instance_id, command.job_id, Operation(command.operation)
+    )
+    if refused is None:
+        await jobs.reopen(conn, job.id, running=False, why="Its parked command was requeued")
+        await instances.reopen_operation(
+            conn,
+            instance.id,
+            Operation(command.operation),
+            started=False,
+            new_name=command.new_name,
+            new_database_name=command.new_database_name,
+        )
+        return f"outbox row {outbox_id} requeued; job {job.id} re-opened"
+    return f"outbox row {outbox_id} requeued ({refused})"

@@ -147,3 +147,76 @@ async def test_a_message_the_broker_cannot_route_is_parked_and_the_rows_behind_i
         await publisher.close()
         await channel.exchange_delete(unrouted)
         await connection.close()
+
+
+async def test_a_parked_command_fails_its_job_and_a_requeue_after_the_fix_sends_it(
+    settings: Settings, engine: AsyncEngine, vhost: str
+) -> None:
+    from services.admin_db.accept import accept_create
+    from services.admin_db.tables import db_instances, jobs
+    from services.status.recovery import requeue_parked
+    from tests.conftest import unique_name
+
+    connection, exchange, queue = await _queue_for_test(settings)
+    channel = await connection.channel()
+    unrouted = f"test.unrouted.{uuid.uuid4().hex[:8]}"
+    await channel.declare_exchange(unrouted, "direct", auto_delete=False)
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    name = unique_name("Parked")
+    try:
+        async with engine.begin() as conn:
+            row = await accept_create(
+                conn,
+                name=name,
+                template_key="Minimal",
+                template_database="EdFi_Ods_Minimal_Template",
+                database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
+                correlation_id="test",
+                tenant=None,
+            )
+            await conn.execute(
+                outbox_table.update()
+                .where(outbox_table.c.body["job_id"].astext == str(row.currentjobid))
+                .values(exchange=unrouted)
+            )
+        await _drain(engine, publisher)
+        async with engine.connect() as conn:
+            job = (await conn.execute(select(jobs).where(jobs.c.id == row.currentjobid))).one()
+            instance = (
+                await conn.execute(select(db_instances).where(db_instances.c.id == row.id))
+            ).one()
+            [parked] = [
+                r
+                for r in await outbox_rows.parked(conn)
+                if r.body["job_id"] == str(row.currentjobid)
+            ]
+        assert job.status == "Failed" and "could not be published" in job.error
+        assert f"edfi-im outbox requeue {parked.id}" in job.error
+        assert instance.status == "Error" and instance.error == job.error
+
+        # The fix: the command's exchange routes again; the requeue re-opens the job.
+        async with engine.begin() as conn:
+            await conn.execute(
+                outbox_table.update()
+                .where(outbox_table.c.id == parked.id)
+                .values(exchange=exchange, routing_key="k")
+            )
+            said = await requeue_parked(conn, parked.id)
+        assert "re-opened" in said
+        await _drain(engine, publisher)
+        got = rabbit.take_messages(vhost, queue, count=50)
+        assert [m["body"]["job_id"] for m in got] == [str(row.currentjobid)]
+        async with engine.connect() as conn:
+            job = (await conn.execute(select(jobs).where(jobs.c.id == row.currentjobid))).one()
+            instance = (
+                await conn.execute(select(db_instances).where(db_instances.c.id == row.id))
+            ).one()
+        assert (job.status, instance.status) == ("Pending", "Pending")
+        async with engine.begin() as conn:
+            await conn.execute(
+                db_instances.update().where(db_instances.c.id == row.id).values(status="Deleted")
+            )
+    finally:
+        await publisher.close()
+        await channel.exchange_delete(unrouted)
+        await connection.close()
