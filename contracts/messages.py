@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 TYPE_PREFIX = "edfi.instances"
 
@@ -81,6 +87,37 @@ class InstanceRequested(Message):
             "a database of that name that is not the instance's is left alone and not an error."
         ),
     )
+    source_instance_id: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Copy only (a create whose template is another instance's database): that "
+            "instance, whose lock the copy holds so that it is not renamed or deleted meanwhile."
+        ),
+    )
+    end_source_sessions: bool = Field(
+        default=False,
+        description=(
+            "Copy only: the request allowed the sessions on the source database to be ended "
+            "(PostgreSQL copies a database only while nobody is connected to it)."
+        ),
+    )
+
+    # The copy's fields are left out of a command that is not a copy, so that a provisioner of
+    # the previous release (whose commands forbid unknown fields) still reads every other one.
+    COPY_FIELDS: ClassVar[dict[str, object]] = {
+        "source_instance_id": None,
+        "end_source_sessions": False,
+    }
+
+    @model_serializer(mode="wrap")
+    def _without_unused_copy_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, unused in self.COPY_FIELDS.items():
+                if key in data and data[key] == unused:
+                    del data[key]
+        return data
 
 
 class InstanceOperationStarted(Message):

@@ -29,7 +29,14 @@ from services.rules.parameters import (
     RenameInstanceParameters,
     check_job,
 )
-from services.rules.states import JOB_TYPE, InstanceStatus, JobStatus, JobType, check_request
+from services.rules.states import (
+    JOB_TYPE,
+    InstanceStatus,
+    JobStatus,
+    JobType,
+    Switch,
+    check_request,
+)
 from services.runtime.topology import (
     MAINTENANCE_EXCHANGE,
     MAINTENANCE_ROUTING_KEY,
@@ -110,15 +117,22 @@ async def accept_create(
     tenant: str | None,
     schedule_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
+    switch: Switch,
+    source: int | None = None,
+    end_source_sessions: bool = False,
 ) -> Row[Any]:
     """A create: the instance row, its job and the command. `details`: the instance type,
-    contexts and derivatives (InstanceDetails.stored()), for dbo on completion."""
+    contexts and derivatives (InstanceDetails.stored()), for dbo on completion. A copy names
+    its `source` instance, whose database is then the template (`template_database` unused)."""
+    switch.check(Operation.CREATE)
     details = details or {}
-    await instances.lock_names(conn, name, database_name)
-    found = await instances.conflict(conn, name, database_name)
-    if found:
-        raise found
     job_id = uuid.uuid4()
+    await instances.lock_names(conn, name, database_name)
+    await _free_names(conn, name, database_name, job_id)
+    data = {"name": name, "databaseTemplate": template_key} | _detail_data(details)
+    if source is not None:
+        template_database = await _copy_source(conn, source)
+        data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
     row = await instances.add_pending(
         conn,
         name=name,
@@ -136,12 +150,49 @@ async def accept_create(
             operation=Operation.CREATE,
             database_name=database_name,
             database_template=template_database,
+            source_instance_id=source,
+            end_source_sessions=end_source_sessions,
         ),
         correlation_id=correlation_id,
-        data={"name": name, "databaseTemplate": template_key} | _detail_data(details),
+        data=data,
         schedule_id=schedule_id,
     )
     return row
+
+
+async def _free_names(
+    conn: AsyncConnection, name: str, database_name: str, job_id: uuid.UUID
+) -> None:
+    """The ConflictError of a live instance holding the name or database name; an instance
+    whose create failed before it made a database gives them up (it is retired), so that
+    creating again is how a failed create is recovered from (the Admin Console can do nothing
+    else)."""
+    for _ in range(3):  # the name, the database name, a pending name: at most three holders
+        found = await instances.conflict(conn, name, database_name)
+        if found is None:
+            return
+        holder = found.extra["conflictingInstanceId"]
+        reason = f"retired: a new create of {name!r} (job {job_id}) took its name"
+        if not await instances.retire_failed_create(conn, int(str(holder)), reason):
+            raise found
+    found = await instances.conflict(conn, name, database_name)
+    if found is not None:
+        raise found
+
+
+async def _copy_source(conn: AsyncConnection, source: int) -> str:
+    """The database of the instance a copy reads: it must be Completed (no operation in
+    flight), and stays locked (shared) until the copy's job is written."""
+    row = await instances.lock(conn, source, shared=True)
+    if row is None or row.status == InstanceStatus.DELETED.value:
+        raise NotFoundError(f"no instance with id {source} to copy")
+    if row.status != InstanceStatus.COMPLETED.value or not row.databasename:
+        raise ConflictError(
+            f"instance {source} is {row.status}: only a Completed instance can be copied",
+            instanceStatus=row.status,
+        )
+    database: str = row.databasename
+    return database
 
 
 async def accept_operation(
@@ -154,9 +205,11 @@ async def accept_operation(
     new_name: str | None = None,
     new_database_name: str | None = None,
     schedule_id: uuid.UUID | None = None,
+    switch: Switch,
 ) -> Row[Any]:
     """A rename or delete: the rules checked under the instance's row lock, then its new
     status, its job and the command."""
+    switch.check(operation)
     if operation is Operation.RENAME:
         assert new_name is not None and new_database_name is not None
         await instances.lock_names(conn, new_name, new_database_name)
@@ -258,6 +311,7 @@ async def accept_job(
     *,
     correlation_id: str,
     schedule_id: uuid.UUID | None = None,
+    switch: Switch,
 ) -> uuid.UUID:
     """Any job from its type and raw parameters (a schedule's fire): checked as an HTTP request
     would be, then accepted. Its id; a RefusedError if refused."""
@@ -275,6 +329,7 @@ async def accept_job(
             tenant=tenant,
             schedule_id=schedule_id,
             details=params.stored(),
+            switch=switch,
         )
     elif isinstance(params, RenameInstanceParameters):
         row = await accept_operation(
@@ -286,6 +341,7 @@ async def accept_job(
             new_name=params.name,
             new_database_name=checked.database_name,
             schedule_id=schedule_id,
+            switch=switch,
         )
     elif isinstance(params, DeleteInstanceParameters):
         row = await accept_operation(
@@ -295,6 +351,7 @@ async def accept_job(
             correlation_id=correlation_id,
             tenant=tenant,
             schedule_id=schedule_id,
+            switch=switch,
         )
     else:
         return await accept_maintenance(

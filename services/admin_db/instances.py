@@ -24,12 +24,13 @@ from services.admin_db.tables import (
     api_clients,
     client_access_tokens,
     db_instances,
+    jobs,
     ods_instance_contexts,
     ods_instance_derivatives,
     ods_instances,
 )
 from services.rules.errors import ConflictError
-from services.rules.states import PENDING, InstanceStatus, outcome
+from services.rules.states import PENDING, InstanceStatus, is_terminal, outcome
 from services.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,11 +59,14 @@ def live() -> Any:
 # --- reads that lock, and the name rules ---------------------------------------------------
 
 
-async def lock(conn: AsyncConnection, instance_id: int) -> Row[Any] | None:
-    """The instance's row, locked for the rest of the transaction."""
+async def lock(conn: AsyncConnection, instance_id: int, *, shared: bool = False) -> Row[Any] | None:
+    """The instance's row, locked for the rest of the transaction (`shared`: others may read
+    and share-lock it, no one may change it)."""
     row: Row[Any] | None = (
         await conn.execute(
-            select(db_instances).where(db_instances.c.id == instance_id).with_for_update()
+            select(db_instances)
+            .where(db_instances.c.id == instance_id)
+            .with_for_update(read=shared)
         )
     ).first()
     return row
@@ -112,6 +116,26 @@ async def conflict(
             f"maps to ({database_name!r})"
         )
     return ConflictError(detail, errors={"name": [detail]}, conflictingInstanceId=row.id)
+
+
+async def retire_failed_create(conn: AsyncConnection, instance_id: int, reason: str) -> bool:
+    """Retire an instance whose create failed before it made a database (Error, its job ended
+    and its server step never done: the fence guarantees none will be), so that a new create
+    may take its name: it becomes Deleted, with `reason`. False when it is not such an instance
+    (it keeps its name)."""
+    row = await lock(conn, instance_id)
+    if row is None or row.status != InstanceStatus.ERROR.value or row.currentjobid is None:
+        return False
+    job = (
+        await conn.execute(
+            select(jobs.c.status, jobs.c.server_done_at).where(jobs.c.id == row.currentjobid)
+        )
+    ).first()
+    if job is None or not is_terminal(job.status) or job.server_done_at is not None:
+        return False
+    await settle(conn, instance_id, InstanceStatus.DELETED, reason=f"{row.error}; {reason}")
+    log.info("failed create retired", instance_id=instance_id, reason=reason)
+    return True
 
 
 # --- transitions ---------------------------------------------------------------------------------

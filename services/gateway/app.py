@@ -18,10 +18,15 @@ from sqlalchemy import text
 from services.admin_db.engine import create_admin_engine
 from services.admin_db.tenants import TenantDatabases
 from services.admin_db.waiting import keep_flagging
-from services.gateway import console, problems
+from services.gateway import console, copies, problems, unmanaged
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
+from services.gateway.edfi.answers import EdFiError, edfi_response
+from services.gateway.edfi.info import information_router
+from services.gateway.edfi.info import tenants_router as edfi_tenants_router
+from services.gateway.edfi.manage import manage_router
 from services.gateway.limits import BodyLimit
+from services.gateway.paths import CanonicalPaths
 from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
@@ -145,15 +150,23 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
+    @app.exception_handler(EdFiError)
+    async def _edfi(request: Request, exc: EdFiError) -> JSONResponse:
+        return edfi_response(request, exc)
+
     protected = [Depends(authorize), Depends(select_tenant)]
+    app.include_router(information_router)
     app.include_router(auth_router)
     app.include_router(router, tags=["instances"], dependencies=protected)
+    app.include_router(copies.router, tags=["instances"], dependencies=protected)
     app.include_router(schedule_router, dependencies=protected)
+    app.include_router(manage_router(), dependencies=protected)
+    app.include_router(edfi_tenants_router)
     app.include_router(console.tenants_router)
     app.include_router(console.instances_router, dependencies=protected)
-    app.include_router(console.unmanaged_router, dependencies=[Depends(authorize)])
+    app.include_router(unmanaged.router)  # last: only what nothing above serves
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(console.CaseInsensitiveConsolePaths)
+    app.add_middleware(CanonicalPaths)
     if settings.cors_origins:
         # Outermost, so a preflight is answered before anything asks for a token.
         app.add_middleware(

@@ -221,6 +221,21 @@ class Authenticator:
                 )
             else:
                 raise jwt.InvalidTokenError("unsupported algorithm")
+        except jwt.ExpiredSignatureError:
+            # Signed by a key it trusts, only too old: say so, for clients that never look at
+            # expires_in (the Ed-Fi Admin Console keeps using an expired token).
+            log.info("token refused", reason="ExpiredSignatureError")
+            raise ProblemError(
+                401,
+                "Unauthorized",
+                "The access token has expired: get a new one (POST /connect/token). The Ed-Fi "
+                "Admin Console keeps an expired token until it is signed out or its "
+                "localStorage.authUser is cleared (README, Admin Console).",
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="edfi-im", error="invalid_token", '
+                    'error_description="The access token expired"'
+                },
+            ) from None
         except (jwt.PyJWTError, ValueError, KeyNotFoundError, httpx.HTTPError) as exc:
             log.info("token refused", reason=type(exc).__name__)
             raise unauthorized("The access token is missing, invalid or expired.") from None

@@ -16,7 +16,6 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.messages import Operation
 from services.admin_db import instances
@@ -57,18 +56,6 @@ log = get_logger(__name__)
 PREFIX = "/adminconsole"
 SOURCE = "adminconsole"  # what asked for its jobs, in the metrics and logs
 ConsoleId = Annotated[int, Digits, Path(ge=1, le=MAX_ID, description="The instance's id")]
-
-
-class CaseInsensitiveConsolePaths:
-    """ASGI middleware: `/adminConsole/odsInstances/7` is `/adminconsole/odsinstances/7`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].lower().startswith(PREFIX):
-            scope = dict(scope, path=scope["path"].lower())
-        await self.app(scope, receive, send)
 
 
 # --- tenants -----------------------------------------------------------------------------------
@@ -154,6 +141,9 @@ class ConsoleInstance(CamelModel):
     base_url: str | None
     ods_instance_contexts: list[ConsoleContext]
     ods_instance_derivatives: list[ConsoleDerivative]
+    error: str | None = Field(
+        default=None, description="Why its last operation failed (Error, *_Failed)"
+    )
 
 
 class ConsoleInstanceIn(InstanceDetails):
@@ -253,6 +243,7 @@ async def _console_rows(
                 base_url=settings.edfi_api_discovery_url,
                 ods_instance_contexts=ctx,
                 ods_instance_derivatives=der,
+                error=r.error,
             )
         )
     return out
@@ -362,6 +353,7 @@ async def update_instance(
                 tenant=state.tenant,
                 new_name=body.name,
                 new_database_name=checked_database_name(state.settings, body.name),
+                switch=state.settings.switch,
             )
         row = await instances.lock(conn, instance_id)
         assert row is not None
@@ -392,36 +384,15 @@ async def delete_instance(instance_id: ConsoleId, request: Request) -> ConsoleIn
             Operation.DELETE,
             correlation_id=request.state.correlation_id,
             tenant=state.tenant,
+            switch=state.settings.switch,
         )
         [deleting] = await _console_rows(conn, state, instance_id)
     accepted(state, Operation.DELETE, SOURCE, row)
     return deleting
 
 
-# --- everything else of Admin API 2 ---------------------------------------------------------------
-
-unmanaged_router = APIRouter(prefix=PREFIX)
-
-
-@unmanaged_router.api_route(
-    "/{rest:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
-)
-async def not_managed(rest: str) -> None:
-    raise ProblemError(
-        404,
-        "Not found",
-        f"{PREFIX}/{rest} is not served here: this system manages ODS instances only "
-        f"({PREFIX}/tenants and {PREFIX}/odsInstances); vendors, applications, claim sets and "
-        "the rest of Ed-Fi Admin API 2 are not part of it",
-    )
-
-
 __all__ = [
-    "CaseInsensitiveConsolePaths",
     "instances_router",
     "select_tenant",
     "tenants_router",
-    "unmanaged_router",
 ]

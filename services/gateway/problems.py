@@ -10,7 +10,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.rules.errors import ConflictError, InvalidError, NotFoundError, RefusedError
+from services.rules.errors import (
+    ConflictError,
+    DisabledError,
+    InvalidError,
+    NotFoundError,
+    RefusedError,
+)
 from services.runtime import dberrors
 from services.runtime.logging import get_logger
 from services.runtime.metrics import WRITES_REFUSED
@@ -82,11 +88,21 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(named) or "body"
 
 
+def _readable(err: Any) -> str:
+    """pydantic's message, as written for people: without the "Value error, " its own
+    validators' messages get."""
+    message = str(err.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
 # The rules' refusals, as HTTP answers: the gateway's edge is where problem details are made.
 REFUSALS: dict[type[RefusedError], tuple[int, str]] = {
     NotFoundError: (404, "Not found"),
     ConflictError: (409, "Conflict"),
     InvalidError: (422, "Validation failed"),
+    DisabledError: (403, "Turned off"),
 }
 
 
@@ -117,7 +133,7 @@ def install(app: FastAPI) -> None:
             if err.get("type") == "json_invalid":
                 errors.setdefault("body", []).append("the body is not valid JSON")
                 continue
-            errors.setdefault(_field_name(loc), []).append(str(err.get("msg", "invalid")))
+            errors.setdefault(_field_name(loc), []).append(_readable(err))
         detail = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in errors.items())
         return problem_response(
             request, ProblemError(422, "Validation failed", detail, errors=errors)

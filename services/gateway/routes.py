@@ -14,6 +14,7 @@ from contracts.messages import Operation
 from services.admin_db.accept import accept_create, accept_operation, cancel_job
 from services.admin_db.tables import db_instances, jobs
 from services.admin_db.tenants import TenantDatabase
+from services.gateway.facts import facts_of
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import request_tenant
@@ -73,6 +74,7 @@ async def accept_new_instance(
         correlation_id=request.state.correlation_id,
         tenant=state.tenant,
         details=details,
+        switch=state.settings.switch,
     )
 
 
@@ -163,6 +165,7 @@ async def _accept(
             tenant=state.tenant,
             new_name=new_name,
             new_database_name=new_database_name,
+            switch=state.settings.switch,
         )
     accepted(state, operation, "api", row, new_name=new_name)
     response.headers["Location"] = f"/v2/dbInstances/{instance_id}"
@@ -186,15 +189,24 @@ async def list_db_instances(
     return [instance_out(r) for r in rows]
 
 
-@router.get("/dbInstances/{instance_id}", response_model=DbInstance, responses={404: PROBLEM})
+@router.get(
+    "/dbInstances/{instance_id}",
+    response_model=DbInstance,
+    responses={404: PROBLEM},
+    summary="One instance, with its database's size, state and sessions read from the ODS "
+    "server (within EDFI_IM_INSTANCE_FACTS_TIMEOUT_SECONDS; `database.unavailable` says why not)",
+)
 async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
-    async with request_tenant(request).engine.connect() as conn:
+    state = request_tenant(request)
+    async with state.engine.connect() as conn:
         row = (
             await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
         ).first()
     if row is None:
         raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
-    return instance_out(row)
+    out = instance_out(row)
+    out.database = await facts_of(state, row)
+    return out
 
 
 @router.get("/jobs", response_model=list[Job], responses={422: PROBLEM})

@@ -51,7 +51,8 @@ log = get_logger(__name__)
 class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
     async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]: ...
-    async def clone(self, template: str, target: str) -> None: ...
+    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None: ...
+    async def also_hold(self, instance_id: int, on_wait: OnWait | None = None) -> None: ...
     async def mark(self, name: str, marker: Marker) -> None: ...
     async def rename(self, old: str, new: str) -> None: ...
     async def drop(self, name: str) -> None: ...
@@ -362,16 +363,37 @@ class Provisioner:
                 "this system for this instance; it was left untouched"
             )
         template = cmd.database_template
-        if not template or await s.database(template) is None:
+        source = cmd.source_instance_id
+        if source is not None:
+            await self._hold_source(s, cmd, source)
+        found = await s.database(template) if template else None
+        if not template or found is None:
             raise TemplateMissingError(
                 f"template database {template!r} does not exist on the ODS server"
+                if source is None
+                else f"the database of instance {source} ({template!r}), to be copied, does "
+                "not exist on the ODS server"
             )
+        if source is not None and cmd.end_source_sessions:
+            # Ending sessions acts on the source: only on a database this system made for it.
+            self._refuse_protected(found)
+            if found.marker is None or not found.marker.names(cmd.tenant, source):
+                raise PermanentError(
+                    f"database {template!r} carries no mark of instance {source}: its sessions "
+                    "were not ended and it was not copied (adopt it first: `edfi-im adopt`)"
+                )
         staging = staging_name(cmd.job_id)
         if await s.database(staging) is None:
             await self._progress(cmd, f"Waiting for a clone slot for {template}", 20)
             async with self._server.clone_slot():
-                await self._progress(cmd, f"Cloning {template}", 30)
-                await s.clone(template, staging)
+                if source is None:
+                    await self._progress(cmd, f"Cloning {template}", 30)
+                else:
+                    ending = ", ending its sessions" if cmd.end_source_sessions else ""
+                    await self._progress(
+                        cmd, f"Copying {template} (instance {source}'s database{ending})", 30
+                    )
+                await s.clone(template, staging, end_sessions=cmd.end_source_sessions)
         await self._progress(cmd, "Marking the new database as this instance's", 80)
         await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant))
         await self._progress(cmd, f"Renaming to {target}", 90)
@@ -387,6 +409,17 @@ class Provisioner:
                 raise GivenUpError(f"the clone {staging!r} was dropped, {target!r} not created")
             await s.rename(staging, target)
         return done
+
+    async def _hold_source(self, s: OdsSession, cmd: InstanceRequested, source: int) -> None:
+        """A copy holds its source's lock as well: no rename or delete of the source runs while
+        its database is read."""
+
+        async def waiting(holder: str) -> None:
+            await self._progress(
+                cmd, f"Waiting for instance {source}'s current operation ({holder}) to end", 15
+            )
+
+        await s.also_hold(source, waiting)
 
     async def _rename(self, s: OdsSession, cmd: InstanceRequested) -> Message:
         source, target = cmd.database_name, cmd.new_database_name

@@ -61,3 +61,11 @@ class InvalidError(RefusedError):
     def fields(cls, errors: dict[str, list[str]]) -> InvalidError:
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())
         return cls(detail, errors=errors)
+
+
+class DisabledError(RefusedError):
+    """This kind of operation is turned off by the configuration (`setting` names it)."""
+
+    def __init__(self, detail: str, *, setting: str) -> None:
+        super().__init__(detail, setting=setting)
+        self.setting = setting

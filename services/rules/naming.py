@@ -8,8 +8,10 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 # The rule Ed-Fi's own manage endpoint uses for instance names.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9 _]{1,46}$")
-NAME_RULE = "1-46 characters: ASCII letters, digits, space and underscore"
+# Ed-Fi Admin API's own rule: 46 leaves room for a prefix within the 63-character limit.
+MAX_NAME_LENGTH = 46
+NAME_PATTERN = re.compile(rf"^[A-Za-z0-9 _]{{1,{MAX_NAME_LENGTH}}}$")
+NAME_RULE = f"1-{MAX_NAME_LENGTH} characters: ASCII letters, digits, space and underscore"
 POSTGRES_IDENTIFIER_BYTES = 63
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from contracts.messages import Operation
+from services.rules.errors import DisabledError
 
 
 class InstanceStatus(StrEnum):
@@ -133,3 +134,27 @@ class Claimed(StrEnum):
     CLAIMED = "claimed"  # go on (also: a job this admin database does not know, sent by hand)
     CANCELLED = "cancelled"  # cancelled before it started: skipped
     ENDED = "ended"  # already ended (given up, failed, done) or no longer the instance's: skipped
+
+
+@dataclass(frozen=True)
+class Switch:
+    """The kill switch Ed-Fi hosts asked for: instance management off altogether, or only its
+    destructive operations (delete, rename)."""
+
+    management: bool = True
+    destructive: bool = True
+
+    def check(self, operation: Operation) -> None:
+        """A DisabledError naming the setting when `operation` is turned off."""
+        if not self.management:
+            raise DisabledError(
+                f"instance management is turned off here: no {operation.value} is accepted "
+                "(EDFI_IM_INSTANCE_MANAGEMENT_ENABLED=false)",
+                setting="EDFI_IM_INSTANCE_MANAGEMENT_ENABLED",
+            )
+        if not self.destructive and operation in (Operation.RENAME, Operation.DELETE):
+            raise DisabledError(
+                f"destructive operations are turned off here: no {operation.value} is accepted "
+                "(EDFI_IM_DESTRUCTIVE_OPERATIONS_ENABLED=false)",
+                setting="EDFI_IM_DESTRUCTIVE_OPERATIONS_ENABLED",
+            )

@@ -57,8 +57,23 @@ class PostgresSession:
     finishes the statement, notices the client is gone and only then releases the lock.
     """
 
-    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[tuple[object, ...]],
+        *,
+        scope: str = "",
+        lock_poll_seconds: float = 0.2,
+    ) -> None:
         self._conn = conn
+        self._scope = scope
+        self._lock_poll = lock_poll_seconds
+
+    async def also_hold(self, instance_id: int, on_wait: OnWait | None = None) -> None:
+        """Hold another instance's lock too, until the session ends (a copy holds its source's,
+        so that the source is not renamed or deleted while it is read)."""
+        await _hold(
+            self._conn, lock_key("instance", self._scope, instance_id), self._lock_poll, on_wait
+        )
 
     async def _run(self, statement: sql.Composable | str, params: tuple[object, ...] = ()) -> None:
         try:
@@ -106,19 +121,41 @@ class PostgresSession:
         rows = await cur.fetchall()
         return "; ".join(describe_session(*row[:3]) for row in rows) or "none any more"
 
-    async def clone(self, template: str, target: str) -> None:
-        try:
-            await self._conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(target), sql.Identifier(template)
+    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None:
+        """CREATE DATABASE … TEMPLATE: PostgreSQL copies a database only while nobody is
+        connected to it. With `end_sessions` (a copy whose request allowed it) the sessions on
+        the template are ended just before, and again if one came back in between."""
+        tries = 3 if end_sessions else 1
+        for attempt in range(1, tries + 1):
+            if end_sessions:
+                await self.end_sessions(template)
+            try:
+                await self._conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(target), sql.Identifier(template)
+                    )
                 )
+                return
+            except psycopg.Error as exc:
+                error = classify(exc)
+                if getattr(exc, "sqlstate", None) != "55006":
+                    raise error from exc
+                if attempt == tries:  # someone is (still) connected to it
+                    holders = await self.sessions_on(template)
+                    raise type(error)(f"{error}; sessions on {template!r}: {holders}") from exc
+
+    async def end_sessions(self, name: str) -> int:
+        """End every session on `name` (its connections stay allowed); how many there were."""
+        try:
+            cur = await self._conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
             )
+            row = await cur.fetchone()
         except psycopg.Error as exc:
-            error = classify(exc)
-            if getattr(exc, "sqlstate", None) == "55006":  # someone is connected to it
-                holders = await self.sessions_on(template)
-                error = type(error)(f"{error}; sessions on {template!r}: {holders}")
-            raise error from exc
+            raise classify(exc) from exc
+        return int(str(row[0])) if row else 0
 
     async def mark(self, name: str, marker: Marker) -> None:
         await self._run(
@@ -197,20 +234,9 @@ class PostgresOdsServer:
         who does (once, and again when that changes)."""
         key = lock_key("instance", scope, instance_id)
         async with self._connect() as conn:
-            told = None
-            while True:
-                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-                row = await cur.fetchone()
-                if row and row[0]:
-                    break
-                if on_wait is not None:
-                    holder = await _lock_holder(conn, key)
-                    if holder != told:
-                        told = holder
-                        await on_wait(holder)
-                await asyncio.sleep(self._lock_poll)
-            yield PostgresSession(conn)
-            # Closing the connection releases the lock.
+            await _hold(conn, key, self._lock_poll, on_wait)
+            yield PostgresSession(conn, scope=scope, lock_poll_seconds=self._lock_poll)
+            # Closing the connection releases the locks.
 
     def slot_key(self, slot: int) -> int:
         return lock_key("clone-slot", self._deployment, slot)
@@ -235,6 +261,69 @@ class PostgresOdsServer:
                     return slot
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+
+async def _hold(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    key: int,
+    poll_seconds: float,
+    on_wait: OnWait | None,
+) -> None:
+    """Take a session-level advisory lock, telling `on_wait` who holds it meanwhile (once, and
+    again when that changes)."""
+    told = None
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        row = await cur.fetchone()
+        if row and row[0]:
+            return
+        if on_wait is not None:
+            holder = await _lock_holder(conn, key)
+            if holder != told:
+                told = holder
+                await on_wait(holder)
+        await asyncio.sleep(poll_seconds)
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    """What the ODS server says of a database at one moment."""
+
+    online: bool  # it exists and accepts connections
+    size_bytes: int | None
+    sessions: int
+
+
+async def database_facts(url: str, name: str, seconds: float) -> DatabaseFacts | None:
+    """Size, connections allowed and sessions of `name` (None when it does not exist), read in
+    one short statement; a TransientError when the server does not answer within `seconds`."""
+
+    async def read() -> DatabaseFacts | None:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=max(1, int(seconds + 0.999))
+        ) as conn:
+            await conn.execute(
+                sql.SQL("SET statement_timeout = {}").format(sql.Literal(int(seconds * 1000)))
+            )
+            cur = await conn.execute(
+                "SELECT datallowconn, CASE WHEN has_database_privilege(oid, 'CONNECT') "
+                "THEN pg_database_size(oid) END, "
+                "(SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) "
+                "FROM pg_database d WHERE datname = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        size = None if row[1] is None else int(str(row[1]))
+        return DatabaseFacts(online=bool(row[0]), size_bytes=size, sessions=int(str(row[2])))
+
+    try:
+        return await asyncio.wait_for(read(), seconds)
+    except TimeoutError:
+        raise TransientError(f"the ODS server did not answer within {seconds:g} s") from None
+    except psycopg.Error as exc:
+        raise classify(exc) from exc
 
 
 def describe_session(pid: object, application: object, client: object) -> str:

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.rules.errors import ConfigurationError
 from services.rules.protection import protected_databases
+from services.rules.states import Switch
 
 # A fixed, public key for development only: `just up` uses it when no key is set and says so.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZCEhISE="
@@ -188,7 +189,11 @@ class BrokerSettings(BaseModel):
 
 
 class ProvisioningSettings(BaseModel):
-    """How the provisioner works through a command."""
+    """How the provisioner works through a command, and whether commands are accepted at all
+    (the kill switch: instance management off, or only its destructive operations)."""
+
+    instance_management_enabled: bool = True
+    destructive_operations_enabled: bool = True
 
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     # A provisioning step is reported once it has lasted this long (0: every step at once).
@@ -253,6 +258,12 @@ class GatewaySettings(BaseModel):
     console_database_template: str = "Minimal"
     edfi_api_discovery_url: str | None = None
     health_port: int | None = Field(default=None, ge=1, le=65535)
+    # Ed-Fi Admin API's routes: the version `GET /` announces (Admin App then calls that
+    # version's routes; both are served).
+    admin_api_mode: Literal["v2", "v3"] = "v2"
+    # An instance's database facts (size, online, sessions), read from the ODS server when one
+    # instance is asked for: how long to wait for them (0: never read them).
+    instance_facts_timeout_seconds: float = Field(default=2.0, ge=0, le=30)
     # Where the consumers' /health and /metrics listen: this machine only, unless opened (a
     # container whose health is checked from outside, a Prometheus on another host).
     health_host: str = "127.0.0.1"
@@ -386,6 +397,10 @@ class Settings(
         """The configured tenant of that name, ignoring case; None when there is none."""
         wanted = name.lower()
         return next((t for t in self.tenants if t.lower() == wanted), None)
+
+    @property
+    def switch(self) -> Switch:
+        return Switch(self.instance_management_enabled, self.destructive_operations_enabled)
 
     @property
     def is_development(self) -> bool:

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.admin_db import schedules as schedule_rows
 from services.admin_db.accept import accept_job
 from services.admin_db.tables import jobs, schedules
-from services.rules.errors import ConflictError, InvalidError, NotFoundError, RefusedError
+from services.rules.errors import (
+    ConflictError,
+    DisabledError,
+    InvalidError,
+    NotFoundError,
+    RefusedError,
+)
 from services.rules.states import JobType, is_terminal
 from services.rules.triggers import (
     FirePlan,
@@ -44,6 +50,7 @@ REFUSAL_KINDS: dict[type[RefusedError], str] = {
     NotFoundError: "not found",
     ConflictError: "conflict",
     InvalidError: "invalid",
+    DisabledError: "turned off",
 }
 
 
@@ -150,6 +157,7 @@ async def fire_schedule(
                 row.parameters,
                 correlation_id=f"schedule:{row.id}:{at:%Y%m%dT%H%M%S}",
                 schedule_id=row.id,
+                switch=settings.switch,
             )
         except RefusedError as refused:
             why = REFUSAL_KINDS.get(type(refused), "refused")

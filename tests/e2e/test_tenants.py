@@ -520,3 +520,51 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- Ed-Fi Admin API's routes with tenants --------------------------------------------------------
+
+
+def test_the_information_endpoint_lists_the_tenants(tenants: Tenants) -> None:
+    r = httpx.get(tenants.stack.url + "/")
+    assert r.status_code == 200, r.text
+    assert r.json()["tenancy"] == {"multitenantMode": True, "tenants": [A, B]}
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_admin_apps_sequence_multi_tenant(tenants: Tenants, version: str) -> None:
+    from tests.e2e.test_edfi_admin_api import admin_app_sequence
+
+    admin_app_sequence(tenants.stack.url, B, multitenant=True, version=version)
+
+
+def test_the_tenant_listing_needs_the_header_of_its_tenant_and_the_tenants_rows_only(
+    tenants: Tenants,
+) -> None:
+    name = unique_name("Listing A")
+    with tenants.api(A) as api:
+        r = api.post("/v2/odsInstances/manage", json={"name": name, "databaseTemplate": "Minimal"})
+        assert r.status_code == 202, r.text
+        manage_id = int(r.headers["location"].rsplit("/", 1)[1])
+        listed = api.get(f"/v2/tenants/{A}/odsInstances/edOrgs").json()
+        assert listed["id"] == listed["name"] == A
+        assert manage_id in {e["odsInstanceManageId"] for e in listed["odsInstances"]}
+        mismatch = api.get(f"/v2/tenants/{B}/odsInstances/edOrgs")
+        assert mismatch.status_code == 400
+        assert mismatch.json()["errors"] == {
+            "Tenant": ["Tenant header and URL tenant name do not match"]
+        }
+    with tenants.api(B) as api:
+        names = {
+            e["name"]
+            for e in api.get(f"/v2/tenants/{B}/odsInstances/edOrgs").json()["odsInstances"]
+        }
+        assert name not in names
+        # Manage ids are per tenant: A's instance is not B's.
+        assert api.get(f"/v2/odsInstances/manage/{manage_id}").json().get("name") != name
+    token = tenants.stack.new_token(tenants=A)
+    r = httpx.get(
+        f"{tenants.stack.url}/v2/tenants/{B}/odsInstances/edOrgs",
+        headers={"Authorization": f"Bearer {token}", "tenant": B},
+    )
+    assert r.status_code == 404  # a tenant the caller may not see does not exist for it

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import (
@@ -34,7 +34,9 @@ from services.admin_db.tables import db_instances, jobs, ods_instances, outbox
 from services.provisioner.handler import Provisioner
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
+from services.rules.errors import ConflictError
 from services.rules.marker import Marker
+from services.rules.states import Switch
 from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
 from services.status.events import ConnectionStrings, apply_event
@@ -78,6 +80,7 @@ async def completed(
             template_database=settings.templates["Minimal"],
             database_name=database,
             correlation_id="test",
+            switch=Switch(),
             tenant=None,
         )
         ods_id = await conn.scalar(
@@ -116,6 +119,7 @@ async def _rename(engine: AsyncEngine, settings: Settings, row: Any) -> tuple[An
             row.id,
             Operation.RENAME,
             correlation_id="test",
+            switch=Switch(),
             tenant=None,
             new_name=new_name,
             new_database_name=new_database,
@@ -235,3 +239,74 @@ async def test_the_sweep_cannot_give_up_a_job_inside_its_fence(
 
 def job_command(job: Any) -> InstanceRequested:
     return InstanceRequested.model_validate(job.command)
+
+
+@pytest.mark.parametrize(
+    ("server_step_done", "job_status", "retired"),
+    [
+        (False, "Failed", True),  # failed before its last server step: no database of its own
+        (True, "Failed", False),  # its database may exist: the name stays taken
+        (False, "Running", False),  # still running: not a failed create yet
+    ],
+)
+async def test_a_failed_create_gives_its_name_up_only_if_it_never_made_a_database(
+    engine: AsyncEngine,
+    settings: Settings,
+    db_prefix: str,
+    server_step_done: bool,
+    job_status: str,
+    retired: bool,
+) -> None:
+    name = unique_name("Retire")
+    database = db_prefix + name.replace(" ", "_")
+
+    async def create() -> Any:
+        async with engine.begin() as conn:
+            return await accept_create(
+                conn,
+                name=name,
+                template_key="Minimal",
+                template_database=settings.templates["Minimal"],
+                database_name=database,
+                correlation_id="test",
+                switch=Switch(),
+                tenant=None,
+            )
+
+    first = await create()
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances)
+            .where(db_instances.c.id == first.id)
+            .values(status="Error", error="the clone failed")
+        )
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == first.currentjobid)
+            .values(
+                status=job_status,
+                server_done_at=func.now() if server_step_done else None,
+            )
+        )
+    try:
+        if retired:
+            second = await create()
+            assert second.id != first.id and second.status == "Pending"
+        else:
+            with pytest.raises(ConflictError, match="already exists"):
+                await create()
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(select(db_instances).where(db_instances.c.id == first.id))
+            ).one()
+        if retired:
+            assert row.status == "Deleted"
+            assert row.error.startswith("the clone failed; retired: a new create of")
+        else:
+            assert row.status == "Error" and row.error == "the clone failed"
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(delete(outbox).where(outbox.c.sent_at.is_(None)))
+            await conn.execute(
+                update(db_instances).where(db_instances.c.name == name).values(status="Deleted")
+            )

@@ -30,7 +30,7 @@ from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
 from services.rules.errors import ConflictError, NotFoundError, RefusedError
 from services.rules.marker import Marker
-from services.rules.states import Claimed
+from services.rules.states import Claimed, Switch
 from services.runtime.settings import Settings
 from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
 from services.status.recovery import recover_orphans
@@ -97,6 +97,7 @@ async def _create_named(engine: AsyncEngine, settings: Settings, name: str) -> A
             database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
             correlation_id="test",
             tenant=None,
+            switch=Switch(),
         )
 
 
@@ -141,6 +142,7 @@ async def test_cancelling_a_rename_puts_the_instance_back(
             row.id,
             Operation.RENAME,
             correlation_id="test",
+            switch=Switch(),
             tenant=None,
             new_name=new_name,
             new_database_name=settings.database_name_pattern.format(name=new_name),

@@ -14,6 +14,7 @@ from contracts.messages import InstanceRequested, Operation
 from services.admin_db import outbox as outbox_rows
 from services.admin_db import relay as outbox
 from services.admin_db.tables import outbox as outbox_table
+from services.rules.states import Switch
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from tests.support import rabbit
@@ -173,6 +174,7 @@ async def test_a_parked_command_fails_its_job_and_a_requeue_after_the_fix_sends_
                 database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
                 correlation_id="test",
                 tenant=None,
+                switch=Switch(),
             )
             await conn.execute(
                 outbox_table.update()

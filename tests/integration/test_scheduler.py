@@ -20,6 +20,7 @@ from services.admin_db.engine import create_admin_engine
 from services.admin_db.tables import db_instances, jobs, outbox, schedule_runs, schedules
 from services.gateway.schedule_schemas import CreateSchedule
 from services.rules.errors import RefusedError
+from services.rules.states import Switch
 from services.runtime.settings import Settings
 from services.scheduler.firing import fire_due
 
@@ -283,6 +284,7 @@ async def test_a_refused_job_is_a_failed_run_and_the_schedule_goes_on(
             database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
             correlation_id="test",
             tenant=None,
+            switch=Switch(),
         )
     sid = await _schedule(
         engine, settings, job={"type": "deleteInstance", "parameters": {"id": busy.id}}
@@ -371,3 +373,65 @@ async def test_unschedule_removes_the_schedule_and_its_runs_but_not_its_jobs(
         )
     assert left == 0
     assert [j.id for j in await _jobs_of(engine, sid)] == [job.id]
+
+
+@pytest.mark.parametrize(
+    ("switched", "job", "setting"),
+    [
+        (
+            {"destructive_operations_enabled": False},
+            "deleteInstance",
+            "EDFI_IM_DESTRUCTIVE_OPERATIONS_ENABLED",
+        ),
+        (
+            {"instance_management_enabled": False},
+            "createInstance",
+            "EDFI_IM_INSTANCE_MANAGEMENT_ENABLED",
+        ),
+    ],
+)
+async def test_a_fire_the_kill_switch_refuses_is_a_failed_run_naming_the_setting(
+    engine: AsyncEngine,
+    settings: Settings,
+    clean: None,
+    switched: dict[str, bool],
+    job: str,
+    setting: str,
+) -> None:
+    """The schedule was made while instance management was on; when it fires, it is off."""
+    name = f"Switch {uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        target = await accept_create(
+            conn,
+            name=name,
+            template_key="Minimal",
+            template_database=settings.templates["Minimal"],
+            database_name=settings.database_name_pattern.format(name=name.replace(" ", "_")),
+            correlation_id="test",
+            tenant=None,
+            switch=Switch(),
+        )
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == target.id).values(status="Completed")
+        )
+        await conn.execute(delete(outbox).where(outbox.c.sent_at.is_(None)))
+    parameters: dict[str, Any] = (
+        {"id": target.id}
+        if job == "deleteInstance"
+        else {"name": f"New {uuid.uuid4().hex[:8]}", "databaseTemplate": "Minimal"}
+    )
+    sid = await _schedule(engine, settings, job={"type": job, "parameters": parameters})
+    await fire_due(engine, _tuned(settings, **switched), T0)
+    async with engine.connect() as conn:
+        [run] = await store.runs(conn, sid, 0, 10)
+        status = await conn.scalar(
+            select(db_instances.c.status).where(db_instances.c.id == target.id)
+        )
+    assert run.outcome == "Failed" and run.job_id is None
+    assert "refused (turned off)" in (run.detail or "") and setting in (run.detail or "")
+    assert status == "Completed"  # nothing was started
+    assert await _jobs_of(engine, sid) == []
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == target.id).values(status="Deleted")
+        )

@@ -21,6 +21,7 @@ from services.admin_db.accept import accept_create
 from services.admin_db.tables import db_instances, jobs, ods_instances
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
+from services.rules.states import Switch
 from services.runtime.settings import Settings
 from services.status.events import ConnectionStrings, apply_event
 from tests.conftest import unique_name
@@ -39,6 +40,7 @@ async def _accepted(engine: AsyncEngine, db_prefix: str) -> tuple[int, uuid.UUID
             template_database="EdFi_Ods_Minimal_Template",
             database_name=db,
             correlation_id="test",
+            switch=Switch(),
             tenant=None,
         )
     return row.id, row.currentjobid, db

@@ -73,9 +73,9 @@ def query(database: str, statement: str, params: tuple[object, ...] = ()) -> lis
         return c.execute(statement, params).fetchall()
 
 
-def execute(database: str, statement: str) -> None:
+def execute(database: str, statement: str, params: tuple[object, ...] | None = None) -> None:
     with psycopg.connect(database_url(database), autocommit=True) as c:
-        c.execute(statement)
+        c.execute(statement, params)
 
 
 class HeldCloneSlots:

@@ -280,3 +280,23 @@ def test_secret_field_check_sees_every_contract() -> None:
     classes = _all_message_classes()
     assert set(ALL_MESSAGES) <= classes
     assert InstanceRequested in classes
+
+
+def test_a_command_that_is_not_a_copy_carries_no_copy_fields() -> None:
+    """A provisioner of the previous release forbids unknown fields: it must still read every
+    command that is not a copy."""
+    plain = InstanceRequested(
+        job_id=uuid.uuid4(),
+        instance_id=1,
+        operation=Operation.CREATE,
+        database_name="EdFi_Ods_A",
+        database_template="EdFi_Ods_Minimal_Template",
+    )
+    body = json.loads(plain.model_dump_json())
+    assert "source_instance_id" not in body and "end_source_sessions" not in body
+    previous = set(InstanceRequested.model_fields) - set(InstanceRequested.COPY_FIELDS)
+    assert set(body) <= previous
+    copy = plain.model_copy(update={"source_instance_id": 3, "end_source_sessions": True})
+    body = json.loads(copy.model_dump_json())
+    assert body["source_instance_id"] == 3 and body["end_source_sessions"] is True
+    assert InstanceRequested.model_validate(body) == copy

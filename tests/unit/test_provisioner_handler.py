@@ -143,6 +143,8 @@ class FakeOdsServer:
                 yield session
             finally:
                 session.ended = True
+                for held in session.held:
+                    held.release()
 
     def lock_held(self, instance_id: int) -> bool:
         lock = self._locks.get(instance_id)
@@ -162,6 +164,14 @@ class FakeOdsSession:
         self._server = server
         self.ended = False
         self.broken = False
+        self.held: list[asyncio.Lock] = []  # other instances' locks (a copy's source)
+
+    async def also_hold(self, instance_id: int, on_wait: OnWait | None = None) -> None:
+        lock = self._server._locks.setdefault(instance_id, asyncio.Lock())
+        if lock.locked() and on_wait is not None:
+            await on_wait("another session")
+        await lock.acquire()
+        self.held.append(lock)
 
     def _begin(self, operation: str, *args: object) -> None:
         assert not self.ended, f"{operation} called on a session that has ended"
@@ -197,7 +207,10 @@ class FakeOdsSession:
             and db.marker.names(tenant, instance_id)
         ]
 
-    async def clone(self, template: str, target: str) -> None:
+    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None:
+        if end_sessions and template in self._server.databases:
+            self._server.calls.append(("end_sessions", template))
+            self._server.databases[template].connections.clear()
         self._begin("clone", template, target)
         assert self._server.slots_in_use == 1, "clone must run while holding a clone slot"
         if self._server.clone_delay:
@@ -1377,3 +1390,77 @@ async def test_a_delete_drops_the_clones_its_failed_create_left(emit: Recorder) 
 
     _only_outcome(emit, cmd, InstanceDeleted)
     assert set(server.databases) == {stranger}
+
+
+# --- copy: a create from another instance's database ---------------------------------------------
+
+SOURCE_ID = 7
+SOURCE_DB = "EdFi_Ods_Year_2026"
+
+
+def _copy(end_sessions: bool = False) -> InstanceRequested:
+    return _command(template=SOURCE_DB).model_copy(
+        update={"source_instance_id": SOURCE_ID, "end_source_sessions": end_sessions}
+    )
+
+
+async def test_a_copy_holds_the_sources_lock_and_ends_its_sessions_when_allowed(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({SOURCE_DB: Marker(SOURCE_ID, uuid.uuid4(), TENANT), "postgres": None})
+    server.connect(SOURCE_DB, "ods-api")
+    cmd = _copy(end_sessions=True)
+    held_during_clone: list[bool] = []
+    server.during_clone = lambda: held_during_clone.append(server.lock_held(SOURCE_ID))
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert held_during_clone == [True]
+    assert not server.lock_held(SOURCE_ID)
+    assert ("end_sessions", SOURCE_DB) in server.calls
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
+    source_marker = server.marker(SOURCE_DB)
+    assert source_marker is not None and source_marker.instance_id == SOURCE_ID
+    assert server.databases[SOURCE_DB].allow_connections
+
+
+async def test_a_copy_waits_for_the_sources_operation_to_end(emit: Recorder) -> None:
+    server = FakeOdsServer({SOURCE_DB: Marker(SOURCE_ID, uuid.uuid4(), TENANT), "postgres": None})
+    cmd = _copy()
+    async with server.session(SOURCE_ID):  # a rename of the source is running
+        task = asyncio.create_task(_provisioner(server, emit).handle(cmd, attempt=1))
+        await asyncio.sleep(0.05)
+        assert not server.clone_calls
+        waiting = [
+            e
+            for e in emit.of(InstanceOperationProgress)
+            if isinstance(e, InstanceOperationProgress) and "Waiting for instance 7" in e.message
+        ]
+        assert waiting
+    await task
+    _only_outcome(emit, cmd, InstanceCreated)
+
+
+async def test_a_copy_never_ends_the_sessions_of_a_database_not_marked_as_the_sources(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({SOURCE_DB: None, "postgres": None})  # imported, never adopted
+    server.connect(SOURCE_DB, "ods-api")
+    cmd = _copy(end_sessions=True)
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    failed = _assert_single_failure(emit, cmd)
+    assert "carries no mark of instance 7" in failed.reason
+    assert server.databases[SOURCE_DB].connections == {"ods-api"}
+    assert not server.clone_calls and TARGET not in server.databases
+
+
+async def test_a_copy_of_a_missing_source_names_the_source(emit: Recorder) -> None:
+    server = FakeOdsServer({"postgres": None})
+    cmd = _copy()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    assert "the database of instance 7" in _assert_single_failure(emit, cmd).reason
