@@ -96,6 +96,11 @@ def write_marker(name: str, marker: str, *, cross_database: bool = True) -> Stat
     )
 
 
+def user_databases() -> Statement:
+    """Every database but the server's own (master, tempdb, model, msdb)."""
+    return ("SELECT name, state_desc FROM sys.databases WHERE database_id > 4 ORDER BY name", ())
+
+
 def staging_databases(prefix: str) -> Statement:
     """Databases whose name starts with `prefix` (LIKE's wildcards escaped)."""
     pattern = re.sub(r"([\[\]%_])", r"[\1]", prefix) + "%"

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,10 +19,11 @@ from services.admin_db import schedules as schedule_rows
 from services.admin_db.dbo_import import Importable, import_ods_instances
 from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
 from services.rules.connection_strings import database_of, place_of
-from services.rules.marker import STAGING_PREFIX, Marker
+from services.rules.marker import STAGING_PREFIX
 from services.rules.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
 from services.runtime.logging import get_logger
 from services.runtime.metrics import job_finished
+from services.runtime.ods_servers import server_databases
 from services.runtime.settings import Settings
 
 log = get_logger(__name__)
@@ -35,17 +35,6 @@ HAS_DATABASE = {
     InstanceStatus.DELETE_FAILED.value,
 }
 TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
-
-
-async def server_databases(ods_server_url: str) -> dict[str, Marker | None]:
-    """Every database on the ODS server with the marker this system writes on its own."""
-    async with await psycopg.AsyncConnection.connect(ods_server_url, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-            "WHERE NOT datistemplate"
-        )
-        rows = await cur.fetchall()
-    return {str(name): Marker.parse(None if c is None else str(c)) for name, c in rows}
 
 
 def _staging_job(name: str) -> uuid.UUID | None:
@@ -66,7 +55,7 @@ async def reconcile(
     engine: AsyncEngine, settings: Settings, key: bytes, repair: bool
 ) -> dict[str, Any]:
     """Compare the three views of the instances; the report lists each difference."""
-    databases = await server_databases(settings.ods_server_url)
+    databases = await server_databases(settings)
     lowered = {name.lower(): name for name in databases}
     staging = {name: job for name in databases if (job := _staging_job(name)) is not None}
     async with engine.connect() as conn:
