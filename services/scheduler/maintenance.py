@@ -6,10 +6,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask
@@ -17,6 +16,7 @@ from services.admin_db import inbox, outbox
 from services.admin_db import jobs as job_rows
 from services.admin_db import schedules as schedule_rows
 from services.admin_db.dbo_import import Importable, import_ods_instances
+from services.admin_db.dialect import ago
 from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
 from services.rules.connection_strings import database_of, place_of
 from services.rules.marker import STAGING_PREFIX
@@ -211,7 +211,7 @@ async def reconcile(
 async def prune(engine: AsyncEngine, older_than_days: float) -> dict[str, Any]:
     """Delete history older than the cutoff: finished jobs (except an instance's or a schedule's
     latest), schedule runs, inbox rows and sent outbox rows."""
-    cutoff = func.now() - timedelta(days=older_than_days)
+    cutoff = ago(older_than_days * 86_400)
     async with engine.begin() as conn:
         kept = select(db_instances.c.currentjobid).where(db_instances.c.currentjobid.is_not(None))
         latest = select(schedules.c.last_job_id).where(schedules.c.last_job_id.is_not(None))
