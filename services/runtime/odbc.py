@@ -115,7 +115,7 @@ async def connect(dsn: str, *, autocommit: bool = True) -> Any:
     return conn
 
 
-def _details(exc: BaseException) -> tuple[str | None, int | None, str]:
+def details(exc: BaseException) -> tuple[str | None, int | None, str]:
     """(SQLSTATE, SQL Server error number, message) of a pyodbc error."""
     args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     state = str(args[0]) if len(args) >= 2 and isinstance(args[0], str) else None
@@ -132,7 +132,7 @@ def _details(exc: BaseException) -> tuple[str | None, int | None, str]:
 def is_transient_error(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
-    state, number, _ = _details(exc)
+    state, number, _ = details(exc)
     if state and (state in TRANSIENT_SQLSTATES or state.startswith(TRANSIENT_CLASSES)):
         return True
     return number in TRANSIENT_NUMBERS
@@ -143,7 +143,7 @@ def classify(exc: BaseException) -> Exception:
     deadlock, a database in use) or permanent."""
     if isinstance(exc, TransientError | PermanentError):
         return exc
-    state, _, message = _details(exc)
+    state, _, message = details(exc)
     text = f"{message.strip()}" + (f" (SQLSTATE {state})" if state else "")
     if is_transient_error(exc):
         return TransientError(f"SQL Server: {text}")
