@@ -75,6 +75,7 @@ def _table(statement: exp.Create, tables: dict[str, ParsedTable]) -> None:
                     parsed.foreign_keys.add(
                         (column, f"{_name(target.this)}.{target.expressions[0].name.lower()}")
                     )
+            assert item.kind is not None, column
             parsed.columns[column] = (item.kind.sql("tsql").upper(), nullable)
         else:
             text = item.sql("tsql")
