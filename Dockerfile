@@ -19,7 +19,11 @@ ENV PYTHONUNBUFFERED=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
-RUN pip install "uv==${UV_VERSION}" \
+# unixODBC and FreeTDS's ODBC driver: SQL Server (ODS server or EdFi_Admin) through aioodbc.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends unixodbc tdsodbc \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install "uv==${UV_VERSION}" \
     && groupadd --system --gid 10001 edfi \
     && useradd --system --uid 10001 --gid edfi --create-home --home-dir /home/edfi edfi
 

@@ -64,6 +64,19 @@ test *args: sync services
     uv run --frozen edfi-im templates
     uv run --frozen pytest {{args}}
 
+# e.g. `docker compose --profile sqlserver up -d sqlserver` and
+# EDFI_IM_TEST_SQLSERVER_URL='mssql://sa:<MSSQL_SA_PASSWORD>@127.0.0.1:1433/master?TrustServerCertificate=yes'.
+# Without it, it says so and fails: a suite that did not run never passes.
+# SQL Server's contract suite (level 4) against the server EDFI_IM_TEST_SQLSERVER_URL names.
+test-sqlserver *args: sync
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${EDFI_IM_TEST_SQLSERVER_URL:-}" ]; then
+        echo "SQL Server contract suite NOT RUN: set EDFI_IM_TEST_SQLSERVER_URL (README, SQL Server)" >&2
+        exit 1
+    fi
+    uv run --frozen pytest tests/sqlserver -rs {{args}}
+
 # The fault suite, longer (CHAOS_SECONDS, default 300): prints one `chaos:` summary line.
 chaos seconds="300": sync services
     uv run --frozen edfi-im templates

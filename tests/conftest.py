@@ -7,6 +7,7 @@ import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,7 @@ from services.admin_db.engine import create_admin_engine
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
 from tests.support import pg, rabbit
+from tests.support.mssql_compile import MssqlCompileCheck
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_KEY = base64.b64encode(os.urandom(32)).decode()
@@ -117,3 +119,27 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 def unique_name(prefix: str = "Inst") -> str:
     return f"{prefix} {uuid.uuid4().hex[:10]}"
+
+
+# --- SQL Server, level 2: every admin statement the services send also compiles for mssql ----
+
+MSSQL_CHECK = MssqlCompileCheck()
+MSSQL_CHECK.install()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    check = MSSQL_CHECK
+    if not check.compiled and not check.failures:
+        return
+    terminalreporter.write_line(
+        f"mssql dialect: {len(check.compiled)} distinct admin-database statements sent by the "
+        f"services compile to T-SQL, {len(check.failures)} do not "
+        f"({check.skipped} engine-specific executions left to the golden tests)"
+    )
+    for statement, why in check.failures.items():
+        terminalreporter.write_line(f"  NOT FOR SQL SERVER ({why}): {statement[:300]}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if MSSQL_CHECK.failures and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -18,6 +18,12 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h "$PG_HOST"; then
     fi
 fi
 
+# SQL Server's client stack, for the ODBC tests and a SQL Server ODS server or EdFi_Admin.
+if ! { command -v odbcinst >/dev/null && odbcinst -q -d | grep -qxF "[FreeTDS]"; }; then
+    echo "unixODBC with FreeTDS's driver is not installed (Debian: apt-get install unixodbc" \
+         "tdsodbc libsqliteodbc): the SQL Server tests will fail, and SQL Server cannot be used" >&2
+fi
+
 if command -v rabbitmqctl >/dev/null; then
     if ! rabbitmqctl -q status >/dev/null 2>&1; then
         echo "RabbitMQ is down: starting it"

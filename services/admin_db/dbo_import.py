@@ -14,6 +14,7 @@ from services.rules.connection_strings import (
     ods_connection_string,
     parse_connection_string,
     place_of,
+    server_address,
 )
 from services.rules.protection import server_of
 from services.runtime.settings import Settings
@@ -25,7 +26,7 @@ class Importable:
 
     def __init__(self, settings: Settings) -> None:
         ours = parse_connection_string(ods_connection_string(settings, "x"))
-        self.server = server_of(ours.get("host") or ours.get("server"), ours.get("port"))
+        self.server = server_of(*server_address(ours))
         self._protected = settings.protected_databases(settings.ods_server_url)
 
     def refusal(self, place: Place) -> str | None:

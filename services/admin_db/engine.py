@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.runtime.odbc import connection_string
 
 
 def with_driver(url: str, driver: str) -> str:
@@ -17,12 +21,21 @@ def with_driver(url: str, driver: str) -> str:
 def database_identity(url: str) -> str:
     """`host:port/database` of a URL (no credentials): what names one admin database."""
     parsed = make_url(url)
-    return f"{(parsed.host or 'localhost').lower()}:{parsed.port or 5432}/{parsed.database}"
+    port = parsed.port or (1433 if parsed.get_backend_name() == "mssql" else 5432)
+    return f"{(parsed.host or 'localhost').lower()}:{port}/{parsed.database}"
+
+
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL: asyncpg for PostgreSQL; aioodbc for SQL Server, with the ODBC
+    connection string services/runtime/odbc.py builds (FreeTDS unless the URL names a driver)."""
+    if make_url(url).get_backend_name() == "mssql":
+        return "mssql+aioodbc:///?odbc_connect=" + quote_plus(connection_string(url))
+    return with_driver(url, "asyncpg")
 
 
 def create_admin_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     return create_async_engine(
-        with_driver(url, "asyncpg"),
+        engine_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

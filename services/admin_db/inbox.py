@@ -6,24 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.admin_db.dialect import ENGINE_SPECIFIC, insert_if_absent
 from services.admin_db.tables import inbox
 
 
 async def claim(conn: AsyncConnection, consumer: str, message_id: str, kind: str) -> bool:
     """True the first time this message id is seen by this consumer (in this transaction's
     view)."""
-    result = await conn.execute(
-        pg_insert(inbox)
-        .values(
-            consumer=consumer, message_id=message_id, message_type=kind, processed_at=func.now()
-        )
-        .on_conflict_do_nothing()
-        .returning(inbox.c.message_id)
-    )
-    return result.first() is not None
+    values = {
+        "consumer": consumer,
+        "message_id": message_id,
+        "message_type": kind,
+        "processed_at": func.now(),
+    }
+    statement = insert_if_absent(
+        conn.dialect.name, inbox, values, ["consumer", "message_id"]
+    ).execution_options(**ENGINE_SPECIFIC)
+    result = await conn.execute(statement)
+    return bool(result.rowcount == 1)
 
 
 async def prune(conn: AsyncConnection, cutoff: Any) -> int:

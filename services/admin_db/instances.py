@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from contracts.messages import Operation
+from services.admin_db.dialect import locked, xact_lock
 from services.admin_db.tables import (
     api_client_application_education_organizations,
     api_client_ods_instances,
@@ -64,9 +65,11 @@ async def lock(conn: AsyncConnection, instance_id: int, *, shared: bool = False)
     and share-lock it, no one may change it)."""
     row: Row[Any] | None = (
         await conn.execute(
-            select(db_instances)
-            .where(db_instances.c.id == instance_id)
-            .with_for_update(read=shared)
+            locked(
+                select(db_instances).where(db_instances.c.id == instance_id),
+                db_instances,
+                shared=shared,
+            )
         )
     ).first()
     return row
@@ -82,7 +85,7 @@ async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> No
     """Transaction locks on the name and the database name (ignoring case), taken in one order
     so that two operations never wait for each other in a circle."""
     for key in sorted({_name_key(name), _name_key(database_name)}):
-        await conn.execute(select(func.pg_advisory_xact_lock(NAME_LOCK_CLASS, key)))
+        await xact_lock(conn, NAME_LOCK_CLASS, key)
 
 
 async def conflict(
@@ -399,9 +402,12 @@ async def repoint_in_dbo(
     d = ods_instance_derivatives.c
     derivatives = (
         await conn.execute(
-            select(d.odsinstancederivativeid, d.connectionstring)
-            .where(d.odsinstance_odsinstanceid == ods_id)
-            .with_for_update()
+            locked(
+                select(d.odsinstancederivativeid, d.connectionstring).where(
+                    d.odsinstance_odsinstanceid == ods_id
+                ),
+                ods_instance_derivatives,
+            )
         )
     ).all()
     for row in derivatives:
@@ -416,9 +422,10 @@ async def repoint_in_dbo(
 async def connection_string_of(conn: AsyncConnection, ods_id: int) -> str | None:
     """The dbo row's (encrypted) connection string, its row locked."""
     value: str | None = await conn.scalar(
-        select(ods_instances.c.connectionstring)
-        .where(ods_instances.c.odsinstanceid == ods_id)
-        .with_for_update()
+        locked(
+            select(ods_instances.c.connectionstring).where(ods_instances.c.odsinstanceid == ods_id),
+            ods_instances,
+        )
     )
     return value
 
@@ -428,21 +435,23 @@ async def clients_of_only(conn: AsyncConnection, ods_id: int) -> list[int]:
     another tool adds meanwhile waits for this transaction (seed 001: they go with it)."""
     links, other = api_client_ods_instances, aliased(api_client_ods_instances)
     found = await conn.scalars(
-        select(api_clients.c.apiclientid)
-        .where(
-            api_clients.c.apiclientid.in_(
-                select(links.c.apiclient_apiclientid).where(
-                    links.c.odsinstance_odsinstanceid == ods_id
+        locked(
+            select(api_clients.c.apiclientid)
+            .where(
+                api_clients.c.apiclientid.in_(
+                    select(links.c.apiclient_apiclientid).where(
+                        links.c.odsinstance_odsinstanceid == ods_id
+                    )
                 )
             )
+            .where(
+                ~exists()
+                .where(other.c.apiclient_apiclientid == api_clients.c.apiclientid)
+                .where(other.c.odsinstance_odsinstanceid != ods_id)
+            )
+            .order_by(api_clients.c.apiclientid),
+            api_clients,
         )
-        .where(
-            ~exists()
-            .where(other.c.apiclient_apiclientid == api_clients.c.apiclientid)
-            .where(other.c.odsinstance_odsinstanceid != ods_id)
-        )
-        .order_by(api_clients.c.apiclientid)
-        .with_for_update()
     )
     return list(found.all())
 
@@ -454,9 +463,10 @@ async def remove_from_dbo(conn: AsyncConnection, ods_id: int) -> int:
     instance still uses keeps everything but its link to this one; applications and vendors
     stay (as Ed-Fi's Admin API leaves them). Returns how many clients went."""
     await conn.execute(
-        select(ods_instances.c.odsinstanceid)
-        .where(ods_instances.c.odsinstanceid == ods_id)
-        .with_for_update()
+        locked(
+            select(ods_instances.c.odsinstanceid).where(ods_instances.c.odsinstanceid == ods_id),
+            ods_instances,
+        )
     )
     doomed = await clients_of_only(conn, ods_id)
     if doomed:
@@ -489,7 +499,7 @@ async def import_from_dbo(
     once (an advisory lock serialises it; each row is imported once)."""
     imported: list[int] = []
     async with engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(SYNC_LOCK_KEY)))
+        await xact_lock(conn, SYNC_LOCK_KEY)
         rows = (
             await conn.execute(
                 select(ods_instances)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.admin_db.dialect import ago, locked
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
 
@@ -37,7 +38,7 @@ WAITING = "Waiting to start"
 async def lock(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | None:
     """The job's row, locked for the rest of the transaction (after its instance's, if any)."""
     row: Row[Any] | None = (
-        await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+        await conn.execute(locked(select(jobs).where(jobs.c.id == job_id), jobs))
     ).first()
     return row
 
@@ -48,15 +49,18 @@ async def stale_running(conn: AsyncConnection, threshold_seconds: float) -> list
     return list(
         (
             await conn.execute(
-                select(jobs)
-                .where(jobs.c.status == JobStatus.RUNNING.value)
-                .where(
-                    func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
-                    < func.now() - timedelta(seconds=threshold_seconds)
+                locked(
+                    select(jobs)
+                    .where(jobs.c.status == JobStatus.RUNNING.value)
+                    .where(
+                        func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
+                        < ago(threshold_seconds)
+                    )
+                    .order_by(jobs.c.heartbeat_at)
+                    .limit(100),
+                    jobs,
+                    skip_locked=True,
                 )
-                .order_by(jobs.c.heartbeat_at)
-                .limit(100)
-                .with_for_update(skip_locked=True)
             )
         ).all()
     )
@@ -222,9 +226,7 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     async with engine.begin() as conn:
         job = (
             await conn.execute(
-                select(jobs.c.status, jobs.c.instance_id)
-                .where(jobs.c.id == job_id)
-                .with_for_update()
+                locked(select(jobs.c.status, jobs.c.instance_id).where(jobs.c.id == job_id), jobs)
             )
         ).first()
         if job is None:
@@ -250,9 +252,7 @@ async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
     async with engine.begin() as conn:
         job = (
             await conn.execute(
-                select(jobs.c.status, jobs.c.instance_id)
-                .where(jobs.c.id == job_id)
-                .with_for_update()
+                locked(select(jobs.c.status, jobs.c.instance_id).where(jobs.c.id == job_id), jobs)
             )
         ).first()
         if job is None:  # a command sent by hand: nothing recorded to fence
@@ -312,7 +312,7 @@ async def flag_waiting(conn: AsyncConnection, *, threshold_seconds: float, messa
         update(jobs)
         .where(jobs.c.status == JobStatus.PENDING.value)
         .where(jobs.c.claimed_at.is_(None))
-        .where(jobs.c.created_at < func.now() - timedelta(seconds=threshold_seconds))
+        .where(jobs.c.created_at < ago(threshold_seconds))
         .where(or_(jobs.c.progress_message.is_(None), jobs.c.progress_message == "Accepted"))
         .values(progress_message=message)
     )

@@ -9,9 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.admin_db.dialect import is_mssql
 from services.admin_db.tables import db_instances, jobs, ods_instances
 from services.rules.states import InstanceStatus
 
@@ -63,16 +64,20 @@ async def education_organizations(
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if not ods_ids:
         return found
-    exists = await conn.scalar(text("SELECT to_regclass('adminapi.educationorganizations')"))
-    if exists is None:
+    probe = (
+        "SELECT OBJECT_ID('adminapi.EducationOrganizations')"
+        if is_mssql(conn)
+        else "SELECT to_regclass('adminapi.educationorganizations')"
+    )
+    if await conn.scalar(text(probe)) is None:
         return found
     rows = await conn.execute(
         text(
             "SELECT instanceid, educationorganizationid, nameofinstitution, "
             "shortnameofinstitution, discriminator, parentid "
-            "FROM adminapi.educationorganizations WHERE instanceid = ANY(:ids) "
+            "FROM adminapi.educationorganizations WHERE instanceid IN :ids "
             "ORDER BY instanceid, educationorganizationid"
-        ),
+        ).bindparams(bindparam("ids", expanding=True)),
         {"ids": ods_ids},
     )
     for r in rows:

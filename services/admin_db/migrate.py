@@ -15,6 +15,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from yoyo import get_backend, read_migrations
 
+from services.admin_db import migrate_mssql
 from services.admin_db.engine import with_driver
 from services.admin_db.tables import SCHEMA
 from services.rules.errors import ConfigurationError
@@ -53,8 +54,14 @@ def maintenance_url(url: str) -> str:
     return make_url(url).set(database="postgres").render_as_string(hide_password=False)
 
 
+def is_mssql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "mssql"
+
+
 def ensure_database(url: str) -> bool:
     """Create the database named in `url` if it does not exist; True when created."""
+    if is_mssql(url):
+        return migrate_mssql.ensure_database(url)
     name = make_url(url).database
     assert name, "the admin database URL names no database"
     with psycopg.connect(maintenance_url(url), autocommit=True) as conn:
@@ -134,6 +141,8 @@ def has_edfi_admin(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 def create_edfi_admin_copy(url: str) -> bool:
     """Create the development copy of Ed-Fi's dbo tables unless the database has them;
     True when created. Never for a real EdFi_Admin (it has them)."""
+    if is_mssql(url):
+        return migrate_mssql.create_edfi_admin_copy(url)
     with psycopg.connect(_libpq(url)) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAYOUT_LOCK_KEY,))
         if has_edfi_admin(conn):
@@ -149,9 +158,13 @@ def create_edfi_admin_copy(url: str) -> bool:
 
 def require_edfi_admin(url: str) -> None:
     """A ConfigurationError unless the database is an EdFi_Admin (has dbo.odsinstances)."""
-    with psycopg.connect(_libpq(url)) as conn:
-        if has_edfi_admin(conn):
+    if is_mssql(url):
+        if migrate_mssql.require_edfi_admin(url):
             return
+    else:
+        with psycopg.connect(_libpq(url)) as conn:
+            if has_edfi_admin(conn):
+                return
     database = make_url(url).database
     raise ConfigurationError(
         f"the admin database {database!r} has no dbo.odsinstances, so it is not an Ed-Fi "
@@ -163,7 +176,10 @@ def require_edfi_admin(url: str) -> None:
 
 
 def migrate(url: str) -> list[str]:
-    """Apply pending migrations (yoyo takes a lock, so concurrent runs are safe)."""
+    """Apply pending migrations (yoyo takes a lock, so concurrent runs are safe; SQL Server's
+    own runner an application lock)."""
+    if is_mssql(url):
+        return migrate_mssql.migrate(url)
     ensure_database(url)
     with psycopg.connect(_libpq(url)) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAYOUT_LOCK_KEY,))

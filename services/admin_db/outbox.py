@@ -11,6 +11,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Envelope, message_type
+from services.admin_db.dialect import try_xact_lock
 from services.admin_db.tables import outbox
 
 # pg advisory lock key: "edfi-im outbox relay".
@@ -51,7 +52,7 @@ async def enqueue(
 
 async def lead(conn: AsyncConnection) -> bool:
     """Whether this transaction is the one relay of this admin database that may publish now."""
-    return bool(await conn.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))))
+    return await try_xact_lock(conn, RELAY_LOCK_KEY)
 
 
 async def next_rows(conn: AsyncConnection, batch: int) -> list[Row[Any]]:

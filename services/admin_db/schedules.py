@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, case, delete, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.admin_db.dialect import locked
 from services.admin_db.tables import db_instances, jobs, schedule_runs, schedules
 from services.rules.errors import ConflictError, InvalidError, NotFoundError
 from services.rules.parameters import (
@@ -119,7 +120,9 @@ async def list_schedules(
 
 async def _locked(conn: AsyncConnection, schedule_id: uuid.UUID) -> Row[Any]:
     row: Row[Any] | None = (
-        await conn.execute(select(schedules).where(schedules.c.id == schedule_id).with_for_update())
+        await conn.execute(
+            locked(select(schedules).where(schedules.c.id == schedule_id), schedules)
+        )
     ).first()
     if row is None:
         raise _not_found(schedule_id)
@@ -203,13 +206,14 @@ async def runs(conn: AsyncConnection, schedule_id: uuid.UUID, offset: int, limit
 
 def due(batch: int, now: datetime) -> Any:
     """The due schedules, earliest first, locked (other replicas skip them)."""
-    return (
+    return locked(
         select(schedules)
         .where(schedules.c.state == ScheduleState.NORMAL.value)
         .where(schedules.c.next_fire_time <= now)
         .order_by(schedules.c.next_fire_time)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
+        .limit(batch),
+        schedules,
+        skip_locked=True,
     )
 
 

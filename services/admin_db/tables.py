@@ -24,8 +24,9 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+
+from services.admin_db.dialect import Json
 
 # This system's own schema (never Ed-Fi's `dbo`, nor `adminapi`, which Ed-Fi's Admin API owns).
 SCHEMA = "edfi_im"
@@ -34,7 +35,7 @@ metadata: MetaData = SQLModel.metadata
 
 
 def column(type_: Any, *constraints: Any, **options: Any) -> Any:
-    """A field whose column is exactly this SQL type (length, time zone, JSONB)."""
+    """A field whose column is exactly this SQL type (length, time zone, JSON)."""
     return Field(default=None, sa_column=Column(type_, *constraints, **options))
 
 
@@ -164,8 +165,8 @@ class DbInstancesRow(SQLModel, table=True):
     pendingdatabasename: str | None = column(String(255))
     imported: bool = column(Boolean, nullable=False)
     instancetype: str | None = column(String(100))
-    contexts: Any = column(JSONB, nullable=False, server_default="[]")
-    derivatives: Any = column(JSONB, nullable=False, server_default="[]")
+    contexts: Any = column(Json, nullable=False, server_default="[]")
+    derivatives: Any = column(Json, nullable=False, server_default="[]")
 
 
 db_instances = table_of(DbInstancesRow)
@@ -189,11 +190,11 @@ class JobsRow(SQLModel, table=True):
     error: str | None = column(Text)
     worker: str | None = column(String(200))
     correlation_id: str | None = column(String(100))
-    data: Any = column(JSONB, nullable=False)
-    command: Any = column(JSONB)
+    data: Any = column(Json, nullable=False)
+    command: Any = column(Json)
     recoveries: int = column(Integer, nullable=False)
     schedule_id: uuid.UUID | None = column(Uuid)
-    result: Any = column(JSONB)
+    result: Any = column(Json)
     claimed_at: datetime | None = column(DateTime(timezone=True))
     server_done_at: datetime | None = column(DateTime(timezone=True))
 
@@ -208,8 +209,8 @@ class SchedulesRow(SQLModel, table=True):
     id: uuid.UUID = column(Uuid, primary_key=True)
     name: str = column(String(200), nullable=False)
     job_type: str = column(String(50), nullable=False)
-    parameters: Any = column(JSONB, nullable=False)
-    trigger: Any = column(JSONB, nullable=False)
+    parameters: Any = column(Json, nullable=False)
+    trigger: Any = column(Json, nullable=False)
     misfire_policy: str = column(String(20), nullable=False)
     allow_concurrent: bool = column(Boolean, nullable=False)
     state: str = column(String(20), nullable=False)
@@ -256,7 +257,7 @@ class OutboxRow(SQLModel, table=True):
     exchange: str = column(String(200), nullable=False)
     routing_key: str = column(String(200), nullable=False)
     message_type: str = column(String(200), nullable=False)
-    body: Any = column(JSONB, nullable=False)
+    body: Any = column(Json, nullable=False)
     correlation_id: str | None = column(String(100))
     created_at: datetime = column(DateTime(timezone=True), nullable=False)
     sent_at: datetime | None = column(DateTime(timezone=True))
@@ -288,9 +289,9 @@ class ClientsRow(SQLModel, table=True):
     client_id: str = column(String(100), primary_key=True)
     secret_hash: str = column(Text, nullable=False)
     display_name: str = column(String(200), nullable=False)
-    tenants: Any = column(JSONB)
+    tenants: Any = column(Json)
     created_at: datetime = column(DateTime(timezone=True), nullable=False)
-    scopes: Any = column(JSONB)
+    scopes: Any = column(Json)
 
 
 clients = table_of(ClientsRow)

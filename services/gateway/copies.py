@@ -17,6 +17,7 @@ from services.gateway.routes import PROBLEM, InstanceId, accepted
 from services.gateway.schemas import CopyDbInstance, DbInstance
 from services.gateway.state import request_tenant
 from services.gateway.views import instance_out
+from services.rules.connection_strings import is_sqlserver
 from services.rules.parameters import checked_database_name
 
 router = APIRouter(prefix="/v2")
@@ -45,7 +46,9 @@ async def copy_db_instance(
         ).first()
     if source is None:
         raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
-    if not body.end_source_sessions:
+    # PostgreSQL copies a database only while nobody is connected to it (SQL Server's backup
+    # and Azure's copy read it online: nothing to count there).
+    if not body.end_source_sessions and not is_sqlserver(state.settings.ods_server_url):
         facts = await facts_of(state, source)
         if facts is not None and facts.unavailable:
             raise ProblemError(

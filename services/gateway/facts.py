@@ -14,7 +14,7 @@ from services.gateway.schemas import DatabaseFacts
 from services.rules.errors import InstanceManagerError
 from services.rules.states import InstanceStatus
 from services.runtime.logging import get_logger
-from services.runtime.ods_server import database_facts
+from services.runtime.ods_servers import database_facts
 
 log = get_logger(__name__)
 
@@ -35,7 +35,7 @@ async def facts_of(state: TenantDatabase, row: Row[Any]) -> DatabaseFacts | None
         return None
     now = datetime.now(UTC)
     try:
-        found = await database_facts(state.settings.ods_server_url, row.databasename, seconds)
+        found = await database_facts(state.settings, row.databasename, seconds)
     except (InstanceManagerError, OSError) as exc:
         log.warning(
             "database facts not read", instance_id=row.id, database=row.databasename, error=str(exc)

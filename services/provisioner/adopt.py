@@ -16,7 +16,7 @@ from services.rules.errors import PermanentError
 from services.rules.marker import Marker
 from services.rules.states import IN_FLIGHT, InstanceStatus
 from services.runtime.logging import get_logger
-from services.runtime.ods_server import PostgresOdsServer
+from services.runtime.ods_servers import open_ods_server
 from services.runtime.settings import Settings
 
 log = get_logger(__name__)
@@ -60,8 +60,8 @@ async def adopt(settings: Settings, tenant: str | None, instance_id: int) -> str
     why = protected.get(database.lower())
     if why:
         raise AdoptionRefusedError(f"{database!r} is never this system's: {why}")
-    server = PostgresOdsServer(
-        resolved.ods_server_url, 1, deployment=deployment_of(settings.rabbitmq_url)
+    server = open_ods_server(
+        resolved, clone_slots=1, deployment=deployment_of(settings.rabbitmq_url)
     )
     scope = database_identity(resolved.admin_database_url)
     async with server.session(instance_id, scope=scope) as session:

@@ -19,12 +19,18 @@ from services.admin_db import jobs
 from services.admin_db.engine import create_admin_engine, database_identity
 from services.admin_db.tenants import UnknownTenantError
 from services.provisioner.handler import Emit, Provisioner
-from services.provisioner.membership import Membership, deployment_of, group_key
+from services.provisioner.membership import (
+    Membership,
+    MssqlMembership,
+    deployment_of,
+    group_key,
+    membership_for,
+)
 from services.provisioner.shards import ShardConsumers
 from services.runtime.asyncapi import document_publisher, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
-from services.runtime.ods_server import PostgresOdsServer
+from services.runtime.ods_servers import OdsServerEngine, open_ods_server
 from services.runtime.settings import Settings
 from services.runtime.startup import (
     BackgroundTasks,
@@ -83,7 +89,7 @@ class Provisioning:
     settings: Settings
     provisioners: dict[str | None, Provisioner]
     engines: list[AsyncEngine]
-    membership: Membership | None
+    membership: Membership | MssqlMembership | None
     static: set[int] | None
 
     @classmethod
@@ -92,14 +98,14 @@ class Provisioning:
         # slots), each instance's by the tenant's admin database (where instance ids are unique).
         # Tenants that share an ODS server share its clone slots.
         deployment = deployment_of(settings.rabbitmq_url)
-        servers: dict[str, PostgresOdsServer] = {}
+        servers: dict[str, OdsServerEngine] = {}
         engines: list[AsyncEngine] = []
         provisioners: dict[str | None, Provisioner] = {}
         for tenant, resolved in settings.tenant_settings().items():
             server = servers.setdefault(
                 resolved.ods_server_url,
-                PostgresOdsServer(
-                    resolved.ods_server_url, resolved.clone_concurrency, deployment=deployment
+                open_ods_server(
+                    resolved, clone_slots=resolved.clone_concurrency, deployment=deployment
                 ),
             )
             engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
@@ -121,7 +127,7 @@ class Provisioning:
         membership = (
             None
             if static is not None
-            else Membership(settings.ods_server_url, group_key(settings.rabbitmq_url))
+            else membership_for(settings.ods_server_url, group_key(settings.rabbitmq_url))
         )
         return cls(settings, provisioners, engines, membership, static)
 

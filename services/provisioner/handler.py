@@ -43,7 +43,7 @@ from services.rules.marker import Marker, staging_name
 from services.rules.states import Claimed
 from services.runtime.logging import get_logger
 from services.runtime.metrics import RETRIES
-from services.runtime.ods_server import DatabaseInfo, OnWait
+from services.runtime.ods_server import DatabaseInfo, OnProgress, OnWait
 
 log = get_logger(__name__)
 
@@ -51,7 +51,14 @@ log = get_logger(__name__)
 class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
     async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]: ...
-    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None: ...
+    async def clone(
+        self,
+        template: str,
+        target: str,
+        *,
+        end_sessions: bool = False,
+        on_progress: OnProgress | None = None,
+    ) -> None: ...
     async def also_hold(self, instance_id: int, on_wait: OnWait | None = None) -> None: ...
     async def mark(self, name: str, marker: Marker) -> None: ...
     async def rename(self, old: str, new: str) -> None: ...
@@ -383,17 +390,30 @@ class Provisioner:
                     "were not ended and it was not copied (adopt it first: `edfi-im adopt`)"
                 )
         staging = staging_name(cmd.job_id)
-        if await s.database(staging) is None:
+        staged = await s.database(staging)
+        if staged is not None and not staged.online:
+            # A restore or copy of an earlier attempt that never finished: this job's own.
+            await s.drop(staging)
+            staged = None
+        if staged is None:
             await self._progress(cmd, f"Waiting for a clone slot for {template}", 20)
             async with self._server.clone_slot():
                 if source is None:
-                    await self._progress(cmd, f"Cloning {template}", 30)
+                    doing = f"Cloning {template}"
                 else:
                     ending = ", ending its sessions" if cmd.end_source_sessions else ""
-                    await self._progress(
-                        cmd, f"Copying {template} (instance {source}'s database{ending})", 30
-                    )
-                await s.clone(template, staging, end_sessions=cmd.end_source_sessions)
+                    doing = f"Copying {template} (instance {source}'s database{ending})"
+                await self._progress(cmd, doing, 30)
+
+                async def cloned(percent: float) -> None:
+                    await self._progress(cmd, f"{doing}: {percent:.0f} %", 30 + int(percent / 2))
+
+                await s.clone(
+                    template,
+                    staging,
+                    end_sessions=cmd.end_source_sessions,
+                    on_progress=cloned,
+                )
         await self._progress(cmd, "Marking the new database as this instance's", 80)
         await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant))
         await self._progress(cmd, f"Renaming to {target}", 90)

@@ -10,11 +10,17 @@ safety (one operation per instance, in order) never depends on it.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
+from services.rules import tsql
+from services.rules.connection_strings import is_sqlserver
+from services.rules.errors import PermanentError, TransientError
 from services.runtime.logging import get_logger
+from services.runtime.odbc import connect, connection_string
+from services.runtime.ods_mssql import fetch
 from services.runtime.ods_server import MEMBER_CLASS
 
 log = get_logger(__name__)
@@ -83,3 +89,58 @@ class Membership:
         if self._conn is not None:
             await self._conn.close()
         self._conn, self.slot = None, None
+
+
+class MssqlMembership:
+    """The same member slots on SQL Server: Session-owned application locks, listed with
+    APPLOCK_TEST (a slot another session holds cannot be granted)."""
+
+    def __init__(self, url: str, group: int) -> None:
+        self._dsn = connection_string(url)
+        self._group = group
+        self._conn: Any = None
+        self.slot: int | None = None
+
+    def _resource(self, slot: int) -> str:
+        return tsql.lock_resource("m", (self._group << 16) + slot)
+
+    async def join(self) -> int:
+        if self._conn is not None and self.slot is not None:
+            try:
+                await fetch(self._conn, ("SELECT 1", ()))
+                return self.slot
+            except (PermanentError, TransientError):
+                pass
+        await self.leave()
+        conn = await connect(self._dsn)
+        for slot in range(MAX_MEMBERS):
+            rows = await fetch(conn, tsql.try_applock(self._resource(slot)))
+            if rows and rows[0][0] == 1:
+                self._conn, self.slot = conn, slot
+                log.info("joined the provisioner replicas", member_slot=slot)
+                return slot
+        await conn.close()
+        raise RuntimeError(f"more than {MAX_MEMBERS} provisioner replicas")
+
+    async def members(self) -> list[int]:
+        assert self._conn is not None and self.slot is not None
+        resources = {self._resource(k): k for k in range(MAX_MEMBERS)}
+        rows = await fetch(self._conn, tsql.held_applocks(list(resources)))
+        return sorted({resources[str(r[0])] for r in rows} | {self.slot})
+
+    async def owned(self, shard_count: int) -> set[int]:
+        me = await self.join()
+        return assign(shard_count, await self.members(), me)
+
+    async def leave(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception as exc:  # a connection already lost
+                log.info("member connection closed with an error", error=repr(exc))
+        self._conn, self.slot = None, None
+
+
+def membership_for(url: str, group: int) -> Membership | MssqlMembership:
+    """Member slots on the ODS server, whichever engine it runs."""
+    return MssqlMembership(url, group) if is_sqlserver(url) else Membership(url, group)

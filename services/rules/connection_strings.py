@@ -27,6 +27,7 @@ class Settings(Protocol):
 
 
 SPECIAL = ";='\""
+SQLSERVER_SCHEMES = ("mssql", "mssql+aioodbc", "mssql+pyodbc")
 
 
 def _needs_quotes(value: str) -> bool:
@@ -94,12 +95,28 @@ def shared_credentials_warning(settings: Settings) -> str | None:
     )
 
 
+def is_sqlserver(url: str) -> bool:
+    return urlsplit(url).scheme in SQLSERVER_SCHEMES
+
+
 def ods_connection_string(settings: Settings, database: str) -> str:
-    """An Npgsql connection string for `database`, the form ODS/API 7 reads for PostgreSQL."""
+    """The connection string the ODS/API reads for `database`: Npgsql's form for PostgreSQL,
+    SqlClient's (`Server=host,port;Database=…;User ID=…;Password=…`) for SQL Server."""
     if settings.ods_connection_string_template:
         return settings.ods_connection_string_template.replace("{database}", database)
     url = urlsplit(settings.ods_server_url)
     username, password = ods_api_credentials(settings)
+    if is_sqlserver(settings.ods_server_url):
+        parts = [
+            "Server=" + _escape(f"{url.hostname or 'localhost'},{url.port or 1433}"),
+            f"Database={_escape(database)}",
+            f"User ID={_escape(username)}",
+        ]
+        if password:
+            parts.append(f"Password={_escape(password)}")
+        if settings.ods_connection_string_options:
+            parts.append(settings.ods_connection_string_options.strip(";"))
+        return ";".join(parts)
     parts = [
         f"host={_escape(url.hostname or 'localhost')}",
         f"port={url.port or 5432}",
@@ -170,8 +187,24 @@ def place_of(connection_string: str | None, key: bytes) -> tuple[Place | None, s
     name = parts.get("database") or parts.get("initial catalog")
     if not name:
         return None, "the connection string names no database"
-    host = parts.get("host") or parts.get("server") or parts.get("data source")
-    return Place(host, parts.get("port"), name), None
+    host, port = server_address(parts)
+    return Place(host, port, name), None
+
+
+def server_address(parts: dict[str, str]) -> tuple[str | None, str | None]:
+    """Host and port of a parsed connection string: Npgsql's `host`/`port`, or SqlClient's
+    `Server` / `Data Source` (`tcp:host,1433`, `host\\instance`; 1433 when unsaid)."""
+    if parts.get("host"):
+        return parts["host"], parts.get("port")
+    server = parts.get("server") or parts.get("data source") or parts.get("address")
+    if not server:
+        return None, parts.get("port")
+    server = server.strip()
+    if server.lower().startswith("tcp:"):
+        server = server[4:]
+    host, _, port = server.partition(",")
+    host = host.split("\\", 1)[0].strip()
+    return host or None, (port.strip() or "1433")
 
 
 def database_of(connection_string: str | None, key: bytes) -> tuple[str | None, str | None]:

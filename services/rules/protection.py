@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
+SYSTEM_DATABASES = frozenset(
+    {"postgres", "template0", "template1", "master", "model", "msdb", "tempdb"}
+)
+SQLSERVER_SCHEMES = ("mssql", "mssql+aioodbc", "mssql+pyodbc")
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -19,7 +22,8 @@ def server_of(host: str | None, port: int | str | None) -> tuple[str, int]:
 
 def server_of_url(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    return server_of(parts.hostname, parts.port)
+    default = 1433 if parts.scheme in SQLSERVER_SCHEMES else 5432
+    return server_of(parts.hostname, parts.port or default)
 
 
 def protected_databases(
@@ -35,6 +39,6 @@ def protected_databases(
     for url, role in places:
         parts = urlsplit(url)
         name = (parts.path or "/").lstrip("/")
-        if name and server_of(parts.hostname, parts.port) == server:
+        if name and server_of_url(url) == server:
             found[name.lower()] = f"it is {role}"
     return found

@@ -18,6 +18,8 @@ from services.rules.marker import STAGING_PREFIX, Marker, lock_key
 MEMBER_CLASS = 0x0ED1F3
 
 OnWait = Callable[[str], Awaitable[None]]
+# Told how far a long clone has got, in percent (SQL Server's restores report it).
+OnProgress = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class DatabaseInfo:
     name: str
     marker: Marker | None
     is_template: bool = False
+    # False while a SQL Server restore or copy has not finished (RESTORING, COPYING …): such a
+    # database is not a clone yet. PostgreSQL's CREATE DATABASE is all or nothing.
+    online: bool = True
 
 
 TRANSIENT_SQLSTATES = {
@@ -121,7 +126,14 @@ class PostgresSession:
         rows = await cur.fetchall()
         return "; ".join(describe_session(*row[:3]) for row in rows) or "none any more"
 
-    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None:
+    async def clone(
+        self,
+        template: str,
+        target: str,
+        *,
+        end_sessions: bool = False,
+        on_progress: OnProgress | None = None,
+    ) -> None:
         """CREATE DATABASE … TEMPLATE: PostgreSQL copies a database only while nobody is
         connected to it. With `end_sessions` (a copy whose request allowed it) the sessions on
         the template are ended just before, and again if one came back in between."""

@@ -79,8 +79,21 @@ def _url(value: str, schemes: tuple[str, ...], what: str, *, path: bool = False)
     return value
 
 
-def _postgres(value: str) -> str:
-    return _url(value, ("postgresql", "postgres"), "PostgreSQL", path=True)
+SQLSERVER_SCHEMES = ("mssql", "mssql+aioodbc", "mssql+pyodbc")
+
+
+def _database(value: str) -> str:
+    """A PostgreSQL URL naming its database, or a SQL Server one (`mssql://…`)."""
+    if urlsplit(value).scheme in SQLSERVER_SCHEMES:
+        return _url(value, SQLSERVER_SCHEMES, "SQL Server", path=True)
+    return _url(value, ("postgresql", "postgres"), "PostgreSQL or SQL Server", path=True)
+
+
+def _server(value: str) -> str:
+    """The ODS server: PostgreSQL's maintenance database, or SQL Server (master by default)."""
+    if urlsplit(value).scheme in SQLSERVER_SCHEMES:
+        return _url(value, SQLSERVER_SCHEMES, "SQL Server")
+    return _url(value, ("postgresql", "postgres"), "PostgreSQL or SQL Server", path=True)
 
 
 def _amqp(value: str) -> str:
@@ -92,7 +105,8 @@ def _http(value: str) -> str:
 
 
 # URLs, checked when the settings are read (a scheme, a host; a database for PostgreSQL).
-PostgresUrl = Annotated[str, AfterValidator(_postgres)]
+DatabaseUrl = Annotated[str, AfterValidator(_database)]
+ServerUrl = Annotated[str, AfterValidator(_server)]
 AmqpUrl = Annotated[str, AfterValidator(_amqp)]
 WebUrl = Annotated[str, AfterValidator(_http)]
 
@@ -103,14 +117,15 @@ class TenantSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    admin_database_url: PostgresUrl
-    ods_server_url: PostgresUrl | None = None
+    admin_database_url: DatabaseUrl
+    ods_server_url: ServerUrl | None = None
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str | None = None
     ods_api_username: str | None = None
     ods_api_password: SecretStr | None = None
     database_name_pattern: str | None = None
     templates: dict[str, str] | None = None
+    sqlserver_template_backups: dict[str, str] | None = None
     clone_concurrency: int | None = Field(default=None, ge=1, le=64)
     edfi_api_discovery_url: str | None = None
 
@@ -132,13 +147,13 @@ class DeploymentSettings(BaseModel):
 class AdminDatabaseSettings(BaseModel):
     """The EdFi_Admin database: instances, jobs, schedules, API clients."""
 
-    admin_database_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/EdFi_Admin"
+    admin_database_url: DatabaseUrl = "postgresql://postgres@127.0.0.1:5432/EdFi_Admin"
 
 
 class OdsServerSettings(BaseModel):
     """The ODS database server, its templates, and the connection strings the ODS/API reads."""
 
-    ods_server_url: PostgresUrl = "postgresql://postgres@127.0.0.1:5432/postgres"
+    ods_server_url: ServerUrl = "postgresql://postgres@127.0.0.1:5432/postgres"
     ods_connection_string_template: str | None = None
     ods_connection_string_options: str = "pooling=true;Application Name=EdFi.Ods.WebApi"
     # The credentials written into the connection strings the ODS/API reads (its own, not the
@@ -148,6 +163,15 @@ class OdsServerSettings(BaseModel):
     database_name_pattern: str = "EdFi_Ods_{name}"
     templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     clone_concurrency: int = Field(default=2, ge=1, le=64)
+    # SQL Server: template database -> a .bak on the SQL Server host's own disk, restored for
+    # each create. A template not named here is backed up (COPY_ONLY) from the template
+    # database and that backup restored. Azure SQL Database copies the template instead.
+    sqlserver_template_backups: dict[str, str] = Field(default_factory=dict)
+    # Where restored files and template backups go; unset: the server's defaults
+    # (SERVERPROPERTY InstanceDefaultDataPath, InstanceDefaultLogPath, InstanceDefaultBackupPath).
+    sqlserver_data_directory: str | None = None
+    sqlserver_log_directory: str | None = None
+    sqlserver_backup_directory: str | None = None
     # The key the ODS/API decrypts connection strings with: base64 of 32 bytes.
     encryption_key: SecretStr | None = Field(
         default=None,

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from services.rules.connection_strings import is_sqlserver
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -76,5 +77,10 @@ def ensure_all_templates(settings: Settings) -> list[str]:
     """The development templates on every tenant's ODS server."""
     created: list[str] = []
     for resolved in settings.tenant_settings().values():
+        if is_sqlserver(resolved.ods_server_url):
+            # SQL Server's templates are Ed-Fi's .bak files (or databases restored from them):
+            # nothing is made up here.
+            log.info("no development templates are made on SQL Server")
+            continue
         created += ensure_templates(resolved.ods_server_url, resolved.templates)
     return created

@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
-import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask
@@ -18,12 +16,14 @@ from services.admin_db import inbox, outbox
 from services.admin_db import jobs as job_rows
 from services.admin_db import schedules as schedule_rows
 from services.admin_db.dbo_import import Importable, import_ods_instances
+from services.admin_db.dialect import ago
 from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
 from services.rules.connection_strings import database_of, place_of
-from services.rules.marker import STAGING_PREFIX, Marker
+from services.rules.marker import STAGING_PREFIX
 from services.rules.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
 from services.runtime.logging import get_logger
 from services.runtime.metrics import job_finished
+from services.runtime.ods_servers import server_databases
 from services.runtime.settings import Settings
 
 log = get_logger(__name__)
@@ -35,17 +35,6 @@ HAS_DATABASE = {
     InstanceStatus.DELETE_FAILED.value,
 }
 TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
-
-
-async def server_databases(ods_server_url: str) -> dict[str, Marker | None]:
-    """Every database on the ODS server with the marker this system writes on its own."""
-    async with await psycopg.AsyncConnection.connect(ods_server_url, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-            "WHERE NOT datistemplate"
-        )
-        rows = await cur.fetchall()
-    return {str(name): Marker.parse(None if c is None else str(c)) for name, c in rows}
 
 
 def _staging_job(name: str) -> uuid.UUID | None:
@@ -66,7 +55,7 @@ async def reconcile(
     engine: AsyncEngine, settings: Settings, key: bytes, repair: bool
 ) -> dict[str, Any]:
     """Compare the three views of the instances; the report lists each difference."""
-    databases = await server_databases(settings.ods_server_url)
+    databases = await server_databases(settings)
     lowered = {name.lower(): name for name in databases}
     staging = {name: job for name in databases if (job := _staging_job(name)) is not None}
     async with engine.connect() as conn:
@@ -222,7 +211,7 @@ async def reconcile(
 async def prune(engine: AsyncEngine, older_than_days: float) -> dict[str, Any]:
     """Delete history older than the cutoff: finished jobs (except an instance's or a schedule's
     latest), schedule runs, inbox rows and sent outbox rows."""
-    cutoff = func.now() - timedelta(days=older_than_days)
+    cutoff = ago(older_than_days * 86_400)
     async with engine.begin() as conn:
         kept = select(db_instances.c.currentjobid).where(db_instances.c.currentjobid.is_not(None))
         latest = select(schedules.c.last_job_id).where(schedules.c.last_job_id.is_not(None))

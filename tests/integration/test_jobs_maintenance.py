@@ -50,7 +50,7 @@ async def quiet_outbox(engine: AsyncEngine) -> AsyncIterator[list[uuid.UUID]]:
             await conn.execute(
                 delete(outbox)
                 .where(outbox.c.sent_at.is_(None))
-                .where(outbox.c.body["job_id"].astext == str(job_id))
+                .where(outbox.c.body["job_id"].as_string() == str(job_id))
             )
 
 
@@ -449,7 +449,7 @@ async def test_an_orphaned_maintenance_job_is_sent_again_then_failed(
                 await conn.scalar(
                     select(func.count())
                     .select_from(outbox)
-                    .where(outbox.c.body["job_id"].astext == str(job_id))
+                    .where(outbox.c.body["job_id"].as_string() == str(job_id))
                 )
                 or 0
             )

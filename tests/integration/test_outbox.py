@@ -178,7 +178,7 @@ async def test_a_parked_command_fails_its_job_and_a_requeue_after_the_fix_sends_
             )
             await conn.execute(
                 outbox_table.update()
-                .where(outbox_table.c.body["job_id"].astext == str(row.currentjobid))
+                .where(outbox_table.c.body["job_id"].as_string() == str(row.currentjobid))
                 .values(exchange=unrouted)
             )
         await _drain(engine, publisher)

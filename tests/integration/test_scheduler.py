@@ -132,7 +132,9 @@ async def test_a_fire_commits_job_message_run_and_the_advance_together(
     assert (run.scheduled_fire_time, run.job_id, run.outcome) == (T0, job.id, "Fired")
     async with engine.connect() as conn:
         message = (
-            await conn.execute(select(outbox).where(outbox.c.body["job_id"].astext == str(job.id)))
+            await conn.execute(
+                select(outbox).where(outbox.c.body["job_id"].as_string() == str(job.id))
+            )
         ).one()
     assert message.exchange == "maintenance.requests"
     assert message.body["task"] == "prune"

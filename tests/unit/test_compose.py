@@ -367,3 +367,26 @@ def test_dockerfile_bakes_in_no_secret() -> None:
             assert not secret, f"{keyword} {args}"
     ignored = set(DOCKERIGNORE.read_text().split())
     assert {".env", ".venv", ".git"} <= ignored
+
+
+# --- SQL Server (optional profile) ------------------------------------------------------------
+
+
+def test_sqlserver_is_an_optional_profile_the_contract_suite_can_use() -> None:
+    sqlserver = _service("sqlserver")
+    assert sqlserver.get("profiles") == ["sqlserver"], "a plain `docker compose up` skips it"
+    assert str(sqlserver["image"]).startswith("mcr.microsoft.com/mssql/server:")
+    environment = {str(k): str(v) for k, v in sqlserver["environment"].items()}
+    assert environment["ACCEPT_EULA"] == "Y"
+    # No password is written in the file: it must come from the shell (compose refuses without).
+    password = environment["MSSQL_SA_PASSWORD"]
+    assert re.fullmatch(r"\$\{MSSQL_SA_PASSWORD:\?[^}]*\}", password), password
+    assert _container_ports("sqlserver") == {1433}
+    assert "sqlcmd" in _healthcheck_text("sqlserver")
+    # The server's backup directory is on a volume: template .bak files lie there.
+    assert any("/var/opt/mssql" in str(v) for v in sqlserver["volumes"])
+
+
+def test_the_services_do_not_wait_for_the_optional_sqlserver() -> None:
+    for name in [*SERVICES, "setup"]:
+        assert "sqlserver" not in (_service(name).get("depends_on") or {}), name

@@ -30,7 +30,7 @@ from services.provisioner.handler import Provisioner
 from services.rules.errors import PermanentError, TransientError
 from services.rules.marker import Marker, staging_name
 from services.rules.states import Claimed
-from services.runtime.ods_server import DatabaseInfo, OnWait
+from services.runtime.ods_server import DatabaseInfo, OnProgress, OnWait
 
 TEMPLATE = "EdFi_Ods_Minimal_Template"
 TARGET = "EdFi_Ods_Grand_Bend"
@@ -63,6 +63,8 @@ class FakeDatabase:
     marker: Marker | None = None
     allow_connections: bool = True
     connections: set[str] = field(default_factory=set)
+    # False: a SQL Server restore that never finished (RESTORING).
+    online: bool = True
 
 
 class FakeOdsServer:
@@ -92,6 +94,8 @@ class FakeOdsServer:
         self.slots_in_use = 0
         self.clone_delay = 0.0
         self.during_clone: Callable[[], None] | None = None
+        # Percentages a clone reports while it runs (SQL Server's restores do).
+        self.clone_progress: list[float] = []
         self._locks: dict[int, asyncio.Lock] = {}
 
     def fail(self, operation: str, *errors: Exception) -> None:
@@ -196,7 +200,7 @@ class FakeOdsSession:
     async def database(self, name: str) -> DatabaseInfo | None:
         self._begin("database", name)
         found = self._server.databases.get(name)
-        return None if found is None else DatabaseInfo(name, found.marker)
+        return None if found is None else DatabaseInfo(name, found.marker, online=found.online)
 
     async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
         return [
@@ -207,11 +211,21 @@ class FakeOdsSession:
             and db.marker.names(tenant, instance_id)
         ]
 
-    async def clone(self, template: str, target: str, *, end_sessions: bool = False) -> None:
+    async def clone(
+        self,
+        template: str,
+        target: str,
+        *,
+        end_sessions: bool = False,
+        on_progress: OnProgress | None = None,
+    ) -> None:
         if end_sessions and template in self._server.databases:
             self._server.calls.append(("end_sessions", template))
             self._server.databases[template].connections.clear()
         self._begin("clone", template, target)
+        for percent in self._server.clone_progress:
+            assert on_progress is not None
+            await on_progress(percent)
         assert self._server.slots_in_use == 1, "clone must run while holding a clone slot"
         if self._server.clone_delay:
             await asyncio.sleep(self._server.clone_delay)
@@ -636,6 +650,35 @@ async def test_leftover_staging_database_is_completed_without_cloning_again(
     _only_outcome(emit, cmd, InstanceCreated)
     assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
     assert staging not in server.databases
+
+
+async def test_unfinished_restore_of_an_earlier_attempt_is_dropped_and_cloned_again(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    cmd = _command()
+    staging = staging_name(cmd.job_id)
+    server.databases[staging] = FakeDatabase(online=False)  # a crash left it RESTORING
+
+    await _provisioner(server, emit).handle(cmd, attempt=2)
+
+    assert ("drop", staging) in server.changes
+    assert server.clone_calls == [(TEMPLATE, staging)]
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
+
+
+async def test_a_long_clone_reports_how_far_it_has_got(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    server.clone_progress = [20.0, 60.0]
+    cmd = _command()
+
+    await _provisioner(server, emit).handle(cmd, attempt=1)
+
+    steps = [e.message for e in emit.of(InstanceOperationProgress)]  # type: ignore[attr-defined]
+    assert f"Cloning {TEMPLATE}: 20 %" in steps
+    assert f"Cloning {TEMPLATE}: 60 %" in steps
+    _only_outcome(emit, cmd, InstanceCreated)
 
 
 async def test_leftover_marked_staging_database_is_renamed_into_place(

@@ -340,9 +340,9 @@ def test_without_a_signing_key_development_signs_with_a_key_made_at_start_up() -
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("EDFI_IM_ADMIN_DATABASE_URL", "mysql://db/EdFi_Admin", "PostgreSQL URL"),
+        ("EDFI_IM_ADMIN_DATABASE_URL", "mysql://db/EdFi_Admin", "PostgreSQL or SQL Server URL"),
         ("EDFI_IM_ADMIN_DATABASE_URL", "postgresql://db:5432/", "must name a database"),
-        ("EDFI_IM_ODS_SERVER_URL", "not a url", "PostgreSQL URL"),
+        ("EDFI_IM_ODS_SERVER_URL", "not a url", "PostgreSQL or SQL Server URL"),
         ("EDFI_IM_RABBITMQ_URL", "http://broker:5672/", "RabbitMQ URL"),
         ("EDFI_IM_OIDC_ISSUER", "login.example.org", "HTTP URL"),
         ("EDFI_IM_JWT_SIGNING_KEY", "short", "at least 32 bytes"),

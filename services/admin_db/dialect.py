@@ -1,0 +1,141 @@
+"""What differs between the admin database's two engines, in one place: PostgreSQL (asyncpg) and
+SQL Server (aioodbc). Everything else in admin_db is SQLAlchemy Core that compiles for both.
+
+| PostgreSQL                         | SQL Server                                              |
+|------------------------------------|---------------------------------------------------------|
+| pg_advisory_xact_lock(k)           | sp_getapplock @LockOwner = 'Transaction' (waits)         |
+| pg_try_advisory_xact_lock(k)       | sp_getapplock … @LockTimeout = 0                         |
+| INSERT … ON CONFLICT DO NOTHING    | INSERT … SELECT … WHERE NOT EXISTS (UPDLOCK, HOLDLOCK)   |
+| now()                              | SYSDATETIMEOFFSET()                                      |
+| now() - interval                   | DATEADD(second, -n, SYSDATETIMEOFFSET())                 |
+| FOR UPDATE [SKIP LOCKED]           | WITH (UPDLOCK, ROWLOCK[, READPAST]) (SQLAlchemy's own)   |
+| JSONB                              | nvarchar(max) (SQLAlchemy's JSON)                        |
+| LISTEN/NOTIFY                      | not used: the relay and the scheduler poll on both      |
+
+Statements built here carry the execution option `engine_specific`, so the test that compiles
+every executed statement for the other dialect knows they are made per engine on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import DateTime, Float, bindparam, exists, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import functions
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import JSON
+
+from services.rules import tsql
+
+ENGINE_SPECIFIC = {"engine_specific": True}
+
+# JSON documents: JSONB on PostgreSQL, nvarchar(max) on SQL Server.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+@compiles(functions.now, "mssql")
+def _now_mssql(element: Any, compiler: SQLCompiler, **kw: Any) -> str:
+    # CURRENT_TIMESTAMP (SQLAlchemy's default) is the server's local time without its offset.
+    return "SYSDATETIMEOFFSET()"
+
+
+class ago(functions.GenericFunction[Any]):
+    """The database's current time minus `seconds` (the database's clock, as now() is)."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+    name = "ago"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(bindparam(None, float(seconds), type_=Float()))
+
+
+@compiles(ago)
+def _ago_default(element: ago, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(now() - make_interval(secs => {compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(ago, "mssql")
+def _ago_mssql(element: ago, compiler: SQLCompiler, **kw: Any) -> str:
+    # Whole seconds: DATEADD takes an int.
+    seconds = compiler.process(element.clauses, **kw)
+    return f"DATEADD(second, -CAST({seconds} AS int), SYSDATETIMEOFFSET())"
+
+
+def locked(query: Any, table: Any, *, skip_locked: bool = False, shared: bool = False) -> Any:
+    """`query` locking the rows it reads from `table` until the transaction ends: FOR UPDATE
+    on PostgreSQL, the table hint on SQL Server (SQLAlchemy's mssql dialect drops FOR UPDATE).
+    With `skip_locked`, rows another transaction holds are passed over (SKIP LOCKED, READPAST);
+    `shared`: others may read and share-lock them, nobody may change them (FOR SHARE, HOLDLOCK)."""
+    if shared:
+        return query.with_for_update(read=True).with_hint(
+            table, "WITH (HOLDLOCK, ROWLOCK)", "mssql"
+        )
+    hint = "WITH (UPDLOCK, ROWLOCK, READPAST)" if skip_locked else "WITH (UPDLOCK, ROWLOCK)"
+    return query.with_for_update(skip_locked=skip_locked).with_hint(table, hint, "mssql")
+
+
+def is_mssql(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "mssql"
+
+
+def _applock_resource(*key: int) -> str:
+    packed = 0
+    for part in key:
+        packed = (packed << 32) ^ (part & 0xFFFF_FFFF_FFFF_FFFF)
+    return tsql.lock_resource("a", packed)
+
+
+def lock_statement(dialect: str, *key: int) -> ClauseElement:
+    """Wait for a lock that lasts until the transaction ends (one key, or a class and a key)."""
+    if dialect == "mssql":
+        sql, _ = tsql.wait_applock(_applock_resource(*key))
+        return text(sql.replace("?", ":resource")).bindparams(resource=_applock_resource(*key))
+    return select(func.pg_advisory_xact_lock(*key))
+
+
+def try_lock_statement(dialect: str, key: int) -> ClauseElement:
+    """Take a transaction lock if it is free: one row, true when taken."""
+    if dialect == "mssql":
+        sql, _ = tsql.try_applock(_applock_resource(key), owner="Transaction")
+        return text(sql.replace("?", ":resource")).bindparams(resource=_applock_resource(key))
+    return select(func.pg_try_advisory_xact_lock(key))
+
+
+async def xact_lock(conn: AsyncConnection, *key: int) -> None:
+    """Wait for the lock; it is released when the transaction ends."""
+    await conn.execute(
+        lock_statement(conn.dialect.name, *key).execution_options(**ENGINE_SPECIFIC)  # type: ignore[attr-defined]
+    )
+
+
+async def try_xact_lock(conn: AsyncConnection, key: int) -> bool:
+    """Take the lock if it is free; it is released when the transaction ends."""
+    statement = try_lock_statement(conn.dialect.name, key)
+    return bool(await conn.scalar(statement.execution_options(**ENGINE_SPECIFIC)))  # type: ignore[attr-defined]
+
+
+def _value(value: Any, type_: Any) -> Any:
+    return value if isinstance(value, ClauseElement) else literal(value, type_)
+
+
+def insert_if_absent(dialect: str, table: Any, values: dict[str, Any], key: list[str]) -> Any:
+    """Insert the row unless one with the same `key` columns exists; the row count says which
+    (1 inserted, 0 there already). Concurrent inserts of one key: one wins, the other waits
+    and then finds it (PostgreSQL's unique index; SQL Server's key-range lock)."""
+    if dialect == "mssql":
+        columns = list(values)
+        source = select(*(_value(values[c], table.c[c].type).label(c) for c in columns)).where(
+            ~exists()
+            .where(*(table.c[c] == values[c] for c in key))
+            .select_from(table)
+            .with_hint(table, "WITH (UPDLOCK, HOLDLOCK)", "mssql")
+            .correlate(None)
+        )
+        return insert(table).from_select(columns, source)
+    return pg_insert(table).values(**values).on_conflict_do_nothing()
