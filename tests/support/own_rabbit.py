@@ -170,7 +170,7 @@ def clean_leftovers() -> list[str]:
     for short in _epmd_names():
         owner = hermetic.run_id_of(short)
         if owner is not None and owner not in live:
-            orphan = Node(0, f"{short}@localhost", hermetic.ROOT / "none")
+            orphan = Node(0, f"{short}@localhost", hermetic.ROOT / "none", 0, 0, 0)
             hermetic.run(_ctl_argv(orphan, "stop"), check=False, timeout=60)
             stopped.append(orphan.name)
     return stopped
