@@ -1,6 +1,7 @@
 """The fault smoke `just test` runs (the rest of tests/faults runs in `just faults`): kill -9 of
-the provisioner in the middle of a create while a RabbitMQ node is lost, on the suite's own
-PostgreSQL and RabbitMQ clusters; the create completes once when they are back."""
+the provisioner in the middle of a create while a RabbitMQ node is lost (the leader of the
+shard's quorum queue when that is not the node the services use), on the suite's own PostgreSQL
+and RabbitMQ clusters; the create completes once when they are back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime.topology import shard_queue
 from tests.support.own import Own
 from tests.support.polling import wait_for_instance
 
@@ -37,12 +39,14 @@ def test_kill_9_of_the_provisioner_mid_create_during_a_node_loss(
                 assert time.monotonic() < deadline, "the create never started"
                 time.sleep(0.1)
             # Mid-create (waiting for a clone slot): the provisioner and a broker node die.
+            leader = stack.broker.queue(stack.vhost, shard_queue(0))["leader"]
+            lost = next((n.index for n in own.rabbit.nodes[1:] if n.name == leader), 2)
             assert stack.stop("provisioner-0", sig=signal.SIGKILL) == -signal.SIGKILL
-            own.rabbit.kill_node(2)
+            own.rabbit.kill_node(lost)
         finally:
             slots.release()
         stack.start("provisioner-0", "provisioner")
-        own.rabbit.restart_node(2)
+        own.rabbit.restart_node(lost)
         done, _ = wait_for_instance(api, created["id"], timeout=60)
         assert done["status"] == "Completed", done
         job = api.get(f"/v2/jobs/{created['jobId']}").json()
