@@ -59,15 +59,16 @@ dead-letters *args: sync
 schemas: sync
     uv run --frozen edfi-im schemas
 
-# Run every test (unit, integration, end-to-end) against the local PostgreSQL and RabbitMQ.
+# Run the tests (unit, integration, end-to-end) against the local PostgreSQL and RabbitMQ, and
+# one fault smoke on servers of its own (tests/faults/test_smoke.py); `just faults` runs them all.
 test *args: sync services
     uv run --frozen edfi-im templates
     uv run --frozen pytest {{args}}
 
+# SQL Server's contract suite (level 4) against the server EDFI_IM_TEST_SQLSERVER_URL names,
 # e.g. `docker compose --profile sqlserver up -d sqlserver` and
 # EDFI_IM_TEST_SQLSERVER_URL='mssql://sa:<MSSQL_SA_PASSWORD>@127.0.0.1:1433/master?TrustServerCertificate=yes'.
 # Without it, it says so and fails: a suite that did not run never passes.
-# SQL Server's contract suite (level 4) against the server EDFI_IM_TEST_SQLSERVER_URL names.
 test-sqlserver *args: sync
     #!/usr/bin/env bash
     set -euo pipefail
@@ -77,10 +78,15 @@ test-sqlserver *args: sync
     fi
     uv run --frozen pytest tests/sqlserver -rs {{args}}
 
-# The fault suite, longer (CHAOS_SECONDS, default 300): prints one `chaos:` summary line.
-chaos seconds="300": sync services
-    uv run --frozen edfi-im templates
-    CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q -s -p no:logging
+# The fault suite (tests/faults/), hermetic: it starts its own PostgreSQL cluster and three-node
+# RabbitMQ cluster (as root: nodes run as the rabbitmq user), faults only those and the services,
+# and removes them at the end. Prints one `chaos:` summary line.
+faults *args: sync
+    uv run --frozen pytest tests/faults -q {{args}}
+
+# The chaos test alone, longer (CHAOS_SECONDS, default 300), hermetic like `just faults`.
+chaos seconds="300": sync
+    CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q
 
 # Benchmarks (not tests): instances (clone overhead, bulk, accept path, pipeline; each against
 # its hand-made baseline), then scheduler fire lateness. Tables printed, JSON in bench/results/.

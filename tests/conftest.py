@@ -63,12 +63,24 @@ def db_prefix() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def settings_env(vhost: str, admin_database: str, db_prefix: str) -> dict[str, str]:
     """The environment every service of this run gets (the e2e tests pass it to subprocesses)."""
+    return service_env(
+        admin_database_url=pg.database_url(admin_database),
+        ods_server_url=pg.SERVER,
+        rabbitmq_url=rabbit.amqp_url(vhost),
+        db_prefix=db_prefix,
+    )
+
+
+def service_env(
+    *, admin_database_url: str, ods_server_url: str, rabbitmq_url: str, db_prefix: str
+) -> dict[str, str]:
+    """The services' settings for a run, given where their servers are."""
     return {
         "EDFI_IM_ENVIRONMENT": "production",
         "ODS_CONNECTION_STRING_ENCRYPTION_KEY": TEST_KEY,
-        "EDFI_IM_ADMIN_DATABASE_URL": pg.database_url(admin_database),
-        "EDFI_IM_ODS_SERVER_URL": pg.SERVER,
-        "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(vhost),
+        "EDFI_IM_ADMIN_DATABASE_URL": admin_database_url,
+        "EDFI_IM_ODS_SERVER_URL": ods_server_url,
+        "EDFI_IM_RABBITMQ_URL": rabbitmq_url,
         "EDFI_IM_DATABASE_NAME_PATTERN": db_prefix + "{name}",
         "EDFI_IM_SHARD_COUNT": "4",
         "EDFI_IM_OUTBOX_POLL_INTERVAL_SECONDS": "0.1",

@@ -1,6 +1,11 @@
 """The fault suite's engine: a mixed workload through the real services while faults are
-injected, then checks that everything converged. Used by tests/faults/test_chaos.py (a short
-run in `just test`) and by `just chaos` (a longer run that prints one summary line)."""
+injected, then checks that everything converged. Used by tests/faults/test_chaos.py (in `just
+faults`) and by `just chaos` (a longer run); both print one summary line.
+
+The faults hit the services and the suite's own servers (tests/support/own.py) only: kill -9 of
+each service type, a provisioner stalled past the orphan threshold, the loss of one RabbitMQ
+node (kill -9 of its beam process, then a restart), a restart of the whole RabbitMQ cluster,
+every connection to the PostgreSQL cluster ended, and a restart of that cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import asyncio
 import itertools
 import random
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +28,7 @@ from contracts.messages import EVENT_TYPES, OUTCOMES
 from services.rules import crypto
 from services.rules.connection_strings import parse_connection_string
 from services.runtime.topology import EVENTS_EXCHANGE
-from tests.support import pg, rabbit
+from tests.support.own import Own
 from tests.support.stack import Stack
 
 IN_FLIGHT = {"Pending", "InProgress", "Pending_Rename", "Pending_Delete"}
@@ -34,10 +38,15 @@ FAULTS = (
     "kill_gateway",
     "kill_provisioner",
     "kill_status",
+    "stall_provisioner",
+    "lose_rabbitmq_node",
     "restart_rabbitmq",
     "drop_db_connections",
-    "stall_provisioner",
+    "restart_postgresql",
 )
+
+# The summary lines of this session's runs: printed at the end (tests/faults/conftest.py).
+SUMMARY_LINES: list[str] = []
 
 
 @dataclass
@@ -79,9 +88,17 @@ class Logical:
 
 class Chaos:
     def __init__(
-        self, stack: Stack, *, seed: int, db_prefix: str, key: bytes, orphan_threshold: float
+        self,
+        stack: Stack,
+        own: Own,
+        *,
+        seed: int,
+        db_prefix: str,
+        key: bytes,
+        orphan_threshold: float,
     ) -> None:
         self.stack = stack
+        self.own = own
         self.rnd = random.Random(seed)
         self.prefix = db_prefix
         self.key = key
@@ -248,22 +265,23 @@ class Chaos:
     def kill_provisioner(self) -> None:
         self._kill(self.rnd.choice([n for n in self.stack.procs if n.startswith("provisioner")]))
 
+    def lose_rabbitmq_node(self) -> None:
+        """kill -9 of the beam process of a node the services are not connected to (queue
+        leaders on it move), a restart after a while."""
+        self.own.rabbit.lose_node(self.rnd.choice([2, 3]), down=self.rnd.uniform(0.5, 3))
+
     def restart_rabbitmq(self) -> None:
-        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
-        time.sleep(1)
-        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+        """The broker restart: every node of the cluster stopped, then started again."""
+        self.own.rabbit.restart(down=self.rnd.uniform(0.5, 2))
 
     def drop_db_connections(self) -> None:
-        """Every connection of this run's services: to its admin database, to the ODS server's
-        maintenance database and to its instance databases (others' sessions are left alone)."""
-        admin = self.admin.rsplit("/", 1)[1]
-        with psycopg.connect(pg.SERVER, autocommit=True) as c:
-            c.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
-                "AND (datname IN (%s, 'postgres') OR datname LIKE %s)",
-                (admin, self.prefix.replace("_", r"\_") + "%"),
-            )
+        """Every client connection to the suite's PostgreSQL cluster ends."""
+        self.own.pg.terminate_connections()
+
+    def restart_postgresql(self) -> None:
+        """The suite's PostgreSQL cluster restarts (fast shutdown: sessions end, then a
+        clean start)."""
+        self.own.pg.restart()
 
     def stall_provisioner(self) -> None:
         """A provisioner stops answering (SIGSTOP) past the orphan threshold, then resumes."""
@@ -286,7 +304,7 @@ class Chaos:
 
         asyncio.run(declare())
         for name in self.sentinels:  # someone else's databases, with our prefix: never touched
-            pg.create(name, comment_text="not the instance manager's")
+            self.stack.pg_server.create(name, comment_text="not the instance manager's")
 
     def wait_converged(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -340,7 +358,7 @@ class Chaos:
                 expected_dbs.add(database)
                 if ods_id is not None:
                     expected_dbo[ods_id] = (name, database)
-        on_server = set(pg.databases_like(self.prefix.replace("_", r"\_") + "%"))
+        on_server = set(self.stack.pg_server.databases_like(self.prefix.replace("_", r"\_") + "%"))
         for name in self.sentinels:
             if name not in on_server:
                 s.mismatches += 1
@@ -352,7 +370,7 @@ class Chaos:
         for db in sorted(on_server - expected_dbs):
             s.mismatches += 1
             s.problems.append(f"database {db} exists but no instance should have it")
-        staging = pg.databases_like(r"edfi\_im\_staging\_%")
+        staging = self.stack.pg_server.databases_like(r"edfi\_im\_staging\_%")
         mine = {j.replace("-", "") for j in jobs}
         for db in staging:
             if db.removeprefix("edfi_im_staging_") in mine:
@@ -375,7 +393,7 @@ class Chaos:
         """Two executions of one instance at once: a span (Started → outcome, same worker)
         overlapping another span of the same instance."""
         events = []
-        while batch := rabbit.take_messages(self.stack.vhost, self.recorder, count=5000):
+        while batch := self.stack.broker.take_messages(self.stack.vhost, self.recorder, 5000):
             events += batch
         spans: dict[int, list[tuple[str, str]]] = {}
         open_: dict[tuple[str, str], str] = {}
@@ -400,6 +418,7 @@ class Chaos:
 
 def run(
     stack: Stack,
+    own: Own,
     *,
     seconds: float,
     seed: int,
@@ -412,7 +431,9 @@ def run(
 ) -> Summary:
     """Faults for `seconds` while the workload runs; then the plans under way finish, and
     within `converge_timeout` everything must have settled."""
-    chaos = Chaos(stack, seed=seed, db_prefix=db_prefix, key=key, orphan_threshold=orphan_threshold)
+    chaos = Chaos(
+        stack, own, seed=seed, db_prefix=db_prefix, key=key, orphan_threshold=orphan_threshold
+    )
     chaos.start_recording()
     until = time.monotonic() + seconds
     injector = threading.Thread(target=chaos.inject, args=(until, fault_interval), daemon=True)
@@ -422,4 +443,6 @@ def run(
     injector.join()
     stack.wait_ready(timeout=120)
     chaos.wait_converged(converge_timeout)
-    return chaos.check()
+    summary = chaos.check()
+    SUMMARY_LINES.append(summary.line())
+    return summary

@@ -19,8 +19,7 @@ import pytest
 
 from contracts.messages import InstanceRequested, Operation
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE
-from tests.support import pg
-from tests.support.cluster import cluster
+from tests.support.own import Own
 from tests.support.polling import wait_for_instance
 from tests.support.stack import ROOT, Stack
 
@@ -29,9 +28,9 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture(scope="module")
 def system(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    own: Own, settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    with cluster(settings_env, Path(tmp_path_factory.mktemp("dead")), shards=1) as stack:
+    with own.cluster(settings_env, Path(tmp_path_factory.mktemp("dead")), shards=1) as stack:
         yield stack
 
 
@@ -140,7 +139,7 @@ def test_a_poison_command_fails_its_job_and_a_requeue_after_the_fix_completes_it
         assert "re-opened" in done.stdout
         completed, _ = wait_for_instance(api, instance_id, timeout=60)
         assert completed["status"] == "Completed", completed
-        assert pg.exists(completed["databaseName"])
+        assert system.pg_server.exists(completed["databaseName"])
         assert mid not in _cli(system, "list").stdout
 
 

@@ -2,12 +2,13 @@
 redelivers, yet the job completes exactly once and the shard's consumer comes back.
 
 The project raises consumer_timeout (infra/rabbitmq/rabbitmq.conf; `just services` on a native
-broker) so this does not happen in normal operation; this test lowers it to show that even when
-it does, the per-instance lock and idempotent steps keep the result right."""
+broker) so this does not happen in normal operation; this test lowers it, on the suite's own
+RabbitMQ nodes only, to show that even when it does, the per-instance lock and idempotent steps
+keep the result right. (Those nodes check consumer timeouts every 2 s, RabbitMQ's default is once
+a minute: tests/support/own_rabbit.py.)"""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,36 +16,25 @@ from pathlib import Path
 import pytest
 
 from services.runtime.topology import shard_queue
-from tests.support import pg, rabbit
-from tests.support.cluster import cluster
+from tests.support.own import Own
+from tests.support.own_rabbit import PROJECT_CONSUMER_TIMEOUT_MS
 from tests.support.polling import wait_for_instance
 
 pytestmark = pytest.mark.faults
 
-PROJECT_TIMEOUT_MS = 14_400_000
-
-
-def _set_consumer_timeout(ms: int) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "-q", "eval", f"application:set_env(rabbit, consumer_timeout, {ms})."],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
 
 def test_an_operation_outliving_the_consumer_timeout_still_completes_once(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    own: Own, settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    _set_consumer_timeout(5_000)  # read by channels when they open: set before the services start
+    # Read by channels when they open: set before the services start.
+    own.rabbit.set_consumer_timeout(5_000)
     try:
         with (
-            cluster(settings_env, Path(tmp_path_factory.mktemp("slow")), shards=1) as stack,
+            own.cluster(settings_env, Path(tmp_path_factory.mktemp("slow")), shards=1) as stack,
             stack.client() as api,
         ):
-            slots = pg.HeldCloneSlots(
-                2, stack.env["EDFI_IM_RABBITMQ_URL"]
-            )  # the clone waits: an artificially slow step
+            # The clone waits: an artificially slow step.
+            slots = stack.pg_server.clone_slots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
             try:
                 r = api.post(
                     "/v2/dbInstances",
@@ -54,20 +44,19 @@ def test_an_operation_outliving_the_consumer_timeout_still_completes_once(
                     },
                 )
                 job_id = r.json()["jobId"]
-                # The broker checks consumer timeouts about once a minute.
-                deadline = time.monotonic() + 150
+                deadline = time.monotonic() + 60
                 while api.get(f"/v2/jobs/{job_id}").json()["attempts"] < 2:
                     assert time.monotonic() < deadline, "the broker never redelivered"
-                    time.sleep(1)
+                    time.sleep(0.5)
             finally:
                 slots.release()
             done, _ = wait_for_instance(api, r.json()["id"], timeout=60)
             assert done["status"] == "Completed", done
-            assert pg.exists(done["databaseName"])
-            assert len(pg.databases_like(done["databaseName"])) == 1
+            assert stack.pg_server.exists(done["databaseName"])
+            assert len(stack.pg_server.databases_like(done["databaseName"])) == 1
             # The shard's consumer is back and works.
             deadline = time.monotonic() + 30
-            while rabbit.queue(stack.vhost, shard_queue(0)).get("consumers", 0) < 1:
+            while stack.broker.queue(stack.vhost, shard_queue(0)).get("consumers", 0) < 1:
                 assert time.monotonic() < deadline, "no consumer came back on the shard"
                 time.sleep(0.5)
             after = api.post(
@@ -76,4 +65,4 @@ def test_an_operation_outliving_the_consumer_timeout_still_completes_once(
             )
             assert wait_for_instance(api, after.json()["id"])[0]["status"] == "Completed"
     finally:
-        _set_consumer_timeout(PROJECT_TIMEOUT_MS)
+        own.rabbit.set_consumer_timeout(PROJECT_CONSUMER_TIMEOUT_MS)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support import pg
-from tests.support.cluster import cluster
+from tests.support.own import Own
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture
 def system(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    own: Own, settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    with cluster(
+    with own.cluster(
         settings_env,
         Path(tmp_path_factory.mktemp("orphans")),
         shards=1,
@@ -51,7 +51,7 @@ def _wait_job(api: httpx.Client, job_id: str, test: Any, what: str, timeout: flo
 
 
 def _stuck_create(api: httpx.Client, stack: Stack) -> tuple[dict[str, Any], pg.HeldCloneSlots]:
-    slots = pg.HeldCloneSlots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
+    slots = stack.pg_server.clone_slots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
     r = api.post(
         "/v2/dbInstances",
         json={"name": f"Orphan {uuid.uuid4().hex[:6]}", "databaseTemplate": "Minimal"},
@@ -76,7 +76,7 @@ def test_a_silent_worker_s_job_is_re_driven_and_completes_once(system: Stack) ->
         job = _job(api, body["jobId"])
         assert job["status"] == "Completed"
         assert 1 <= job["recoveries"] <= 2
-        assert pg.databases_like(done["databaseName"]) == [done["databaseName"]]
+        assert system.pg_server.databases_like(done["databaseName"]) == [done["databaseName"]]
 
 
 def test_a_job_recovered_too_often_fails_with_a_clear_reason(system: Stack) -> None:
@@ -101,8 +101,8 @@ def test_a_job_recovered_too_often_fails_with_a_clear_reason(system: Stack) -> N
             assert time.monotonic() < deadline, "the woken worker never reached its fence"
             time.sleep(0.2)
         time.sleep(2)  # the re-driven commands are skipped too
-        assert not pg.exists(body["databaseName"])
-        assert not pg.exists(staging)
+        assert not system.pg_server.exists(body["databaseName"])
+        assert not system.pg_server.exists(staging)
         assert system.logged_since_start(
             "provisioner-0", "job has already ended (given up or finished); its command is skipped"
         )
@@ -112,4 +112,4 @@ def test_a_job_recovered_too_often_fails_with_a_clear_reason(system: Stack) -> N
         assert api.delete(f"/v2/dbInstances/{body['id']}").status_code == 202
         gone, _ = wait_for_instance(api, body["id"], timeout=60)
         assert gone["status"] == "Deleted"
-        assert not pg.exists(body["databaseName"])
+        assert not system.pg_server.exists(body["databaseName"])

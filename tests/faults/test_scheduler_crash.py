@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import cluster
+from tests.support.own import Own
 
 pytestmark = pytest.mark.faults
 
 
 def test_kill_9_of_the_scheduler_loses_and_doubles_no_occurrence(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    own: Own, settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with cluster(settings_env, Path(tmp_path_factory.mktemp("scheduler-kill"))) as stack:
+    with own.cluster(settings_env, Path(tmp_path_factory.mktemp("scheduler-kill"))) as stack:
         stack.start("scheduler")
         stack.wait_ready()
         with stack.client() as api:

@@ -11,19 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pg
-from tests.support.cluster import cluster
+from tests.support.own import Own
 from tests.support.polling import wait_for_instance
 
 pytestmark = pytest.mark.faults
 
 
 def test_sigterm_finishes_the_operation_in_hand_and_exits_0(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    own: Own, settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with cluster(settings_env, Path(tmp_path_factory.mktemp("stop")), shards=1) as stack:
+    with own.cluster(settings_env, Path(tmp_path_factory.mktemp("stop")), shards=1) as stack:
         with stack.client() as api:
-            slots = pg.HeldCloneSlots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
+            slots = stack.pg_server.clone_slots(2, stack.env["EDFI_IM_RABBITMQ_URL"])
             r = api.post(
                 "/v2/dbInstances",
                 json={"name": f"Stopping {uuid.uuid4().hex[:6]}", "databaseTemplate": "Minimal"},

@@ -19,18 +19,23 @@ def cluster(
     *,
     provisioners: int = 1,
     shards: int = 4,
+    broker: rabbit.Broker = rabbit.LOCAL,
+    pg_server: pg.Server = pg.LOCAL,
     **env: str,
 ) -> Iterator[Stack]:
+    """The services on `broker` (a vhost of their own) and `pg_server` (the ODS server, and an
+    admin database of their own): the machine's local ones unless told otherwise."""
     tag = uuid.uuid4().hex[:6]
     vhost = f"edfi_im_test_{RUN_ID}_{tag}"
     admin = f"edfi_admin_test_{RUN_ID}_{tag}"
-    rabbit.create_vhost(vhost)
-    pg.edfi_admin(admin)
+    broker.create_vhost(vhost)
+    pg_server.edfi_admin(admin)
     stack = Stack(
         env={
             **settings_env,
-            "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(vhost),
-            "EDFI_IM_ADMIN_DATABASE_URL": pg.database_url(admin),
+            "EDFI_IM_RABBITMQ_URL": broker.amqp_url(vhost),
+            "EDFI_IM_ADMIN_DATABASE_URL": pg_server.database_url(admin),
+            "EDFI_IM_ODS_SERVER_URL": pg_server.url,
             "EDFI_IM_SHARD_COUNT": str(shards),
             "EDFI_IM_STANDBY_DELAY_SECONDS": "0.5",
             "EDFI_IM_MEMBERSHIP_INTERVAL_SECONDS": "0.5",
@@ -40,6 +45,8 @@ def cluster(
         log_dir=log_dir,
         vhost=vhost,
         shard_count=shards,
+        broker=broker,
+        pg_server=pg_server,
     )
     try:
         stack.start("status")
@@ -50,5 +57,5 @@ def cluster(
         yield stack
     finally:
         stack.stop_all()
-        rabbit.delete_vhost(vhost)
-        pg.drop(admin)
+        broker.delete_vhost(vhost)
+        pg_server.drop(admin)

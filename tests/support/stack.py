@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_queue
-from tests.support import rabbit
+from tests.support import pg, rabbit
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_ACCESS = "edfi_admin_api/full_access"
@@ -34,6 +34,9 @@ class Stack:
     log_dir: Path
     vhost: str
     shard_count: int
+    # Where the stack's broker and ODS server are: the machine's own, or the fault suite's.
+    broker: rabbit.Broker = rabbit.LOCAL
+    pg_server: pg.Server = pg.LOCAL
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
@@ -147,12 +150,13 @@ class Stack:
         try:
             if httpx.get(f"{self.url}/ready", timeout=2).status_code != 200:
                 return False
-            if rabbit.queue(self.vhost, STATUS_QUEUE).get("consumers", 0) < 1:
+            consumers = self.broker.queue
+            if consumers(self.vhost, STATUS_QUEUE).get("consumers", 0) < 1:
                 return False
-            if schedulers and rabbit.queue(self.vhost, MAINTENANCE_QUEUE).get("consumers", 0) < 1:
+            if schedulers and consumers(self.vhost, MAINTENANCE_QUEUE).get("consumers", 0) < 1:
                 return False
             return all(
-                rabbit.queue(self.vhost, shard_queue(k)).get("consumers", 0) >= 1
+                consumers(self.vhost, shard_queue(k)).get("consumers", 0) >= 1
                 for k in range(self.shard_count)
             )
         except (httpx.HTTPError, KeyError):
