@@ -98,7 +98,8 @@ def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace, settings:
     """`edfi-im outbox list|requeue`: messages the broker refused, set aside by the relay."""
     from services.admin_db import outbox
     from services.admin_db.engine import create_admin_engine
-    from services.status.recovery import RequeueRefusedError, requeue_parked
+    from services.admin_db.requeue import RequeueRefusedError
+    from services.status.recovery import requeue_parked
 
     resolved = settings.tenant_settings().get(args.tenant)
     if resolved is None:
