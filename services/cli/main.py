@@ -20,16 +20,18 @@ def _run_service(name: str, settings: Settings) -> None:
         import uvicorn
 
         from services.gateway.app import create_app as create_gateway
+        from services.gateway.app import stopping
         from services.runtime.messaging import GracefulServer
 
+        gateway = create_gateway(settings)
         config = uvicorn.Config(
-            create_gateway(settings),
+            gateway,
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_config=None,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         )
-        GracefulServer(config).run()
+        GracefulServer(config, on_exit=stopping(gateway)).run()
         return
     from services.runtime.messaging import serve
 
