@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import httpx
@@ -32,7 +32,17 @@ def _stream(stack: Stack, path: str = "/v2/events", **kwargs: object) -> EventSt
     return EventStream(f"{stack.url}{path}", _headers(stack), **kwargs)  # type: ignore[arg-type]
 
 
-def _of_instance(instance_id: int, status: str | None = None) -> object:
+def _job_is(job_id: str, status: str) -> Callable[[Event], bool]:
+    return lambda e: e.event == "job" and e.data["id"] == job_id and e.data["status"] == status
+
+
+def _instance_is(instance_id: int, status: str) -> Callable[[Event], bool]:
+    return lambda e: (
+        e.event == "instance" and e.data["id"] == instance_id and e.data["status"] == status
+    )
+
+
+def _of_instance(instance_id: int, status: str | None = None) -> Callable[[Event], bool]:
     def wanted(e: Event) -> bool:
         if e.event == "instance":
             return bool(e.data["id"] == instance_id and status in (None, e.data["status"]))
@@ -96,24 +106,13 @@ def test_a_reconnect_with_last_event_id_misses_nothing(stack: Stack, api: httpx.
         assert wait_for_instance(api, body["id"])[0]["status"] == "Completed"
     with _stream(stack, last_event_id=last) as resumed:
         for body in made:
-            resumed.until(
-                lambda e, b=body: (
-                    e.event == "job"
-                    and e.data["id"] == b["jobId"]
-                    and e.data["status"] == "Completed"
-                )
-            )
-            resumed.until(
-                lambda e, b=body: (
-                    e.event == "instance"
-                    and e.data["id"] == b["id"]
-                    and e.data["status"] == "Completed"
-                )
-            )
+            resumed.until(_job_is(body["jobId"], "Completed"))
+            resumed.until(_instance_is(body["id"], "Completed"))
         replayed = list(resumed.seen)
     assert all(e.event in ("job", "instance") for e in replayed), "no `ready` on a resume"
-    ids = [e.id for e in replayed]
-    assert ids == sorted(ids) and len(ids) == len(set(ids)) and ids[0] > last  # type: ignore[operator]
+    ids = [e.id or 0 for e in replayed]
+    assert last is not None
+    assert ids == sorted(ids) and len(ids) == len(set(ids)) and ids[0] > last
     for body in made:
         statuses = [
             e.data["status"] for e in replayed if e.event == "job" and e.data["id"] == body["jobId"]

@@ -40,6 +40,7 @@ class EventStream:
         self.status: int | None = None
         self.content_type: str | None = None
         self.comments = 0
+        self.problem: Any = None  # the problem document of a refused stream
         self.ended = threading.Event()
         self._opened = threading.Event()
         self._response: httpx.Response | None = None
@@ -55,11 +56,11 @@ class EventStream:
                 self._response = response
                 self.status = response.status_code
                 self.content_type = response.headers.get("content-type")
-                self._opened.set()
                 if response.status_code != 200:
                     response.read()
                     self.problem = response.json()
                     return
+                self._opened.set()
                 block: list[str] = []
                 for line in response.iter_lines():
                     if line:
@@ -114,13 +115,13 @@ class EventStream:
             if remaining <= 0:
                 raise TimeoutError(f"the awaited event did not come; saw {self._told()}")
             try:
-                event = self.next(remaining)
+                got = self.next(remaining)
             except TimeoutError:
                 raise TimeoutError(f"the awaited event did not come; saw {self._told()}") from None
-            if event is None:
+            if got is None:
                 raise AssertionError(f"the stream ended first; saw {self._told()}")
-            if wanted(event):
-                return event
+            if wanted(got):
+                return got
 
     def _told(self) -> list[tuple[str, int | None, object]]:
         return [(e.event, e.id, e.data.get("status")) for e in self.seen[-12:]]
