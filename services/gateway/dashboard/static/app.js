@@ -412,7 +412,7 @@ function instanceRow(instance) {
   const inFlight = IN_FLIGHT.has(instance.status);
   if (inFlight) ensureJob(instance.jobId);
   const job = instance.jobId ? state.jobs.get(instance.jobId) : null;
-  const actions = h("td", { class: "actions" });
+  const actions = h("div", { class: "actions" });
   if (full() && !inFlight && instance.status !== "Deleted") {
     if (["Completed", "Rename_Failed"].includes(instance.status)) {
       actions.append(h("button", { type: "button", class: "rename", onclick: () => renameRow(instance, actions) }, "Rename"));
@@ -444,7 +444,7 @@ function instanceRow(instance) {
     h("td", {}, instance.databaseName || "—"),
     h("td", {}, instance.databaseTemplate),
     job && (inFlight || state.page.watching === instance.id) ? progressCell(job) : h("td", { class: "progress" }),
-    actions,
+    h("td", {}, actions),
   );
 }
 
@@ -645,6 +645,7 @@ VIEWS.job = {
       ),
     );
     box.replaceChildren(
+      ...[
       h("h2", {}, `Job ${id}`),
       h("div", { class: "actions" }, ...actions),
       h("dl", {}, ...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
@@ -654,6 +655,7 @@ VIEWS.job = {
       h("pre", {}, JSON.stringify(job.parameters, null, 2)),
       job.result ? h("h2", {}, "Result") : null,
       job.result ? h("pre", {}, JSON.stringify(job.result, null, 2)) : null,
+      ].filter(Boolean),
     );
   },
 };
@@ -683,7 +685,7 @@ VIEWS.schedules = {
 };
 
 function scheduleRow(schedule) {
-  const actions = h("td", { class: "actions" });
+  const actions = h("div", { class: "actions" });
   const run = (what, method, path) => async (event) => {
     event.stopPropagation();
     if (method === "DELETE" && !confirm(`Delete the schedule ${schedule.name}?`)) return;
@@ -708,7 +710,7 @@ function scheduleRow(schedule) {
     h("td", {}, when(schedule.nextFireTime)),
     h("td", {}, when(schedule.previousFireTime)),
     h("td", {}, schedule.fireCount),
-    actions,
+    h("td", {}, actions),
   );
 }
 
@@ -757,7 +759,7 @@ VIEWS["dead-letters"] = {
   render() {
     const head = ["Queue", "Message", "Type", "Reason", "Dead-lettered", "Deliveries", "Job", "Instance", ""];
     const rows = state.page.letters.map((letter) => {
-      const actions = h("td", { class: "actions" });
+      const actions = h("div", { class: "actions" });
       if (full()) {
         actions.append(
           h(
@@ -789,7 +791,7 @@ VIEWS["dead-letters"] = {
         h("td", {}, letter.deliveryCount ?? "—"),
         h("td", {}, letter.jobId ? h("a", { href: `#/jobs/${letter.jobId}` }, letter.jobId.slice(0, 8)) : "—"),
         h("td", {}, letter.instanceId ?? "—"),
-        actions,
+        h("td", {}, actions),
       );
     });
     $("#view").replaceChildren(
@@ -907,4 +909,4 @@ document.addEventListener("DOMContentLoaded", async () => {
 });
 
 // For scripts and tests: the page's own API helper, with its token and tenant.
-window.dashboard = { api, state };
+window.dashboard = { api, act, state };
