@@ -5,6 +5,7 @@ reconnects with `Last-Event-ID` gets every change it missed that is still kept."
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,6 +21,7 @@ from starlette.types import Send
 from services.admin_db import changes
 from services.admin_db.changes import JOB, Change
 from services.admin_db.tables import jobs
+from services.gateway.auth import Caller
 from services.gateway.feed import ChangeFeed
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.schemas import CamelModel, DbInstance, Job
@@ -173,21 +175,32 @@ async def _gone_since(feed: ChangeFeed, cursor: int) -> str | None:
     return None
 
 
+def _token_expiry(request: Request) -> float:
+    """When the caller's token expires: its stream ends then (the client reconnects with a
+    fresh token and its Last-Event-ID)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    expiry = caller.expires_at if caller is not None else None
+    return expiry if expiry is not None else float("inf")
+
+
 async def _follow(
     feed: ChangeFeed,
     cursor: int,
     heartbeat: float,
     wanted: str | None = None,
+    until: float = float("inf"),
 ) -> AsyncIterator[tuple[int, Change | None]]:
     """(cursor, change) for each change after `cursor` (only `wanted`'s, if given), and
-    (cursor, None) after each quiet heartbeat interval; ends when the feed closes."""
-    while not feed.closing.is_set():
+    (cursor, None) after each quiet heartbeat interval; ends when the feed closes or at
+    `until` (a wall-clock time: the token's expiry)."""
+    while not feed.closing.is_set() and time.time() < until:
         batch = await feed.read(cursor, PAGE)
         if not batch:
             if feed.latest > cursor and cursor < feed.floor:
                 cursor = feed.floor  # pruned while it was read: nothing left to give
                 continue
-            if not await feed.wait(cursor, heartbeat) and not feed.closing.is_set():
+            quiet = min(heartbeat, max(0.0, until - time.time()))
+            if not await feed.wait(cursor, quiet) and not feed.closing.is_set():
                 yield cursor, None
             continue
         for change in batch:
@@ -199,6 +212,7 @@ async def _follow(
 @router.get(
     "/events",
     response_class=EventStreamResponse,
+    status_code=200,
     responses=STREAM,
     summary="Stream every change of the tenant's jobs and instances (Server-Sent Events)",
 )
@@ -221,7 +235,9 @@ async def events(
                 yield frame("reset", cursor, {"lastEventId": cursor, "reason": reset})
             else:
                 yield frame("ready", cursor, {"lastEventId": cursor})
-        async for _, change in _follow(feed, cursor, settings.events_heartbeat_seconds):
+        async for _, change in _follow(
+            feed, cursor, settings.events_heartbeat_seconds, until=_token_expiry(request)
+        ):
             if change is None:
                 yield ": heartbeat\n\n"
             else:
@@ -233,6 +249,7 @@ async def events(
 @router.get(
     "/jobs/{job_id}/events",
     response_class=EventStreamResponse,
+    status_code=200,
     responses=STREAM,
     summary="Stream one job's changes until it ends (at once for a job that has ended)",
 )
@@ -267,7 +284,11 @@ async def job_events(
             if ended:
                 return
         async for _, change in _follow(
-            feed, cursor, settings.events_heartbeat_seconds, str(job_id)
+            feed,
+            cursor,
+            settings.events_heartbeat_seconds,
+            str(job_id),
+            until=_token_expiry(request),
         ):
             if change is None:
                 yield ": heartbeat\n\n"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import httpx
+import jwt
 import psycopg
 import pytest
 
@@ -308,3 +309,23 @@ def test_the_events_routes_are_in_the_openapi_document(stack: Stack) -> None:
     assert {"name": "Last-Event-ID", "in": "header"}.items() <= {
         k: v for p in get["parameters"] for k, v in p.items() if p["name"] == "Last-Event-ID"
     }.items()
+
+
+def test_a_stream_ends_when_its_token_expires(stack: Stack) -> None:
+    now = int(time.time())
+    claims = {
+        "iss": "edfi-instance-manager",
+        "aud": "edfi-instance-manager",
+        "sub": "short-lived",
+        "client_id": "short-lived",
+        "scope": "edfi_admin_api/read_only",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3,
+    }
+    token = jwt.encode(claims, stack.env["EDFI_IM_JWT_SIGNING_KEY"], algorithm="HS256")
+    with EventStream(f"{stack.url}/v2/events", {"Authorization": f"Bearer {token}"}) as events:
+        first = events.next()
+        assert first is not None and first.event == "ready"
+        assert events.ended.wait(10), "the stream outlived its token"
+    assert time.time() >= now + 3
