@@ -34,7 +34,10 @@ class DeadLetterOut(CamelModel):
     dead_lettered_at: str | None = Field(description="When it was dead-lettered (UTC)")
     from_queue: str | None = Field(description="The queue it was dead-lettered from")
     delivery_count: int | None = Field(
-        description="Deliveries it had had there, when the broker says"
+        description=(
+            "Deliveries before it was dead-lettered, when known: the delivery limit, for a "
+            "message that reached it (EDFI_IM_DELIVERY_LIMIT)"
+        )
     )
     dead_letter_count: int = Field(description="Times it was dead-lettered from that queue")
     job_id: str | None
@@ -50,7 +53,7 @@ class RequeueOut(CamelModel):
     result: str = Field(description="What was done: the job re-opened, the message sent on")
 
 
-def _out(queue: str, letter: DeadLetter) -> DeadLetterOut:
+def _out(queue: str, letter: DeadLetter, delivery_limit: int) -> DeadLetterOut:
     return DeadLetterOut(
         message_id=letter.message_id,
         queue=queue,
@@ -58,7 +61,7 @@ def _out(queue: str, letter: DeadLetter) -> DeadLetterOut:
         reason=letter.why,
         dead_lettered_at=letter.dead_lettered_at,
         from_queue=letter.queue,
-        delivery_count=letter.deliveries,
+        delivery_count=delivery_limit if letter.death == "delivery_limit" else None,
         dead_letter_count=letter.deaths,
         job_id=letter.job_id,
         instance_id=letter.instance_id,
@@ -91,7 +94,8 @@ async def list_dead_letters(
     out = []
     for name in [queue] if queue else dead_letters.QUEUES:
         letters = await dead_letters.list_dead(gateway.settings.rabbitmq_url, name, gateway.engine)
-        out += [_out(name, letter) for letter in letters if visible(letter)]
+        limit = gateway.settings.delivery_limit
+        out += [_out(name, letter, limit) for letter in letters if visible(letter)]
     return out
 
 

@@ -42,7 +42,7 @@ class DeadLetter:
     why: str = ""  # the reason in words
     dead_lettered_at: str | None = None  # ISO 8601, UTC
     deaths: int = 0  # times it was dead-lettered from that queue
-    deliveries: int | None = None  # deliveries it had had there, when the broker says
+    death: str | None = None  # RabbitMQ's word for why: rejected, delivery_limit, expired
     tenant: str | None = None  # as its body names them (None when it cannot be read)
     job_id: str | None = None
     instance_id: int | None = None
@@ -70,7 +70,6 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
         body = None
     about = body if isinstance(body, dict) else {}
     instance_id = about.get("instance_id")
-    deliveries = headers.get("x-last-delivery-count") or headers.get("x-delivery-count")
     return DeadLetter(
         message_id=message.message_id,
         type=_text(headers.get("type") or message.type) or None,
@@ -82,7 +81,9 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
         why=death_reason(headers),
         dead_lettered_at=when.isoformat() if isinstance(when, datetime) else _text(when),
         deaths=int(first.get("count") or 0),
-        deliveries=int(deliveries) if isinstance(deliveries, int) else None,
+        # Not x-delivery-count: the dead-letter queue counts its own deliveries there (every
+        # reading of the queue adds one), no longer those that led to the dead-lettering.
+        death=_text(first.get("reason")),
         tenant=_text(about.get("tenant")),
         job_id=_text(about.get("job_id")),
         instance_id=instance_id if isinstance(instance_id, int) else None,
