@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,71 +18,30 @@ import aio_pika
 import httpx
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from contracts.messages import InstanceRequested, Operation
 from services.runtime.settings import Settings
 from services.runtime.topology import REQUESTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg
+from tests.support.browser import READ_ONLY, SHOTS, launched, opened, register, shot, sign_in
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
-
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-READ_ONLY = "edfi_admin_api/read_only"
-
-
-def chromium() -> str:
-    """Debian's Chromium (`just test` and .ci/run install it): never a downloaded browser."""
-    path = os.environ.get("EDFI_IM_TEST_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        pytest.fail("Chromium is missing: `just test` installs Debian's `chromium` package")
-    return path
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        yield launched
-        launched.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield opened
-    context.close()
-    assert not errors, f"the page's script failed: {errors}"
-
-
-def register(stack: Stack, scopes: str | None = None) -> tuple[str, str]:
-    client_id = f"dash-{uuid.uuid4().hex[:10]}"
-    secret = f"Dashboard-{uuid.uuid4().hex}-Secret!"
-    form = {"ClientId": client_id, "ClientSecret": secret, "DisplayName": "dashboard tests"}
-    if scopes:
-        form["Scopes"] = scopes
-    httpx.post(f"{stack.url}/connect/register", data=form, timeout=10).raise_for_status()
-    return client_id, secret
-
-
-def sign_in(page: Page, stack: Stack, client: tuple[str, str]) -> None:
-    page.goto(f"{stack.url}/dashboard")
-    page.fill("input[name=clientId]", client[0])
-    page.fill("input[name=clientSecret]", client[1])
-    page.click("#sign-in button[type=submit]")
-    expect(page.locator("#instances")).to_be_visible()
-    expect(page.locator("#live")).to_have_text("live")
-
-
-def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with opened(browser) as page:
+        yield page
 
 
 def progress_of(page: Page, name: str) -> tuple[str, int | None]:

@@ -20,10 +20,12 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg, rabbit
+from tests.support.browser import launched, opened, register, shot, sign_in
 from tests.support.sse import EventStream
 from tests.support.stack import Stack
 
@@ -197,3 +199,34 @@ def test_dead_letters_are_shown_and_requeued_to_their_own_tenant_only(gateway: G
         assert south in ids and north not in ids
     with gateway.api(A) as api:
         assert north in {letter["messageId"] for letter in api.get("/v2/deadLetters").json()}
+
+
+def test_the_dashboards_tenant_switcher_shows_each_tenant_apart(gateway: Gateway) -> None:
+    stack = gateway.stack
+    with gateway.api(A) as api:
+        north = api.post(
+            "/v2/dbInstances", json={"name": unique_name("North"), "databaseTemplate": "Minimal"}
+        ).json()
+    with launched() as browser, opened(browser) as page:
+        sign_in(page, stack, register(stack))  # a client of every tenant
+        picker = page.locator("#tenant")
+        expect(picker.locator("option")).to_have_text([A, B])
+        expect(page.locator(f"#instances tr[data-name='{north['name']}']")).to_be_visible()
+        picker.select_option(B)
+        expect(page.locator("#live")).to_have_text("live")
+        expect(page.locator(f"#instances tr[data-name='{north['name']}']")).to_have_count(0)
+        # Live, on B's stream: B's new instance appears, A's does not.
+        with gateway.api(B) as api:
+            south = api.post(
+                "/v2/dbInstances",
+                json={"name": unique_name("South"), "databaseTemplate": "Minimal"},
+            ).json()
+        with gateway.api(A) as api:
+            later = api.post(
+                "/v2/dbInstances",
+                json={"name": unique_name("North"), "databaseTemplate": "Minimal"},
+            ).json()
+        expect(page.locator(f"#instances tr[data-name='{south['name']}']")).to_be_visible()
+        page.wait_for_timeout(500)
+        expect(page.locator(f"#instances tr[data-name='{later['name']}']")).to_have_count(0)
+        shot(page, "tenants")
