@@ -281,6 +281,10 @@ class EventsSettings(BaseModel):
     events_max_streams: int = Field(default=1000, ge=1)
     # Fallback poll of the change feed, should a NOTIFY be missed (a dropped connection).
     events_poll_interval_seconds: float = Field(default=2.0, gt=0)
+    # The dashboard's sign-in at the OIDC issuer (authorization code with PKCE): the public
+    # client registered there for it, and the scopes it asks for.
+    dashboard_oidc_client_id: str | None = None
+    dashboard_oidc_scope: str = "openid edfi_admin_api/full_access"
 
 
 class Settings(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -31,7 +32,8 @@ def _headers(request: Request) -> dict[str, str]:
     gateway: Gateway = request.app.state.gateway
     connect = "'self'"
     if gateway.settings.oidc_issuer:
-        connect += " " + gateway.settings.oidc_issuer.rstrip("/")
+        issuer = urlsplit(gateway.settings.oidc_issuer)
+        connect += f" {issuer.scheme}://{issuer.netloc}"
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -59,6 +61,8 @@ async def config(request: Request) -> JSONResponse:
         "multiTenant": settings.multi_tenant,
         "templates": sorted(settings.templates),
         "oidcIssuer": settings.oidc_issuer,
+        "oidcClientId": settings.dashboard_oidc_client_id,
+        "oidcScope": settings.dashboard_oidc_scope,
         "heartbeatSeconds": settings.events_heartbeat_seconds,
     }
     return JSONResponse(body, headers=_headers(request))

@@ -201,7 +201,16 @@ function renderSignIn() {
     errors,
   );
   const cards = [h("div", { class: "card" }, h("h2", {}, "Sign in with an API client"), form)];
-  if (state.config.oidcIssuer) {
+  if (state.config.oidcIssuer && state.config.oidcClientId) {
+    cards.unshift(
+      h(
+        "div",
+        { class: "card" },
+        h("h2", {}, "Sign in with your identity provider"),
+        h("button", { id: "oidc-sign-in", class: "primary", type: "button", onclick: () => oidcStart().catch((err) => notice(`Sign-in failed: ${err.message}`)) }, `Sign in at ${state.config.oidcIssuer}`),
+      ),
+    );
+  } else if (state.config.oidcIssuer) {
     const tokenForm = h(
       "form",
       {
@@ -218,6 +227,66 @@ function renderSignIn() {
     cards.push(h("div", { class: "card" }, h("h2", {}, "Or with your identity provider"), tokenForm));
   }
   $("#view").replaceChildren(...cards);
+}
+
+// --- OpenID Connect: authorization code with PKCE, at the configured issuer -------------------
+
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const redirectUri = () => `${location.origin}/dashboard`;
+
+async function oidcStart() {
+  const issuer = state.config.oidcIssuer.replace(/\/$/, "");
+  const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  const nonce = b64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem("edfi-im-oidc", JSON.stringify({ verifier, state: nonce, tokenEndpoint: discovery.token_endpoint }));
+  const query = new URLSearchParams({
+    response_type: "code",
+    client_id: state.config.oidcClientId,
+    redirect_uri: redirectUri(),
+    scope: state.config.oidcScope,
+    state: nonce,
+    code_challenge: b64url(new Uint8Array(digest)),
+    code_challenge_method: "S256",
+  });
+  location.assign(`${discovery.authorization_endpoint}?${query}`);
+}
+
+// Back from the issuer (`?code=…&state=…`): the code for a token, with the PKCE verifier.
+async function oidcFinish() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return false;
+  const saved = JSON.parse(sessionStorage.getItem("edfi-im-oidc") || "null");
+  sessionStorage.removeItem("edfi-im-oidc");
+  history.replaceState(null, "", `/dashboard${location.hash}`);
+  if (params.has("error")) {
+    notice(`Sign-in refused by the identity provider: ${params.get("error_description") || params.get("error")}`);
+    return false;
+  }
+  if (!saved || params.get("state") !== saved.state) {
+    notice("Sign-in refused: the identity provider's answer does not match a sign-in started here.");
+    return false;
+  }
+  const response = await fetch(saved.tokenEndpoint, {
+    method: "POST",
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code: params.get("code"),
+      redirect_uri: redirectUri(),
+      client_id: state.config.oidcClientId,
+      code_verifier: saved.verifier,
+    }),
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    notice(`Sign-in failed: ${body.error_description || body.error || response.status}`);
+    return false;
+  }
+  const granted = claims(body.access_token);
+  const scope = String(body.scope || granted.scope || granted.scp || "");
+  useToken(body.access_token, scope.includes(FULL) ? FULL : READ_ONLY, granted.preferred_username || granted.sub || "OIDC");
+  return true;
 }
 
 // --- the event stream ---------------------------------------------------------------------------
@@ -897,6 +966,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     follow();
     show(route());
   });
+  if (await oidcFinish()) return;
   const saved = JSON.parse(sessionStorage.getItem("edfi-im") || "null");
   if (saved && saved.token && (claims(saved.token).exp || 0) * 1000 > Date.now()) {
     state.token = saved.token;
