@@ -329,3 +329,26 @@ def test_a_stream_ends_when_its_token_expires(stack: Stack) -> None:
         assert first is not None and first.event == "ready"
         assert events.ended.wait(10), "the stream outlived its token"
     assert time.time() >= now + 3
+
+
+def test_a_gateway_told_to_stop_ends_its_streams_and_exits_at_once(stack: Stack) -> None:
+    """Streams never end by themselves: without ending them, the graceful shutdown would wait
+    for them until its timeout (EDFI_IM_GRACEFUL_TIMEOUT_SECONDS, 20 s here)."""
+    port = free_port()
+    stack.start("gateway-stopping", "gateway", EDFI_IM_GATEWAY_PORT=str(port))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with EventStream(f"{url}/v2/events", _headers(stack)) as events:
+        assert events.next() is not None
+        started = time.monotonic()
+        assert stack.stop("gateway-stopping") == 0
+        assert events.ended.wait(5)
+    assert time.monotonic() - started < 10

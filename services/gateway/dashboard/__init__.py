@@ -18,6 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 FILES = {
     "app.js": "text/javascript; charset=utf-8",
+    "views.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 
