@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -26,6 +27,7 @@ from services.runtime.topology import REQUESTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.browser import READ_ONLY, SHOTS, launched, opened, register, shot, sign_in
+from tests.support.flows import create
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -235,7 +237,52 @@ def test_a_read_only_client_sees_no_actions_and_the_api_refuses_them(
     shot(page, "read-only")
 
 
-def test_the_reconcile_page_and_the_jobs_filters(page: Page, stack: Stack) -> None:
+def test_rename_and_delete_an_instance_with_the_apis_messages(
+    page: Page, stack: Stack, api: httpx.Client
+) -> None:
+    done, _ = wait_for_instance(api, create(api, unique_name("Renamed"))["id"])
+    sign_in(page, stack, register(stack))
+    row = page.locator(f"#instances tbody tr[data-id='{done['id']}']")
+    row.locator("button.rename").click()
+    form = row.locator("form.rename-form")
+    form.locator("input[name=name]").fill("Not/allowed")
+    form.locator("button[type=submit]").click()
+    said = api.put(f"/v2/dbInstances/{done['id']}", json={"name": "Not/allowed"})
+    assert said.status_code == 422
+    expect(form.locator(".field-error[data-field=name]")).to_have_text(
+        said.json()["errors"]["name"][0]
+    )
+    new_name = unique_name("Renamed")
+    form.locator("input[name=name]").fill(new_name)
+    form.locator("button[type=submit]").click()
+    expect(row.locator(".badge")).to_have_text("Completed", timeout=30_000)
+    expect(row.locator(".name")).to_have_text(new_name)
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button.delete").click()
+    expect(row.locator(".badge")).to_have_text("Deleted", timeout=30_000)
+    gone = api.get(f"/v2/dbInstances/{done['id']}").json()
+    assert gone["status"] == "Deleted" and not pg.exists(gone["databaseName"])
+
+
+def test_the_jobs_filters_and_the_latest_reconcile_report(
+    page: Page, stack: Stack, api: httpx.Client
+) -> None:
+    fired = api.post(
+        "/v2/schedules",
+        json={
+            "name": f"Dashboard reconcile {uuid.uuid4().hex[:8]}",
+            "job": {"type": "reconcile", "parameters": {"repair": False}},
+            "trigger": {"type": "once", "runAt": datetime.now(UTC).isoformat()},
+        },
+    ).json()
+    deadline = time.monotonic() + 30
+    while (
+        not (runs := api.get("/v2/jobs", params={"scheduleId": fired["id"]}).json())
+        or runs[0]["status"] != "Completed"
+    ):
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+    report = runs[0]
     sign_in(page, stack, register(stack))
     page.click("nav a[data-view=jobs]")
     expect(page.locator("#jobs tbody tr").first).to_be_visible()
@@ -245,7 +292,9 @@ def test_the_reconcile_page_and_the_jobs_filters(page: Page, stack: Stack) -> No
     assert types and set(types) == {"createInstance"}
     shot(page, "jobs")
     page.click("nav a[data-view=reconcile]")
-    expect(page.locator("#view h2")).to_contain_text("econcile")
+    summary = page.locator("#reconcile-summary")
+    expect(summary).to_contain_text(f"{report['result']['drift']} difference(s)")
+    expect(summary.locator("a")).to_have_attribute("href", f"#/jobs/{report['id']}")
     shot(page, "reconcile")
 
 
