@@ -29,6 +29,7 @@ up: setup
         echo "ODS_CONNECTION_STRING_ENCRYPTION_KEY is not set: using the public development key."
     fi
     echo "Gateway: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/docs"
+    echo "Dashboard: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/dashboard"
     echo "API clients: POST /connect/register, then /connect/token (README, Authentication)."
     exec uv run --frozen honcho -f infra/Procfile -d . start
 
@@ -59,9 +60,14 @@ dead-letters *args: sync
 schemas: sync
     uv run --frozen edfi-im schemas
 
+# Debian's Chromium for the dashboard's browser tests (installed when missing, as root).
+browser:
+    bash infra/scripts/browser.sh
+
 # Run the tests (unit, integration, end-to-end) against the local PostgreSQL and RabbitMQ, and
 # one fault smoke on servers of its own (tests/faults/test_smoke.py); `just faults` runs them all.
-test *args: sync services
+# The dashboard's browser tests keep their screenshots in test-artifacts/screenshots/.
+test *args: sync services browser
     uv run --frozen edfi-im templates
     uv run --frozen pytest {{args}}
 

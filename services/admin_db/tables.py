@@ -295,3 +295,24 @@ class ClientsRow(SQLModel, table=True):
 
 
 clients = table_of(ClientsRow)
+
+
+class ChangesRow(SQLModel, table=True):
+    """Written by the migrations' triggers only (0012_changes.sql); read by admin_db.changes."""
+
+    __tablename__ = "changes"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int = column(BigInteger, primary_key=True, autoincrement=False)
+    kind: str = column(String(20), nullable=False)
+    entity_id: str = column(String(64), nullable=False)
+    txid: int = column(BigInteger, nullable=False)
+    body: Any = column(Json, nullable=False)
+    created_at: datetime = column(DateTime(timezone=True), nullable=False)
+
+
+changes = table_of(ChangesRow)
+
+# Tables only a PostgreSQL admin database has: the change feed is written by PL/pgSQL triggers
+# and announced by NOTIFY (migration 0012); on SQL Server the event streams answer 501.
+POSTGRES_ONLY = frozenset({changes.name})

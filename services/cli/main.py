@@ -20,16 +20,18 @@ def _run_service(name: str, settings: Settings) -> None:
         import uvicorn
 
         from services.gateway.app import create_app as create_gateway
+        from services.gateway.app import stopping
         from services.runtime.messaging import GracefulServer
 
+        gateway = create_gateway(settings)
         config = uvicorn.Config(
-            create_gateway(settings),
+            gateway,
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_config=None,
             timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         )
-        GracefulServer(config).run()
+        GracefulServer(config, on_exit=stopping(gateway)).run()
         return
     from services.runtime.messaging import serve
 
@@ -98,7 +100,8 @@ def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace, settings:
     """`edfi-im outbox list|requeue`: messages the broker refused, set aside by the relay."""
     from services.admin_db import outbox
     from services.admin_db.engine import create_admin_engine
-    from services.status.recovery import RequeueRefusedError, requeue_parked
+    from services.admin_db.requeue import RequeueRefusedError
+    from services.status.recovery import requeue_parked
 
     resolved = settings.tenant_settings().get(args.tenant)
     if resolved is None:

@@ -18,13 +18,16 @@ from sqlalchemy import text
 from services.admin_db.engine import create_admin_engine
 from services.admin_db.tenants import TenantDatabases
 from services.admin_db.waiting import keep_flagging
-from services.gateway import console, copies, problems, unmanaged
+from services.gateway import console, copies, dashboard, problems, unmanaged
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
+from services.gateway.dead_letter_routes import router as dead_letter_router
 from services.gateway.edfi.answers import EdFiError, edfi_response
 from services.gateway.edfi.info import information_router
 from services.gateway.edfi.info import tenants_router as edfi_tenants_router
 from services.gateway.edfi.manage import manage_router
+from services.gateway.events import router as events_router
+from services.gateway.feed import ChangeFeed
 from services.gateway.limits import BodyLimit
 from services.gateway.paths import CanonicalPaths
 from services.gateway.routes import router
@@ -75,6 +78,16 @@ def create_app(settings: Settings) -> FastAPI:
             )
             for db in databases
         ]
+        # The change feed is PostgreSQL's (triggers, LISTEN/NOTIFY): a tenant whose admin
+        # database is on SQL Server has no event streams (they answer 501).
+        feeds = {
+            db.tenant: ChangeFeed(db.engine, db.settings.admin_database_url, settings)
+            for db in databases
+            if db.engine.dialect.name == "postgresql"
+        }
+        await asyncio.gather(*(feed.start() for feed in feeds.values()))
+        app.state.feeds = feeds
+        app.state.loop = asyncio.get_running_loop()
         app.state.gateway = Gateway(settings, engine, publisher, databases)
         app.state.authenticator = Authenticator(settings, engine)
         log.info(
@@ -86,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await asyncio.gather(*(feed.stop() for feed in feeds.values()))
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -162,6 +176,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(schedule_router, dependencies=protected)
     app.include_router(manage_router(), dependencies=protected)
     app.include_router(edfi_tenants_router)
+    app.include_router(events_router, dependencies=protected)
+    app.include_router(dead_letter_router, dependencies=protected)
+    app.include_router(dashboard.router)
     app.include_router(console.tenants_router)
     app.include_router(console.instances_router, dependencies=protected)
     app.include_router(unmanaged.router)  # last: only what nothing above serves
@@ -178,3 +195,16 @@ def create_app(settings: Settings) -> FastAPI:
             max_age=600,
         )
     return app
+
+
+def stopping(app: FastAPI) -> Callable[[], None]:
+    """What the server calls when it is told to stop (from a signal handler): every event
+    stream ends, so that the graceful shutdown need not wait for streams that never end."""
+
+    def stop_streams() -> None:
+        loop: asyncio.AbstractEventLoop | None = getattr(app.state, "loop", None)
+        for feed in getattr(app.state, "feeds", {}).values():
+            if loop is not None:
+                loop.call_soon_threadsafe(feed.close)
+
+    return stop_streams

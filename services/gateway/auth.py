@@ -77,6 +77,7 @@ class Caller:
     client_id: str
     scopes: frozenset[str]
     tenants: tuple[str, ...] | None  # None: every tenant
+    expires_at: float | None = None  # the token's `exp` (an event stream ends then)
 
     def sees(self, tenant: str) -> bool:
         """Whether the caller may act on this tenant (its token may limit it to some)."""
@@ -246,10 +247,12 @@ class Authenticator:
         except ValueError as exc:
             log.info("token refused", reason=str(exc))
             raise unauthorized("The access token is missing, invalid or expired.") from None
+        expiry = claims.get("exp")
         return Caller(
             client_id=str(claims.get("client_id") or claims.get("sub") or "?"),
             scopes=scopes,
             tenants=tenants,
+            expires_at=float(expiry) if isinstance(expiry, int | float) else None,
         )
 
 

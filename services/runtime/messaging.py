@@ -114,11 +114,18 @@ async def publish_event(broker: RabbitBroker, event: Message) -> None:
 
 class GracefulServer(uvicorn.Server):
     """uvicorn, but a graceful stop on SIGTERM/SIGINT exits 0 (uvicorn re-raises the signal,
-    which a supervisor reads as a crash)."""
+    which a supervisor reads as a crash). `on_exit` is told at once (the gateway ends its event
+    streams, which would otherwise hold the graceful shutdown until its timeout)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+        if self._on_exit is not None:
+            self._on_exit()
 
 
 async def serve(app: FastStream | AsgiFastStream, settings: Settings) -> None:

@@ -88,6 +88,15 @@ SCHEDULE_FIRES = Counter(
     ["outcome"],
 )
 
+EVENT_STREAMS = Gauge(
+    "edfi_im_event_streams",
+    "Server-Sent Events streams the gateway is serving now (/v2/events, /v2/jobs/{id}/events)",
+)
+EVENT_STREAMS_DROPPED = Counter(
+    "edfi_im_event_streams_dropped_total",
+    "Event streams closed because their client took no data for events_send_timeout_seconds",
+)
+
 
 def job_finished(
     job_type: str, outcome: str, created_at: datetime | None, finished_at: datetime | None

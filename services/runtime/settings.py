@@ -301,6 +301,27 @@ class GatewaySettings(BaseModel):
         return value
 
 
+class EventsSettings(BaseModel):
+    """The gateway's streams of changes (`GET /v2/events`) and its dashboard."""
+
+    # A comment line this often keeps proxies from closing an idle stream.
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # Changes are kept this long for streams that resume with Last-Event-ID.
+    events_retention_seconds: float = Field(default=86_400.0, gt=0)
+    # The newest changes each gateway keeps in memory for its streams (older ones: a query).
+    events_buffer_size: int = Field(default=2000, ge=10)
+    # A stream whose client takes no data for this long is closed (it may resume).
+    events_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Streams one gateway serves at once; more are refused with 503.
+    events_max_streams: int = Field(default=1000, ge=1)
+    # Fallback poll of the change feed, should a NOTIFY be missed (a dropped connection).
+    events_poll_interval_seconds: float = Field(default=2.0, gt=0)
+    # The dashboard's sign-in at the OIDC issuer (authorization code with PKCE): the public
+    # client registered there for it, and the scopes it asks for.
+    dashboard_oidc_client_id: str | None = None
+    dashboard_oidc_scope: str = "openid edfi_admin_api/full_access"
+
+
 class Settings(
     DeploymentSettings,
     AdminDatabaseSettings,
@@ -311,6 +332,7 @@ class Settings(
     SchedulerSettings,
     AuthSettings,
     GatewaySettings,
+    EventsSettings,
     BaseSettings,
 ):
     """Every setting of every service, grouped by concern (the README has the same table); read

@@ -33,6 +33,7 @@ from services.admin_db.waiting import waiting_message
 from services.rules.connection_strings import ods_connection_string
 from services.rules.states import is_terminal
 from services.runtime import dberrors
+from services.runtime.dead_letters import death_reason
 from services.runtime.logging import get_logger
 from services.runtime.messaging import message_context, parse_or_dead_letter
 from services.runtime.metrics import (
@@ -47,7 +48,6 @@ from services.runtime.settings import Settings
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
 from services.status.events import ConnectionStrings, apply_event
 from services.status.recovery import (
-    death_reason,
     fail_dead_lettered,
     record_refusal,
     recover_orphans,

@@ -20,6 +20,7 @@ from services.provisioner.handler import Provisioner
 from services.rules.marker import Marker, staging_name
 from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
+from tests.conftest import RUN_ID
 from tests.support import pg
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,15 @@ def _provisioner(settings: Settings) -> tuple[Provisioner, list[Message]]:
 
     server = PostgresOdsServer(settings.ods_server_url, clone_slots=2)
     return (
-        Provisioner(server, emit, worker="test", retry_attempts=2, retry_max_wait=0.05),
+        # Locks scoped to this run: another run on the same server has its own instance 7.
+        Provisioner(
+            server,
+            emit,
+            worker="test",
+            retry_attempts=2,
+            retry_max_wait=0.05,
+            scope=f"tests-{RUN_ID}",
+        ),
         events,
     )
 

@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from services.admin_db import migrate as pg_migrate
 from services.admin_db.migrate_mssql import EDFI_ADMIN_COPY, MIGRATIONS_DIR, batches
-from services.admin_db.tables import SCHEMA, metadata
+from services.admin_db.tables import POSTGRES_ONLY, SCHEMA, metadata
 
 DIALECT = mssql.dialect()  # type: ignore[no-untyped-call]
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,8 @@ def _model(table: Table) -> ParsedTable:
 
 
 MIGRATED = parse(*(p.read_text() for p in sorted(MIGRATIONS_DIR.glob("*.sql"))))
-OWN = [t for t in metadata.sorted_tables if t.schema == SCHEMA]
+# The change feed's table is PostgreSQL's alone (tables.POSTGRES_ONLY): no T-SQL counterpart.
+OWN = [t for t in metadata.sorted_tables if t.schema == SCHEMA and t.name not in POSTGRES_ONLY]
 DBO = [t for t in metadata.sorted_tables if t.schema == "dbo"]
 
 

@@ -1,6 +1,6 @@
 """A wheel of the project carries what it needs at run time (the migrations, the copy of Ed-Fi's
-dbo tables, the development templates) and finds them inside the package, not in a source tree:
-a non-editable install works."""
+dbo tables, the development templates, the dashboard's files) and finds them inside the package,
+not in a source tree: a non-editable install works."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import services
 print(services.__file__)
 print(sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))[0])
 print(EDFI_ADMIN_COPY.is_file(), (TEMPLATE_SQL / "minimal.sql").is_file())
+from services.gateway.dashboard import FILES, _file
+print(all(_file(name) for name in [*FILES, "index.html"]))
 """
 
 
@@ -48,7 +50,8 @@ def test_a_wheel_finds_its_migrations_and_data_inside_the_package(tmp_path: Path
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    located, first, found = run.stdout.splitlines()
+    located, first, found, dashboard = run.stdout.splitlines()
     assert located.startswith(str(unpacked))
     assert first == "0001_edfi_admin_dbo_subset.sql"
     assert found == "True True"
+    assert dashboard == "True"  # the dashboard's page, script and style

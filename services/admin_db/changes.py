@@ -1,0 +1,111 @@
+"""The change feed: committed changes of jobs and instances, numbered in commit order (written by
+the triggers of migration 0012_changes.sql, whoever changes the rows), read here; a NOTIFY on
+`CHANNEL` follows each commit that wrote one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.admin_db.tables import changes, jobs
+
+CHANNEL = "edfi_im_changes"
+JOB = "job"
+INSTANCE = "instance"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed change: the row's state (its columns, as JSON) after that commit."""
+
+    id: int
+    kind: str  # JOB | INSTANCE
+    entity_id: str
+    body: dict[str, Any]
+
+
+def _change(row: Any) -> Change:
+    return Change(id=row.id, kind=row.kind, entity_id=row.entity_id, body=row.body)
+
+
+async def latest(conn: AsyncConnection) -> int:
+    """The number of the newest change (0 when there is none)."""
+    return int(await conn.scalar(select(func.coalesce(func.max(changes.c.id), 0))) or 0)
+
+
+async def oldest(conn: AsyncConnection) -> int | None:
+    """The number of the oldest change still kept (None when there is none)."""
+    value = await conn.scalar(select(func.min(changes.c.id)))
+    return None if value is None else int(value)
+
+
+async def after(
+    conn: AsyncConnection, cursor: int, limit: int, entity_id: str | None = None
+) -> list[Change]:
+    """Changes after `cursor`, oldest first (only one job's or instance's, if given)."""
+    query = select(changes).where(changes.c.id > cursor).order_by(changes.c.id).limit(limit)
+    if entity_id is not None:
+        query = query.where(changes.c.entity_id == entity_id)
+    return [_change(r) for r in (await conn.execute(query)).all()]
+
+
+async def history(conn: AsyncConnection, entity_id: str, limit: int) -> list[tuple[Any, Change]]:
+    """(commit time, change) of one job or instance, oldest first, as far as they are kept."""
+    rows = (
+        await conn.execute(
+            select(changes)
+            .where(changes.c.entity_id == entity_id)
+            .order_by(changes.c.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [(r.created_at, _change(r)) for r in reversed(rows)]
+
+
+async def job_with_cursor(engine: AsyncEngine, job_id: Any) -> tuple[Any, int]:
+    """A job's row and the newest change number, from one snapshot: every change after that
+    number is newer than the row."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            cursor = await latest(conn)
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    return row, cursor
+
+
+async def prune(engine: AsyncEngine, older_than_seconds: float) -> int:
+    """Forget changes older than the retention."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(changes).where(
+                changes.c.created_at < func.now() - timedelta(seconds=older_than_seconds)
+            )
+        )
+    return int(result.rowcount or 0)
+
+
+async def listen(url: str, wake: Callable[[], None]) -> asyncpg.Connection:
+    """A connection of its own that calls `wake` at every NOTIFY of the feed (the caller closes
+    it). `url` is the admin database's libpq-style URL."""
+    conn: asyncpg.Connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+
+    def notified(*_: Any) -> None:
+        wake()
+
+    await conn.add_listener(CHANNEL, notified)
+    return conn
+
+
+async def closed(conn: asyncpg.Connection) -> None:
+    """Close a listening connection, however it is."""
+    try:
+        await asyncio.wait_for(conn.close(), timeout=5)
+    except Exception:  # already broken: nothing more to release
+        conn.terminate()

@@ -1,0 +1,115 @@
+"""Dead letters listed and requeued, the same way from the command line (`just dead-letters`) and
+over HTTP (`/v2/deadLetters`): a requeued command re-opens its failed job and goes out again
+through the outbox; a requeued outcome event re-opens its job and is published again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts.messages import InstanceRequested, UnknownMessageTypeError, parse_event
+from services.admin_db.requeue import reopen_and_redrive, reopen_for_event
+from services.runtime import dead_letters
+from services.runtime.dead_letters import DeadLetter, describe
+from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.topology import (
+    MAINTENANCE_DEAD_QUEUE,
+    PROVISIONER_DEAD_QUEUE,
+    STATUS_DEAD_QUEUE,
+)
+
+T = TypeVar("T")
+QUEUES = (PROVISIONER_DEAD_QUEUE, STATUS_DEAD_QUEUE, MAINTENANCE_DEAD_QUEUE)
+# pg advisory lock key "edfi-im dead letters": reading a queue takes every message of it for a
+# moment, so two readers at once (gateways, the command line) would each see only a part.
+BROWSE_LOCK_KEY = 0x0ED1F1_DEAD
+
+# One transaction in the admin database of the tenant a message names.
+InTenant = Callable[[str | None, Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
+
+
+@asynccontextmanager
+async def _browsing(engine: AsyncEngine) -> AsyncIterator[None]:
+    async with engine.connect() as conn:
+        await conn.execute(select(func.pg_advisory_lock(BROWSE_LOCK_KEY)))
+        try:
+            yield
+        finally:
+            await conn.execute(select(func.pg_advisory_unlock(BROWSE_LOCK_KEY)))
+            await conn.commit()
+
+
+async def list_dead(rabbitmq_url: str, queue: str, lock: AsyncEngine) -> list[DeadLetter]:
+    async with _browsing(lock):
+        return await dead_letters.browse(rabbitmq_url, queue)
+
+
+async def requeue(
+    rabbitmq_url: str,
+    queue: str,
+    message_id: str,
+    *,
+    lock: AsyncEngine,
+    in_tenant: InTenant,
+    visible: Callable[[DeadLetter], bool] = lambda _: True,
+) -> str:
+    """Send one dead letter on again; what was done, in words. LookupError when it is not
+    there (or not `visible`); RequeueRefusedError when its job cannot be re-opened;
+    UnknownTenantError when it names a tenant not configured here; ValueError when it does not
+    say where it was first sent."""
+
+    async def send_on(message: AbstractIncomingMessage) -> str:
+        return await _send_on(rabbitmq_url, queue, message, in_tenant)
+
+    async with _browsing(lock):
+        return await dead_letters.take(rabbitmq_url, queue, message_id, send_on, visible)
+
+
+async def _send_on(
+    rabbitmq_url: str, queue: str, message: AbstractIncomingMessage, in_tenant: InTenant
+) -> str:
+    reopened = ""
+    if queue == PROVISIONER_DEAD_QUEUE:
+        try:
+            command = InstanceRequested.model_validate_json(message.body)
+        except ValidationError:
+            command = None
+        if command is not None:
+            await in_tenant(command.tenant, lambda conn: reopen_and_redrive(conn, command))
+            return f"job {command.job_id} re-opened and its command sent again (outbox)"
+    if queue == STATUS_DEAD_QUEUE:
+        # An outcome EdFi_Admin refused to record: its job failed; re-open it so that the event
+        # is applied when it comes back.
+        headers = dict(message.headers or {})
+        try:
+            kind = str(headers.get("type") or message.type or "") or None
+            event = parse_event(kind, message.body)
+        except (UnknownMessageTypeError, ValidationError):
+            event = None
+        if event is not None and await in_tenant(
+            event.tenant, lambda conn: reopen_for_event(conn, event)
+        ):
+            reopened = f"job {event.job_id} re-opened; "
+    letter = describe(message)
+    if not letter.exchange:
+        raise ValueError("the message does not say where it was first sent (no x-death)")
+    publisher = ConfirmingPublisher(rabbitmq_url)
+    try:
+        await publisher.publish(
+            exchange=letter.exchange,
+            routing_key=letter.routing_key or "",
+            body=json.loads(message.body),
+            message_id=message.message_id or "",
+            message_type=letter.type or "",
+            correlation_id=message.correlation_id,
+        )
+    finally:
+        await publisher.close()
+    return f"{reopened}republished to {letter.exchange} with routing key {letter.routing_key!r}"
