@@ -297,6 +297,20 @@ class ClientsRow(SQLModel, table=True):
 clients = table_of(ClientsRow)
 
 
+class DeploymentRow(SQLModel, table=True):
+    """One row: this deployment's identity, in the mark of every database it creates."""
+
+    __tablename__ = "deployment"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: uuid.UUID = column(Uuid, primary_key=True)
+    created_at: datetime = column(DateTime(timezone=True), nullable=False)
+    singleton: bool = column(Boolean, nullable=False, unique=True)
+
+
+deployment = table_of(DeploymentRow)
+
+
 class ChangesRow(SQLModel, table=True):
     """Written by the migrations' triggers only (0012_changes.sql); read by admin_db.changes."""
 

@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import select
 
+from services.admin_db.deployment import deployment_id
 from services.admin_db.engine import create_admin_engine, database_identity
 from services.admin_db.tables import db_instances
 from services.provisioner.membership import deployment_of
@@ -42,6 +43,7 @@ async def adopt(settings: Settings, tenant: str | None, instance_id: int) -> str
             row = (
                 await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
             ).first()
+        deployment = await deployment_id(engine)
     finally:
         await engine.dispose()
     if row is None or row.status == InstanceStatus.DELETED.value:
@@ -71,12 +73,12 @@ async def adopt(settings: Settings, tenant: str | None, instance_id: int) -> str
         if info.is_template:
             raise AdoptionRefusedError(f"{database!r} is a template")
         if info.marker is not None:
-            if info.marker.names(tenant, instance_id):
+            if info.marker.names(tenant, instance_id, deployment):
                 return f"{database!r} is already instance {instance_id}'s"
             raise AdoptionRefusedError(
                 f"{database!r} is marked as another instance's ({info.marker.render()})"
             )
-        await session.mark(database, Marker(instance_id, uuid.uuid4(), tenant))
+        await session.mark(database, Marker(instance_id, uuid.uuid4(), tenant, deployment))
     log.warning(
         "database adopted: this system may now rename and drop it",
         instance_id=instance_id,

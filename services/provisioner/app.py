@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceEvent, InstanceRequested
 from services.admin_db import jobs
+from services.admin_db.deployment import deployment_id
 from services.admin_db.engine import create_admin_engine, database_identity
 from services.admin_db.tenants import UnknownTenantError
 from services.provisioner.handler import Emit, Provisioner
@@ -122,6 +123,7 @@ class Provisioning:
                 fence=functools.partial(jobs.fence, engine),
                 protected=functools.partial(protection_of, protected),
                 scope=database_identity(resolved.admin_database_url),
+                deployment=functools.partial(deployment_id, engine),
             )
         static = set(settings.owned_shard_set()) if settings.owned_shards else None
         membership = (

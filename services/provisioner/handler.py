@@ -50,7 +50,9 @@ log = get_logger(__name__)
 
 class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
-    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]: ...
+    async def staging_of(
+        self, tenant: str | None, instance_id: int, deployment: str | None = None
+    ) -> list[str]: ...
     async def clone(
         self,
         template: str,
@@ -81,6 +83,8 @@ Claim = Callable[[uuid.UUID], Awaitable[Claimed]]
 # held, the job cannot be given up; when it exits cleanly, the job records that its server
 # step is done (so a later give-up applies that fact instead of failing the job).
 Fence = Callable[[uuid.UUID], AbstractAsyncContextManager[bool]]
+# This deployment's identity, read from its admin database (None: not named).
+Deployment = Callable[[], Awaitable[str | None]]
 # Why a database is one this system must never act on (None when it may).
 Protected = Callable[[str], str | None]
 
@@ -115,13 +119,8 @@ def _about(cmd: InstanceRequested) -> dict[str, Any]:
     return {"job_id": cmd.job_id, "instance_id": cmd.instance_id, "tenant": cmd.tenant}
 
 
-def _ours(info: DatabaseInfo | None, cmd: InstanceRequested) -> bool:
-    """Whether the database carries this instance's mark (its tenant's, too)."""
-    return (
-        info is not None
-        and info.marker is not None
-        and info.marker.names(cmd.tenant, cmd.instance_id)
-    )
+async def _unnamed() -> str | None:
+    return None
 
 
 class Provisioner:
@@ -139,8 +138,14 @@ class Provisioner:
         fence: Fence = _open_fence,
         protected: Protected = _nothing_protected,
         scope: str = "",
+        deployment: Deployment = _unnamed,
     ) -> None:
         self._server = server
+        # This deployment's identity (read once from the admin database): written into every
+        # mark, and another deployment's mark is never taken for this one's.
+        self._read_deployment = deployment
+        self._deployment: str | None = None
+        self._deployment_read = False
         self._claim = claim
         self._fence = fence
         self._protected = protected
@@ -191,6 +196,7 @@ class Provisioner:
                 reraise=True,
             ):
                 with retry:
+                    await self._know_deployment()
                     async with self._server.session(
                         cmd.instance_id, scope=self._scope, on_wait=waiting
                     ) as session:
@@ -251,6 +257,25 @@ class Provisioner:
                 operation=cmd.operation.value,
             )
         return claimed
+
+    async def _know_deployment(self) -> None:
+        if self._deployment_read:
+            return
+        try:
+            self._deployment = await self._read_deployment()
+        except Exception as exc:
+            raise TransientError(
+                f"admin database unreachable to read this deployment's identity: {exc!r}"
+            ) from exc
+        self._deployment_read = True
+
+    def _ours(self, info: DatabaseInfo | None, cmd: InstanceRequested) -> bool:
+        """Whether the database carries this instance's mark (its tenant's and deployment's)."""
+        return (
+            info is not None
+            and info.marker is not None
+            and info.marker.names(cmd.tenant, cmd.instance_id, self._deployment)
+        )
 
     async def _drop_staging(self, s: OdsSession, cmd: InstanceRequested) -> None:
         """The clone this job made (it is named for the job): this system drops what it made."""
@@ -362,7 +387,7 @@ class Provisioner:
         await self._progress(cmd, f"Checking whether {target} exists", 10)
         existing = await s.database(target)
         if existing is not None:
-            if _ours(existing, cmd):
+            if self._ours(existing, cmd):
                 await self._progress(cmd, f"{target} already created for this instance", 90)
                 return done
             raise DatabaseExistsError(
@@ -384,7 +409,7 @@ class Provisioner:
         if source is not None and cmd.end_source_sessions:
             # Ending sessions acts on the source: only on a database this system made for it.
             self._refuse_protected(found)
-            if found.marker is None or not found.marker.names(cmd.tenant, source):
+            if found.marker is None or not found.marker.names(cmd.tenant, source, self._deployment):
                 raise PermanentError(
                     f"database {template!r} carries no mark of instance {source}: its sessions "
                     "were not ended and it was not copied (adopt it first: `edfi-im adopt`)"
@@ -415,7 +440,7 @@ class Provisioner:
                     on_progress=cloned,
                 )
         await self._progress(cmd, "Marking the new database as this instance's", 80)
-        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant))
+        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant, self._deployment))
         await self._progress(cmd, f"Renaming to {target}", 90)
         if await s.database(target) is not None:
             await s.drop(staging)  # this system's own clone: nothing of it is left behind
@@ -456,7 +481,7 @@ class Provisioner:
         self._refuse_protected(old)
         self._refuse_protected(new)
         if old is None:
-            if _ours(new, cmd):  # renamed by an earlier attempt
+            if self._ours(new, cmd):  # renamed by an earlier attempt
                 await s.allow_connections(target)
                 return done
             raise PermanentError(f"database {source!r} does not exist on the ODS server")
@@ -466,7 +491,7 @@ class Provisioner:
                 "tool and imported): adopt it first (`edfi-im adopt <instance id>`), then rename "
                 "it; it was left untouched"
             )
-        if not old.marker.names(cmd.tenant, cmd.instance_id):
+        if not old.marker.names(cmd.tenant, cmd.instance_id, self._deployment):
             raise PermanentError(f"database {source!r} belongs to another instance")
         if new is not None:
             await s.allow_connections(source)  # an earlier attempt may have closed it
@@ -504,13 +529,13 @@ class Provisioner:
         self._refuse_protected(info)
         # Clones of this instance a create left behind (it failed after cloning): this
         # system's own, marked for this instance, so they go with it.
-        for staging in await s.staging_of(cmd.tenant, cmd.instance_id):
+        for staging in await s.staging_of(cmd.tenant, cmd.instance_id, self._deployment):
             await s.drop(staging)
             log.info("staging clone of the instance dropped", database_name=staging)
         if info is None:
             await self._progress(cmd, f"{name} is already gone", 90)
             return done(False)
-        if _ours(info, cmd):
+        if self._ours(info, cmd):
             # DROP … WITH (FORCE) ends the sessions itself; a failed drop leaves it as it was.
             async with self._fence(cmd.job_id) as live:
                 if not live:

@@ -24,11 +24,13 @@ def lock_key(*scope: object) -> int:
 @dataclass(frozen=True)
 class Marker:
     """Written as the database comment: which instance (and job) this system created it for,
-    and in which tenant (tenants on one server number their instances alike)."""
+    in which tenant, and by which deployment (tenants, and deployments sharing a server, number
+    their instances alike). A mark written before deployments were named has none."""
 
     instance_id: int
     job_id: uuid.UUID
     tenant: str | None = None
+    deployment: str | None = None
 
     def render(self) -> str:
         data: dict[str, object] = {
@@ -38,11 +40,22 @@ class Marker:
         }
         if self.tenant is not None:
             data["tenant"] = self.tenant
+        if self.deployment is not None:
+            data["deployment"] = self.deployment
         return json.dumps(data)
 
-    def names(self, tenant: str | None, instance_id: int) -> bool:
-        """Whether this is the mark of that tenant's instance."""
-        return self.instance_id == instance_id and self.tenant == tenant
+    def names(self, tenant: str | None, instance_id: int, deployment: str | None = None) -> bool:
+        """Whether this is the mark of that tenant's instance (of that deployment, when both
+        the mark and the caller name one)."""
+        return (
+            self.instance_id == instance_id
+            and self.tenant == tenant
+            and self.of_deployment(deployment)
+        )
+
+    def of_deployment(self, deployment: str | None) -> bool:
+        """Not another deployment's (a mark without one predates them and is taken as ours)."""
+        return deployment is None or self.deployment is None or self.deployment == deployment
 
     @staticmethod
     def parse(comment: str | None) -> Marker | None:
@@ -53,10 +66,12 @@ class Marker:
             if data.get("managedBy") != MANAGED_BY:
                 return None
             tenant = data.get("tenant")
+            deployment = data.get("deployment")
             return Marker(
                 int(data["instanceId"]),
                 uuid.UUID(data["jobId"]),
                 None if tenant is None else str(tenant),
+                None if deployment is None else str(deployment),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -125,13 +125,15 @@ class MssqlSession:
             rows = await fetch(self._conn, tsql.read_marker(name))
         return Marker.parse(None if not rows or rows[0][0] is None else str(rows[0][0]))
 
-    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
+    async def staging_of(
+        self, tenant: str | None, instance_id: int, deployment: str | None = None
+    ) -> list[str]:
         found = []
         for name, state in await fetch(self._conn, tsql.staging_databases(STAGING_PREFIX)):
             if state != ONLINE:
                 continue  # a restore that never finished carries no mark yet
             marker = await self._marker(str(name))
-            if marker is not None and marker.names(tenant, instance_id):
+            if marker is not None and marker.names(tenant, instance_id, deployment):
                 found.append(str(name))
         return found
 

@@ -101,7 +101,9 @@ class PostgresSession:
         comment = None if row[1] is None else str(row[1])
         return DatabaseInfo(str(row[0]), Marker.parse(comment), bool(row[2]))
 
-    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
+    async def staging_of(
+        self, tenant: str | None, instance_id: int, deployment: str | None = None
+    ) -> list[str]:
         """The staging clones marked as this tenant's instance's (left by a create that failed
         after its clone)."""
         cur = await self._conn.execute(
@@ -112,7 +114,7 @@ class PostgresSession:
         found = []
         for name, comment in await cur.fetchall():
             marker = Marker.parse(None if comment is None else str(comment))
-            if marker is not None and marker.names(tenant, instance_id):
+            if marker is not None and marker.names(tenant, instance_id, deployment):
                 found.append(str(name))
         return found
 

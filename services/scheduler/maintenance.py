@@ -16,6 +16,7 @@ from services.admin_db import inbox, outbox
 from services.admin_db import jobs as job_rows
 from services.admin_db import schedules as schedule_rows
 from services.admin_db.dbo_import import Importable, import_ods_instances
+from services.admin_db.deployment import deployment_id
 from services.admin_db.dialect import ago
 from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
 from services.rules.connection_strings import database_of, place_of
@@ -56,6 +57,7 @@ async def reconcile(
 ) -> dict[str, Any]:
     """Compare the three views of the instances; the report lists each difference."""
     databases = await server_databases(settings)
+    ours_id = await deployment_id(engine)
     lowered = {name.lower(): name for name in databases}
     staging = {name: job for name in databases if (job := _staging_job(name)) is not None}
     async with engine.connect() as conn:
@@ -152,8 +154,8 @@ async def reconcile(
                     )
                 )
             continue
-        if marker is None or marker.tenant != settings.tenant:
-            continue  # not this system's, or another tenant's on a shared server
+        if marker is None or marker.tenant != settings.tenant or not marker.of_deployment(ours_id):
+            continue  # not this system's, or another tenant's or deployment's on a shared server
         # Marked as this system's: the records must say the same.
         owner = by_id.get(marker.instance_id)
         if owner is None or owner.status == InstanceStatus.DELETED.value:

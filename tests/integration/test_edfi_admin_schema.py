@@ -88,8 +88,8 @@ def fresh() -> Any:
 
 
 # Tables made after this system's schema had its own name (never in a legacy layout).
-NEWER_TABLES = {"changes"}
-NEWER_MIGRATIONS = ["0012_changes"]
+NEWER_TABLES = {"changes", "deployment"}
+NEWER_MIGRATIONS = ["0012_changes", "0013_deployment"]
 OURS = set(LEGACY_TABLES) | set(YOYO_TABLES) | NEWER_TABLES
 
 
@@ -192,6 +192,7 @@ def test_an_installation_from_before_the_rename_moves_without_losing_a_row(fresh
         conn.execute(f"DROP FUNCTION {SCHEMA}.record_change() CASCADE")
         conn.execute(f"DROP TABLE {SCHEMA}.changes")
         conn.execute(f"DROP SEQUENCE {SCHEMA}.changes_id_seq")
+        conn.execute(f"DROP TABLE {SCHEMA}.deployment")
         conn.execute(
             f"DELETE FROM {SCHEMA}._yoyo_migration WHERE migration_id = ANY(%s)",
             (NEWER_MIGRATIONS,),

@@ -211,6 +211,10 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
     # 4. Not a finding: another tenant's database on a shared server (its marker names it).
     theirs = f"{db_prefix}Theirs_{uuid.uuid4().hex[:6]}"
     pg.create(theirs, Marker(999_998, uuid.uuid4(), "another-tenant").render())
+    # 4b. Not a finding either: another deployment's (another admin database's) database on the
+    # same server, with an instance id this deployment also has.
+    other_deployment = f"{db_prefix}OtherDeployment_{uuid.uuid4().hex[:6]}"
+    pg.create(other_deployment, Marker(999_999, uuid.uuid4(), None, str(uuid.uuid4())).render())
     # 5. A database renamed late (the records still name the old one): marked, unrecorded. Its
     # name is nothing like the pattern: the marker, not the name, makes it this system's.
     renamed = await _create(engine, settings)
@@ -276,6 +280,7 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         assert orphaned["repaired"] is False and "kept" in orphaned["detail"]
         assert pg.exists(orphan)  # reported, never dropped
         assert theirs not in json.dumps(findings)
+        assert other_deployment not in json.dumps(findings)
         [unrecorded] = kinds(kind="unrecordedDatabase", database=late)
         assert (
             unrecorded["instanceId"] == renamed.id
@@ -299,7 +304,7 @@ async def test_reconcile_reports_drift_and_repairs_only_what_is_safe(
         assert all(f["repaired"] is False for f in report["findings"])
         assert kinds(kind="missingDatabase", instanceId=gone.id)
     finally:
-        for database in (orphan, theirs, late, failed.databasename):
+        for database in (orphan, theirs, other_deployment, late, failed.databasename):
             pg.drop(database)
         async with engine.begin() as conn:
             await conn.execute(

@@ -202,13 +202,15 @@ class FakeOdsSession:
         found = self._server.databases.get(name)
         return None if found is None else DatabaseInfo(name, found.marker, online=found.online)
 
-    async def staging_of(self, tenant: str | None, instance_id: int) -> list[str]:
+    async def staging_of(
+        self, tenant: str | None, instance_id: int, deployment: str | None = None
+    ) -> list[str]:
         return [
             name
             for name, db in self._server.databases.items()
             if name.startswith("edfi_im_staging_")
             and db.marker is not None
-            and db.marker.names(tenant, instance_id)
+            and db.marker.names(tenant, instance_id, deployment)
         ]
 
     async def clone(
@@ -1507,3 +1509,49 @@ async def test_a_copy_of_a_missing_source_names_the_source(emit: Recorder) -> No
     await _provisioner(server, emit).handle(cmd, attempt=1)
 
     assert "the database of instance 7" in _assert_single_failure(emit, cmd).reason
+
+
+# --- deployments sharing a server ---------------------------------------------------------------
+
+HERE, ELSEWHERE = "deployment-here", "deployment-elsewhere"
+
+
+async def _here() -> str:
+    return HERE
+
+
+async def test_marks_name_this_deployment(server: FakeOdsServer, emit: Recorder) -> None:
+    cmd = _command()
+    await _provisioner(server, emit, deployment=_here).handle(cmd, attempt=1)
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT, HERE)
+
+
+async def test_another_deployments_database_of_the_same_instance_id_is_never_taken_for_ours(
+    emit: Recorder,
+) -> None:
+    """Another deployment (a test stack, another admin database) on the same server made
+    TARGET for its own instance 7 of the same tenant: a create here fails and leaves it; a
+    delete here refuses to drop it."""
+    theirs = Marker(INSTANCE_ID, uuid.uuid4(), TENANT, ELSEWHERE)
+    server = FakeOdsServer({TEMPLATE: None, TARGET: theirs, "postgres": None})
+    cmd = _command()
+    await _provisioner(server, emit, deployment=_here).handle(cmd, attempt=1)
+    assert (
+        "not created by this system for this instance" in _assert_single_failure(emit, cmd).reason
+    )
+    delete, deleting = _delete_command(), Recorder()
+    await _provisioner(server, deleting, deployment=_here).handle(delete, attempt=1)
+    failed = _only_outcome(deleting, delete, InstanceDeleteFailed)
+    assert "left untouched" in failed.reason
+    assert server.marker(TARGET) == theirs
+
+
+async def test_a_mark_made_before_deployments_were_named_is_still_ours(
+    emit: Recorder,
+) -> None:
+    server = FakeOdsServer({TEMPLATE: None, TARGET: _ours(), "postgres": None})
+    delete = _delete_command()
+    await _provisioner(server, emit, deployment=_here).handle(delete, attempt=1)
+    assert _only_outcome(emit, delete, InstanceDeleted).dropped
+    assert TARGET not in server.databases
