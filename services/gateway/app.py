@@ -22,6 +22,11 @@ from services.gateway import console, copies, dashboard, problems, unmanaged
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
 from services.gateway.dead_letter_routes import router as dead_letter_router
+from services.gateway.documentation import (
+    PROTECTED_RESPONSES,
+    declare_body_limit,
+    documented_app,
+)
 from services.gateway.edfi.answers import EdFiError, edfi_response
 from services.gateway.edfi.info import information_router
 from services.gateway.edfi.info import tenants_router as edfi_tenants_router
@@ -110,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await engine.dispose()
             log.info("gateway stopped")
 
-    app = FastAPI(
+    app = documented_app(
         title="Ed-Fi ODS instance manager",
         version="0.1.0",
         description="Creates ODS databases asynchronously; every request is a job.",
@@ -169,20 +174,22 @@ def create_app(settings: Settings) -> FastAPI:
         return edfi_response(request, exc)
 
     protected = [Depends(authorize), Depends(select_tenant)]
+    answers = PROTECTED_RESPONSES
     app.include_router(information_router)
     app.include_router(auth_router)
-    app.include_router(router, tags=["instances"], dependencies=protected)
-    app.include_router(copies.router, tags=["instances"], dependencies=protected)
-    app.include_router(schedule_router, dependencies=protected)
-    app.include_router(manage_router(), dependencies=protected)
+    app.include_router(router, tags=["instances"], dependencies=protected, responses=answers)
+    app.include_router(copies.router, tags=["instances"], dependencies=protected, responses=answers)
+    app.include_router(schedule_router, dependencies=protected, responses=answers)
+    app.include_router(manage_router(), dependencies=protected, responses=answers)
     app.include_router(edfi_tenants_router)
-    app.include_router(events_router, dependencies=protected)
-    app.include_router(dead_letter_router, dependencies=protected)
+    app.include_router(events_router, dependencies=protected, responses=answers)
+    app.include_router(dead_letter_router, dependencies=protected, responses=answers)
     app.include_router(dashboard.router)
     app.include_router(console.tenants_router)
-    app.include_router(console.instances_router, dependencies=protected)
+    app.include_router(console.instances_router, dependencies=protected, responses=answers)
     app.include_router(unmanaged.router)  # last: only what nothing above serves
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    declare_body_limit(app, settings.max_body_bytes)
     app.add_middleware(CanonicalPaths)
     if settings.cors_origins:
         # Outermost, so a preflight is answered before anything asks for a token.
