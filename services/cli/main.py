@@ -10,7 +10,7 @@ from pathlib import Path
 
 from services.rules.errors import ConfigurationError
 from services.runtime.logging import configure_logging, get_logger
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, load_settings
 
 SERVICES = ("gateway", "provisioner", "status", "scheduler")
 
@@ -74,7 +74,16 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
                 removed = await auth.remove_client(engine, args.client_id)
                 print(f"client {args.client_id} {'removed' if removed else 'not found'}")
                 return 0 if removed else 1
-            secret = os.environ.get("EDFI_IM_CLIENT_SECRET") or getpass.getpass("Client secret: ")
+            secret = os.environ.get("EDFI_IM_CLIENT_SECRET")
+            if not secret:
+                if not sys.stdin.isatty():
+                    print(
+                        "clients add: no client secret: set EDFI_IM_CLIENT_SECRET (without a "
+                        "terminal there is no prompt to ask for it)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                secret = getpass.getpass("Client secret: ")
             tenants = None if args.tenants is None else args.tenants.split(",")
             scopes = auth.parse_scopes(args.scopes)
             name = args.name or args.client_id
@@ -197,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
 
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"edfi-im: configuration error: {exc}", file=sys.stderr)
+        return 2
     service = args.service if args.command == "run" else "edfi-im"
     configure_logging(service, settings.log_level, settings.log_format)
     log = get_logger("edfi-im")
@@ -297,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 schema_export.export()
                 asyncapi.export()
     except ConfigurationError as exc:
-        log.error("configuration error", error=str(exc))
+        print(f"edfi-im: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
