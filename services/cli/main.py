@@ -154,6 +154,38 @@ def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace, settings:
     return asyncio.run(run())
 
 
+def _dead_letters(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
+) -> int:
+    """`edfi-im dead-letters list|requeue|discard`."""
+    from services.admin_db.requeue import RequeueRefusedError
+    from services.admin_db.tenants import UnknownTenantError
+    from services.cli import deadletters
+
+    if args.action == "list":
+        letters = asyncio.run(deadletters.list_dead(settings, args.queue))
+        for letter in letters:
+            print(json.dumps(letter.as_dict()))
+        unreadable = sum(1 for letter in letters if letter.unreadable)
+        print(
+            f"{len(letters)} dead-lettered message(s) in {args.queue}"
+            + (f", {unreadable} unreadable (discard them)" if unreadable else "")
+        )
+        return 0
+    if not args.message_id:
+        parser.error(f"{args.action} needs a message id (see `dead-letters list`)")
+    act = deadletters.requeue if args.action == "requeue" else deadletters.discard
+    try:
+        print(asyncio.run(act(settings, args.queue, args.message_id)))
+    except LookupError as exc:
+        print(f"not found: {exc}", file=sys.stderr)
+        return 1
+    except (RequeueRefusedError, UnknownTenantError, ValueError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _check_file(path: Path, expected: str) -> bool:
     return path.exists() and path.read_text() == expected
 
@@ -169,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("templates", help="create missing development template databases")
     setup = sub.add_parser("setup", help="migrate, declare the topology, create dev templates")
     setup.add_argument("--no-templates", action="store_true")
-    dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or requeue one")
-    dead.add_argument("action", choices=("list", "requeue"))
+    dead = sub.add_parser(
+        "dead-letters", help="list dead-lettered messages, requeue one, or discard one"
+    )
+    dead.add_argument("action", choices=("list", "requeue", "discard"))
     dead.add_argument("message_id", nargs="?")
     dead.add_argument(
         "--queue",
@@ -273,22 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "clients":
             return _clients(parser, args, settings)
         elif args.command == "dead-letters":
-            from services.cli import deadletters
-
-            if args.action == "list":
-                letters = asyncio.run(deadletters.list_dead(settings, args.queue))
-                for letter in letters:
-                    print(json.dumps(letter.__dict__))
-                print(f"{len(letters)} dead-lettered message(s) in {args.queue}")
-            else:
-                if not args.message_id:
-                    parser.error("requeue needs a message id (see `dead-letters list`)")
-                try:
-                    done = asyncio.run(deadletters.requeue(settings, args.queue, args.message_id))
-                except Exception as exc:
-                    log.error("requeue refused", error=str(exc))
-                    return 1
-                print(done)
+            return _dead_letters(parser, args, settings)
         elif args.command == "schemas":
             from contracts import schema_export
             from services.cli import documents as asyncapi
