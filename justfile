@@ -58,9 +58,10 @@ topology: sync
 templates: sync
     uv run --frozen edfi-im templates
 
-# Dead letters: `just dead-letters list` (add `--queue status.dead` for events), or
-# `just dead-letters requeue <message id>` once the cause is fixed.
-[doc("Dead letters: list [--queue status.dead], or requeue <message id> once the cause is fixed")]
+# Dead letters: `just dead-letters list` (add `--queue status.dead` for events),
+# `just dead-letters requeue <message id>` once the cause is fixed, or `discard <message id>`
+# for one that is unreadable or not to be sent again.
+[doc("Dead letters: list [--queue status.dead], requeue <message id> once the cause is fixed, discard <message id>")]
 dead-letters *args: sync
     uv run --frozen edfi-im dead-letters {{args}}
 

@@ -12,7 +12,6 @@ import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.admin_db.engine import create_admin_engine
@@ -39,7 +38,7 @@ from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
 from services.runtime.logging import get_logger
-from services.runtime.metrics import HTTP_REQUEST_SECONDS
+from services.runtime.metrics import HTTP_REQUEST_SECONDS, exposition
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
@@ -142,9 +141,10 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         """Prometheus metrics (no token: scrape it from inside your network)."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
