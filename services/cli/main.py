@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     log = get_logger("edfi-im")
     try:
         if args.command == "run":
+            from services.cli.preflight import admin_databases_exist
+
+            asyncio.run(admin_databases_exist(settings))
             _run_service(args.service, settings)
         elif args.command == "migrate":
             from services.admin_db.migrate import migrate_all

@@ -7,8 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
+
+from tests.support import pg
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +134,28 @@ def test_clients_add_without_a_secret_or_a_terminal_says_what_to_set() -> None:
         "clients add: no client secret: set EDFI_IM_CLIENT_SECRET (without a terminal there is "
         "no prompt to ask for it)"
     ]
+
+
+@pytest.mark.parametrize("service", ["gateway", "status"])
+def test_an_admin_database_that_does_not_exist_is_one_line_naming_its_setting(
+    service: str,
+) -> None:
+    missing = f"EdFi_Admin_missing_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{missing}"
+    rc, stderr = _edfi_im("run", service, env={"EDFI_IM_ADMIN_DATABASE_URL": url})
+    line = _one_readable_line(stderr)
+    assert rc == 2
+    assert line.endswith(
+        f"EDFI_IM_ADMIN_DATABASE_URL: the admin database {missing!r} does not exist; create "
+        "and migrate it with `edfi-im migrate` (`just setup`)"
+    )
+    tenants = _tenants(a={"admin_database_url": url})
+    rc, stderr = _edfi_im(
+        "run",
+        service,
+        env={"EDFI_IM_ADMIN_DATABASE_URL": pg.SERVER, "EDFI_IM_TENANTS": tenants},
+    )
+    assert rc == 2
+    assert "EDFI_IM_TENANTS (tenant 'a', admin_database_url): the admin database" in (
+        _one_readable_line(stderr)
+    )
