@@ -16,6 +16,10 @@ SERVICES = ("gateway", "provisioner", "status", "scheduler")
 
 
 def _run_service(name: str, settings: Settings) -> None:
+    """Run one service in the foreground, once its admin databases are known to exist."""
+    from services.cli.preflight import admin_databases_exist
+
+    asyncio.run(admin_databases_exist(settings))
     if name == "gateway":
         import uvicorn
 
@@ -250,9 +254,6 @@ def main(argv: list[str] | None = None) -> int:
     log = get_logger("edfi-im")
     try:
         if args.command == "run":
-            from services.cli.preflight import admin_databases_exist
-
-            asyncio.run(admin_databases_exist(settings))
             _run_service(args.service, settings)
         elif args.command == "migrate":
             from services.admin_db.migrate import migrate_all

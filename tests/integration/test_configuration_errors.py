@@ -118,7 +118,8 @@ def test_a_configuration_mistake_is_one_line_naming_the_setting_and_exit_code_2(
 
 def test_a_rule_checked_when_a_service_starts_is_one_line_too() -> None:
     """Production without a signing key: found by the gateway, not by the settings' parsing."""
-    rc, stderr = _edfi_im("run", "gateway", env={"EDFI_IM_ENVIRONMENT": "production"})
+    env = {"EDFI_IM_ENVIRONMENT": "production", "EDFI_IM_ADMIN_DATABASE_URL": pg.SERVER}
+    rc, stderr = _edfi_im("run", "gateway", env=env)
     line = _one_readable_line(stderr)
     assert rc == 2
     assert "EDFI_IM_JWT_SIGNING_KEY is not set" in line
