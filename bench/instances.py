@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -257,8 +258,11 @@ class Bench:
 
 
 def drop_prefixed(prefix: str) -> None:
-    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+    """Drop the bench's databases, eight at a time: each DROP DATABASE waits for a checkpoint,
+    and drops that wait together share one."""
+    names = pg.databases_like(prefix.replace("_", r"\_") + "%")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(pg.drop, names))
 
 
 def clone_overhead(b: Bench, templates: dict[str, str], runs: int) -> list[dict[str, Any]]:
