@@ -613,9 +613,18 @@ def accept(b: Bench, concurrency: int, seconds: float) -> dict[str, Any]:
 def bench_stack(
     tag: str, prefix: str, shards: int, templates: dict[str, str], clone_concurrency: int
 ) -> Iterator[Bench]:
-    b = Bench(tag, prefix, shards, templates, clone_concurrency)
+    for attempt in range(3):
+        b = Bench(f"{tag}{attempt or ''}", prefix, shards, templates, clone_concurrency)
+        try:
+            b.start()
+            break
+        except RuntimeError as exc:
+            b.close()
+            # A free port taken by another process before the service bound it: new ports.
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            print("  a port was taken meanwhile: starting the stack again", flush=True)
     try:
-        b.start()
         yield b
     finally:
         b.close()
@@ -948,6 +957,12 @@ def main() -> None:
                 print("bulk, one shard ...", flush=True)
                 results["bulk"].append(bulk(b1, bulk_n, bulk_runs))
             results["peakMemoryMB"]["1 shard"] = b1.memory
+    except Exception as exc:
+        # What was measured is kept (and says it is partial), then the run fails loudly.
+        results["error"] = repr(exc)
+        results["machine"]["loadEnd"] = [round(v, 2) for v in os.getloadavg()]
+        write_results("instances-partial", quick=quick, results=results)
+        raise
     finally:
         drop_prefixed(prefix)
         drop_template(large)
