@@ -298,6 +298,9 @@ def bulk(
     b: Bench, count: int, runs: int, template: str = "Minimal", database: str = TINY
 ) -> dict[str, Any]:
     system, bare = [], []
+    procs = {name: proc.pid for name, proc in b.stack.procs.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    cpu: dict[str, float] = {}
     for run in range(runs):
         started = time.perf_counter()
         result = b.load(
@@ -317,6 +320,12 @@ def bulk(
             raise RuntimeError(f"only {len(ids)} of {count} creates accepted: {result}")
         b.all_completed(ids)
         system.append(time.perf_counter() - started)
+        if run == 0:
+            # CPU each service spent per create (the first run only: no drops in it).
+            cpu = {
+                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2)
+                for name, pid in procs.items()
+            }
         drop_prefixed(b.prefix)
         started = time.perf_counter()
         for k in range(count):
@@ -329,6 +338,7 @@ def bulk(
         "instances": count,
         "shards": b.stack.shard_count,
         "cloneConcurrency": b.clone_concurrency,
+        "cpuMsPerCreate": cpu,
         "system": s,
         "bare": base,
         "ratio": ratio(s, base),
@@ -730,6 +740,11 @@ def report(results: dict[str, Any]) -> None:
             f"{r['template']:<9} {r['instances']:>4} {r['shards']:>6} {r['cloneConcurrency']:>6} "
             f"{r['system']['runs']:>4} {_ms(r['system'])} {_ms(r['bare'])} {r['ratio']:>6}"
         )
+    for r in results["bulk"]:
+        print(
+            f"  CPU ms per create ({r['template']}, {r['shards']} shards): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(r["cpuMsPerCreate"].items()))
+        )
     print()
     a = results["accept"]
     print(
@@ -867,6 +882,14 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"| sustained pipeline, highest rate kept up with | {p['keptUpPerSecond']}/s "
         f"| bare sequential {p['bareClonesPerSecond']}/s | {p['ratio']} |"
     )
+    lines.append("")
+    for r in results["bulk"]:
+        lines.append(
+            f"CPU ms per create, {r['instances']} at once ({r['template']}, {r['shards']} "
+            "shards): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(r["cpuMsPerCreate"].items()))
+            + "  "
+        )
     return "\n".join(lines) + "\n"
 
 
