@@ -108,10 +108,24 @@ faults *args: sync
 chaos seconds="300": sync
     CHAOS_SECONDS={{seconds}} uv run --frozen pytest tests/faults/test_chaos.py -q
 
-# Benchmarks (not tests): instances (clone overhead, bulk, accept path, pipeline; each against
-# its hand-made baseline), then scheduler fire lateness. Tables printed, JSON in bench/results/.
-[doc("Benchmarks: instances (clone, bulk, accept path, pipeline), then scheduler fire lateness")]
+# Benchmarks (not tests): instances (clone concurrency sweep, clone overhead, bulk, sustained
+# pipeline, paging, accept path; each against its hand-made baseline, each ratio of issue 18
+# beside its goal), then scheduler fire lateness. Tables printed; JSON and markdown in
+# bench/results/. About 12 minutes; `just bench-quick` about 5.
+[doc("Benchmarks: clone concurrency, one create, bulk, pipeline, paging, accept path (each ratio beside its goal), then scheduler fire lateness")]
 bench: bench-instances bench-scheduler
+
+# The same, shorter: fewer runs, 20 s offers, one size of schedules.
+bench-quick: sync services
+    uv run --frozen edfi-im templates
+    uv run --frozen python -m bench.instances --quick
+    uv run --frozen python -m bench.scheduler --sizes 1000 --period 10
+
+# Where a create's time goes (every statement logged with its duration, py-spy on each service):
+# bench/profile.py, as root on the machine's own PostgreSQL (it reads the server's log).
+bench-profile *args: sync services
+    uv run --frozen edfi-im templates
+    uv run --frozen python -m bench.profile {{args}}
 
 # The instance benchmarks alone (`just bench-instances --runs 3` …; see --help).
 bench-instances *args: sync services

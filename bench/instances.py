@@ -1,20 +1,27 @@
 """Where an instance's time goes, each figure beside what an operator would do by hand, in one
-run on one machine (`just bench`). Prints a table; writes JSON to bench/results/.
+run on one machine (`just bench`; `just bench-quick` for a shorter run). Prints a table and each
+ratio of issue 18 beside its goal; writes JSON and a markdown table to bench/results/, with the
+machine's load average at the start and the end (figures from a busy machine are not the
+system's).
 
 The services run as real processes (as `just up` runs them) against a fresh admin database and
 RabbitMQ vhost; every database the bench creates is dropped at the end.
 
-1. Clone overhead: POST -> `Completed` seen by polling the API, against a bare
+0. Clone concurrency sweep: bare clones at 1, 2, 3, 4, 6, 8 at once, for the small and the
+   large template: what the server sustains. The concurrency that does best for both is the
+   one the stacks run with (EDFI_IM_CLONE_CONCURRENCY), and is printed.
+1. Clone overhead: POST -> `Completed` seen on the job's event stream, against a bare
    `CREATE DATABASE ... TEMPLATE ...` of the same template, for the tiny development template
    and for a ~100 MB template the bench generates.
-2. Bulk: N creates requested at once until all are `Completed`, against N sequential bare clones
-   (a shell loop), with the default shard count and with one shard.
-3. Accept path: `POST /v2/dbInstances` from a separate load-generator process (bench/load.py) at
-   a fixed concurrency, with a token, against `GET /health` at the same concurrency (the HTTP
-   floor); and `GET /v2/dbInstances` paging over 10,000 rows against the same SELECT run directly.
-4. Pipeline: creates offered at a fixed rate for 30 s; jobs per second accepted -> terminal and
-   the time split by stage (outbox relay, queue wait, provisioning, status apply), against the
-   rate of sequential bare clones.
+2. Bulk: N creates requested at once until all have ended, against N sequential bare clones,
+   for both templates (fewer of the large one: disk), with 8 shards and (full mode) one shard.
+3. Sustained pipeline: creates offered at a fixed rate for 60 s (open loop), backlog sampled
+   every second; the highest rate kept up with (backlog bounded, the rest ended within 10 s)
+   against the sequential bare clone rate: first 80 % of it, then up or down.
+4. Paging: `GET /v2/dbInstances` over 10,000 rows against the same SELECT run directly.
+5. Accept path: `POST /v2/dbInstances` from a separate load-generator process (bench/load.py)
+   at a fixed concurrency, against `GET /health` at the same concurrency (the HTTP floor):
+   throughput ratio, and the gateway's CPU time per request.
 Peak memory (VmHWM) of each service process is reported for each stack.
 """
 
@@ -22,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,8 +127,16 @@ def peak_memory_mb(stack: Stack) -> dict[str, float]:
 class Bench:
     """One stack (own vhost and admin database) and its client."""
 
-    def __init__(self, tag: str, prefix: str, shard_count: int, templates: dict[str, str]) -> None:
+    def __init__(
+        self,
+        tag: str,
+        prefix: str,
+        shard_count: int,
+        templates: dict[str, str],
+        clone_concurrency: int = 2,
+    ) -> None:
         self.tag = tag
+        self.clone_concurrency = clone_concurrency
         self.prefix = prefix
         self.vhost = f"edfi_im_bench_{tag}"
         self.database = f"edfi_im_bench_{tag}"
@@ -129,6 +147,7 @@ class Bench:
             "EDFI_IM_RABBITMQ_URL": rabbit.amqp_url(self.vhost),
             "EDFI_IM_DATABASE_NAME_PATTERN": prefix + "{name}",
             "EDFI_IM_SHARD_COUNT": str(shard_count),
+            "EDFI_IM_CLONE_CONCURRENCY": str(clone_concurrency),
             "EDFI_IM_TEMPLATES": json.dumps(templates),
             "EDFI_IM_REGISTRATION_ENABLED": "true",
             "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
@@ -174,6 +193,23 @@ class Bench:
         instance_id: int = r.json()["id"]
         return instance_id
 
+    def create_and_follow(self, name: str, template: str, timeout: float = 600) -> str:
+        """POST a create, then follow its job's event stream (GET /v2/jobs/{id}/events, which
+        ends when the job ends): what a client does to learn the outcome at once, without
+        polling. The job's last status."""
+        r = self.api.post("/v2/dbInstances", json={"name": name, "databaseTemplate": template})
+        r.raise_for_status()
+        job_id = r.json()["jobId"]
+        status = "?"
+        with self.api.stream("GET", f"/v2/jobs/{job_id}/events", timeout=timeout) as events:
+            events.raise_for_status()
+            for line in events.iter_lines():
+                if line.startswith("data:") and '"status"' in line:
+                    data = json.loads(line[5:])
+                    if "progressPercent" in data or "type" in data:  # a job's frame
+                        status = data.get("status", status)
+        return status
+
     def until_completed(self, instance_id: int, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -196,7 +232,7 @@ class Bench:
             )[0][0]
             if done == len(ids):
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise TimeoutError(f"{len(ids)} creates not all done in {timeout}s")
 
     def load(self, *args: str) -> dict[str, Any]:
@@ -222,8 +258,11 @@ class Bench:
 
 
 def drop_prefixed(prefix: str) -> None:
-    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+    """Drop the bench's databases, eight at a time: each DROP DATABASE waits for a checkpoint,
+    and drops that wait together share one."""
+    names = pg.databases_like(prefix.replace("_", r"\_") + "%")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(pg.drop, names))
 
 
 def clone_overhead(b: Bench, templates: dict[str, str], runs: int) -> list[dict[str, Any]]:
@@ -235,8 +274,10 @@ def clone_overhead(b: Bench, templates: dict[str, str], runs: int) -> list[dict[
             for which in ("system", "bare") if i % 2 == 0 else ("bare", "system"):
                 if which == "system":
                     started = time.perf_counter()
-                    b.until_completed(b.create(f"Overhead {key} {i}", key))
+                    ended = b.create_and_follow(f"Overhead {key} {i}", key)
                     system.append(time.perf_counter() - started)
+                    if ended != "Completed":
+                        raise RuntimeError(f"create of {key} ended {ended}")
                 else:
                     bare.append(bare_clone(template, f"{b.prefix}bare_{key}_{i}"))
             drop_prefixed(b.prefix)
@@ -253,8 +294,13 @@ def clone_overhead(b: Bench, templates: dict[str, str], runs: int) -> list[dict[
     return rows
 
 
-def bulk(b: Bench, count: int, runs: int) -> dict[str, Any]:
+def bulk(
+    b: Bench, count: int, runs: int, template: str = "Minimal", database: str = TINY
+) -> dict[str, Any]:
     system, bare = [], []
+    procs = {name: proc.pid for name, proc in b.stack.procs.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    cpu: dict[str, float] = {}
     for run in range(runs):
         started = time.perf_counter()
         result = b.load(
@@ -264,75 +310,214 @@ def bulk(b: Bench, count: int, runs: int) -> dict[str, Any]:
             str(count),
             "--concurrency",
             "50",
+            "--template",
+            template,
             "--prefix",
-            f"Bulk {run}",
+            f"Bulk {template} {run}",
         )
         ids = set(result["ids"])
         if len(ids) != count:
             raise RuntimeError(f"only {len(ids)} of {count} creates accepted: {result}")
         b.all_completed(ids)
         system.append(time.perf_counter() - started)
+        if run == 0:
+            # CPU each service spent per create (the first run only: no drops in it).
+            cpu = {
+                name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2)
+                for name, pid in procs.items()
+            }
         drop_prefixed(b.prefix)
         started = time.perf_counter()
         for k in range(count):
-            bare_clone(TINY, f"{b.prefix}seq_{run}_{k}")
+            bare_clone(database, f"{b.prefix}seq_{run}_{k}")
         bare.append(time.perf_counter() - started)
         drop_prefixed(b.prefix)
     s, base = summary(system), summary(bare)
     return {
+        "template": template,
         "instances": count,
         "shards": b.stack.shard_count,
+        "cloneConcurrency": b.clone_concurrency,
+        "cpuMsPerCreate": cpu,
         "system": s,
         "bare": base,
         "ratio": ratio(s, base),
     }
 
 
-def pipeline(b: Bench, rate: float, seconds: float) -> dict[str, Any]:
-    apply_sum = b.status_metric("edfi_im_event_apply_delay_seconds_sum")
-    apply_count = b.status_metric("edfi_im_event_apply_delay_seconds_count")
-    result = b.load(
-        "--mode", "create", "--rate", str(rate), "--seconds", str(seconds), "--prefix", "Pipeline"
-    )
-    ids = set(result["ids"])
-    b.all_completed(ids)
+def sweep(template: str, prefix: str, clones: int, levels: list[int]) -> dict[str, Any]:
+    """What the server sustains: `clones` bare clones of `template` at each concurrency (that
+    many connections cloning at once, each taking the next name); clones a second at each."""
+    rates: dict[int, float] = {}
+    for level in levels:
+        names = iter(range(clones))
+        lock = threading.Lock()
+
+        def worker(
+            level: int = level, names: Iterator[int] = names, lock: threading.Lock = lock
+        ) -> None:
+            while True:
+                with lock:
+                    k = next(names, None)
+                if k is None:
+                    return
+                bare_clone(template, f"{prefix}sweep_{level}_{k}")
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(level)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates[level] = round(clones / (time.perf_counter() - started), 2)
+        drop_prefixed(prefix)
+    return {"clones": clones, "perSecond": rates}
+
+
+def best_concurrency(small: dict[str, Any], large: dict[str, Any]) -> int:
+    """The concurrency that does best for both templates: the highest of the two rates, each
+    as a share of that template's best, taking the lower share (ties: fewer clones at once)."""
+    score: dict[int, float] = {}
+    best_small = max(small["perSecond"].values())
+    best_large = max(large["perSecond"].values())
+    for level, rate in small["perSecond"].items():
+        other = large["perSecond"].get(level, 0.0)
+        score[level] = min(rate / best_small, other / best_large)
+    top = max(score.values())
+    return min(level for level, v in score.items() if v >= top - 0.02)
+
+
+def stages(b: Bench, ids: set[int]) -> dict[str, Any]:
+    """Each stage of the creates `ids` from their own stamps (each the start of that step's
+    transaction): accept -> relay, relay -> claim, claim -> finished."""
     rows = pg.query(
         b.database,
-        "SELECT j.created_at, o.sent_at, j.started_at, j.finished_at, j.status "
+        "SELECT j.created_at, o.sent_at, j.claimed_at, j.finished_at, j.status "
         "FROM edfi_im.jobs j JOIN edfi_im.dbinstances i ON i.currentjobid = j.id "
         "JOIN edfi_im.outbox o ON (o.body->>'job_id')::uuid = j.id "
         "WHERE i.id = ANY(%s)",
         (list(ids),),
     )
-    drop_prefixed(b.prefix)
-    completed = [r for r in rows if r[4] == "Completed"]
-    first = min(r[0] for r in completed)
-    last = max(r[3] for r in completed)
-    span = (last - first).total_seconds()
+    completed = [r for r in rows if r[4] == "Completed" and r[2] is not None]
+    if not completed:
+        return {}
 
     def stage(f: Callable[[tuple[Any, ...]], float]) -> dict[str, Any]:
         return summary([f(r) for r in completed])
 
-    applied = b.status_metric("edfi_im_event_apply_delay_seconds_count") - apply_count
-    apply_mean = (
-        (b.status_metric("edfi_im_event_apply_delay_seconds_sum") - apply_sum) / applied
-        if applied
-        else 0.0
-    )
+    first = min(r[0] for r in completed)
+    last = max(r[3] for r in completed)
+    span = (last - first).total_seconds()
     return {
-        "offeredPerSecond": rate,
-        "seconds": seconds,
-        "accepted": len(ids),
         "completed": len(completed),
         "jobsPerSecond": round(len(completed) / span, 2) if span else None,
         "endToEnd": stage(lambda r: (r[3] - r[0]).total_seconds()),
-        "stages": {
-            "outboxRelay": stage(lambda r: (r[1] - r[0]).total_seconds()),
-            "queueWait": stage(lambda r: (r[2] - r[1]).total_seconds()),
-            "provisioning": stage(lambda r: (r[3] - r[2]).total_seconds()),
-            "statusApplyMean_ms": round(apply_mean * 1000, 1),
-        },
+        "outboxRelay": stage(lambda r: (r[1] - r[0]).total_seconds()),
+        "relayToClaim": stage(lambda r: (r[2] - r[1]).total_seconds()),
+        "claimToFinished": stage(lambda r: (r[3] - r[2]).total_seconds()),
+    }
+
+
+def offer(b: Bench, rate: float, seconds: float, label: str) -> dict[str, Any]:
+    """Creates offered at `rate` a second for `seconds` (open loop, bench/load.py); the backlog
+    (accepted, not yet ended) sampled every second; then how long the rest took to end. Kept
+    up: every create accepted and Completed, the backlog of the last third of the offer at most
+    three seconds' worth (it did not grow), and the rest ended within 10 s of the offer."""
+    name = f"Sustain {label}"
+    command = [sys.executable, "-m", "bench.load", "--url", b.stack.url, "--token", b.token]
+    load = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
+        [
+            *command,
+            *("--mode", "create", "--rate", str(rate), "--seconds", str(seconds)),
+            *("--prefix", name, "--concurrency", "64"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    backlog: list[tuple[float, int]] = []
+    began = time.perf_counter()
+
+    def counts() -> tuple[int, int, int]:
+        row = pg.query(
+            b.database,
+            "SELECT count(*), count(*) FILTER (WHERE status IN ('Completed', 'Error')), "
+            "count(*) FILTER (WHERE status = 'Error') FROM edfi_im.dbinstances "
+            "WHERE name LIKE %s",
+            (name.replace("_", r"\_") + " %",),
+        )[0]
+        return int(row[0]), int(row[1]), int(row[2])
+
+    while load.poll() is None:
+        time.sleep(1.0)
+        accepted, ended, _ = counts()
+        backlog.append((round(time.perf_counter() - began, 1), accepted - ended))
+    out, _ = load.communicate()
+    result = json.loads(out)
+    ids = set(result["ids"])
+    offer_end = time.perf_counter()
+    drain_limit = 10.0
+    while True:
+        accepted, ended, errors = counts()
+        if ended >= len(ids) or time.perf_counter() - offer_end > drain_limit + 20:
+            break
+        time.sleep(0.1)
+    drain = time.perf_counter() - offer_end
+    tail = [v for t, v in backlog if t >= seconds * 2 / 3]
+    bounded = max(tail or [0]) <= max(3 * rate, 5)
+    kept = (
+        bounded
+        and drain <= drain_limit
+        and errors == 0
+        and result["errors"] == 0
+        and set(result["statuses"]) == {"202"}
+        and ended >= len(ids)
+    )
+    staged = stages(b, ids)
+    drop_prefixed(b.prefix)
+    return {
+        "offeredPerSecond": rate,
+        "sentPerSecond": result["perSecond"],
+        "seconds": seconds,
+        "accepted": len(ids),
+        "ended": ended,
+        "errors": errors + result["errors"],
+        "statuses": result["statuses"],
         "acceptP50_ms": result["p50_ms"],
+        "backlog": backlog,
+        "maxBacklogLastThird": max(tail or [0]),
+        "drain_s": round(drain, 2),
+        "keptUp": kept,
+        "stages": staged,
+    }
+
+
+def sustained(b: Bench, bare_rate: float, seconds: float, trials: int) -> dict[str, Any]:
+    """The highest offered create rate the system keeps up with, as a share of the sequential
+    bare clone rate: first 80 % (the goal); then up by a quarter while it keeps up and no rate
+    above has failed, else halfway between the highest kept and the lowest failed (halving
+    while nothing was kept); `trials` offers of `seconds` each."""
+    tried = []
+    kept_share, failed_share = 0.0, None
+    share = 0.8
+    for k in range(trials):
+        rate = round(share * bare_rate, 1)
+        print(f"  offering {rate}/s for {seconds:g} s ...", flush=True)
+        result = offer(b, rate, seconds, f"t{k}")
+        tried.append(result)
+        if result["keptUp"]:
+            kept_share = share
+            share = share * 1.25 if failed_share is None else (share + failed_share) / 2
+        else:
+            failed_share = share
+            share = share / 2 if kept_share == 0 else (kept_share + share) / 2
+    kept = [t for t in tried if t["keptUp"]]
+    best = max(kept, key=lambda t: t["offeredPerSecond"]) if kept else None
+    return {
+        "bareClonesPerSecond": bare_rate,
+        "trials": tried,
+        "keptUpPerSecond": best["offeredPerSecond"] if best else 0.0,
+        "ratio": round(best["offeredPerSecond"] / bare_rate, 2) if best and bare_rate else 0.0,
     }
 
 
@@ -346,7 +531,11 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
             "now(), now() FROM generate_series(1, %s) g",
             (b.prefix, rows),
         )
-    api, direct = [], []
+        # What autovacuum does on its own soon after a bulk insert (its insert threshold): the
+        # table as it is once settled, with its visibility map set.
+        c.execute("VACUUM ANALYZE edfi_im.dbinstances")
+    time.sleep(3)  # the gateway's change feed takes in the 10,000 inserts first
+    api, direct, same = [], [], []
     with psycopg.connect(pg.database_url(b.database), autocommit=True) as c:
         for k in range(pages):
             offset = (k * 7919) % (rows - 25)
@@ -359,6 +548,14 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
                 "SELECT * FROM edfi_im.dbinstances ORDER BY id OFFSET %s LIMIT 25", (offset,)
             ).fetchall()
             direct.append(time.perf_counter() - started)
+            # The statement the API sends (ids by an index-only scan, then their rows).
+            started = time.perf_counter()
+            c.execute(
+                "SELECT * FROM edfi_im.dbinstances WHERE id IN (SELECT id FROM "
+                "edfi_im.dbinstances ORDER BY id OFFSET %s LIMIT 25) ORDER BY id",
+                (offset,),
+            ).fetchall()
+            same.append(time.perf_counter() - started)
         started = time.perf_counter()
         offset = 0
         while True:
@@ -367,15 +564,23 @@ def paging(b: Bench, rows: int, pages: int) -> dict[str, Any]:
                 break
             offset += len(page)
         walk = time.perf_counter() - started
-    s, base = summary(api), summary(direct)
+    s, base, own = summary(api), summary(direct), summary(same)
     return {
         "rows": rows,
         "page": s,
         "bareSelect": base,
         "ratio": ratio(s, base),
+        "apiStatement": own,
+        "ratioToApiStatement": ratio(s, own),
         "walkAllRows_s": round(walk, 2),
         "walkPageSize": 500,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def accept(b: Bench, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -383,35 +588,103 @@ def accept(b: Bench, concurrency: int, seconds: float) -> dict[str, Any]:
     # vhost), so clones do not share the machine with the gateway.
     b.memory.update(peak_memory_mb(b.stack))  # the provisioner's, before it stops
     b.stack.stop("provisioner")
-    health = b.load(
-        "--mode", "health", "--concurrency", str(concurrency), "--seconds", str(seconds)
-    )
-    create = b.load(
-        "--mode",
-        "create",
-        "--concurrency",
-        str(concurrency),
-        "--seconds",
-        str(seconds),
-        "--prefix",
-        "Accept",
-    )
+    gateway = b.stack.procs["gateway"].pid
+    measured = {}
+    for mode in ("health", "create"):
+        cpu = cpu_seconds(gateway)
+        r = b.load(
+            "--mode",
+            mode,
+            "--concurrency",
+            str(concurrency),
+            "--seconds",
+            str(seconds),
+            "--prefix",
+            "Accept",
+        )
+        r = {k: v for k, v in r.items() if k != "ids"}
+        r["gatewayCpuMsPerRequest"] = round(
+            (cpu_seconds(gateway) - cpu) * 1000 / max(1, r["requests"]), 2
+        )
+        measured[mode] = r
+    create, health = measured["create"], measured["health"]
     return {
         "concurrency": concurrency,
-        "create": {k: v for k, v in create.items() if k != "ids"},
-        "health": {k: v for k, v in health.items() if k != "ids"},
-        "ratio": round(create["p50_ms"] / health["p50_ms"], 2) if health["p50_ms"] else None,
+        "create": create,
+        "health": health,
+        "ratio": round(create["perSecond"] / health["perSecond"], 2)
+        if health["perSecond"]
+        else 0.0,
+        "latencyRatio": round(create["p50_ms"] / health["p50_ms"], 2) if health["p50_ms"] else None,
     }
 
 
 @contextmanager
-def bench_stack(tag: str, prefix: str, shards: int, templates: dict[str, str]) -> Iterator[Bench]:
-    b = Bench(tag, prefix, shards, templates)
+def bench_stack(
+    tag: str, prefix: str, shards: int, templates: dict[str, str], clone_concurrency: int
+) -> Iterator[Bench]:
+    for attempt in range(3):
+        b = Bench(f"{tag}{attempt or ''}", prefix, shards, templates, clone_concurrency)
+        try:
+            b.start()
+            break
+        except RuntimeError as exc:
+            b.close()
+            # A free port taken by another process before the service bound it: new ports.
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            print("  a port was taken meanwhile: starting the stack again", flush=True)
     try:
-        b.start()
         yield b
     finally:
         b.close()
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ratio of issue 18 beside its goal."""
+    rows: list[dict[str, Any]] = []
+
+    def goal(measure: str, value: float | None, op: str, target: float) -> None:
+        met = value is not None and (
+            value <= target if op == "<=" else value < target if op == "<" else value >= target
+        )
+        rows.append({"measure": measure, "ratio": value, "goal": f"{op} {target:g}", "met": met})
+
+    for r in results["cloneOverhead"]:
+        target = 1.25 if r["template"] == "Minimal" else 1.05
+        goal(
+            f"one create / bare clone, {r['template']} ({r['sizeMB']} MB)", r["ratio"], "<=", target
+        )
+    for r in results["bulk"]:
+        if r["shards"] != results["defaultShards"]:
+            continue
+        op, target = ("<", 1.0) if r["template"] == "Minimal" else ("<=", 1.0)
+        goal(
+            f"{r['instances']} creates at once / sequential bare, {r['template']}",
+            r["ratio"],
+            op,
+            target,
+        )
+    goal(
+        f"accept: POST create / GET /health throughput, "
+        f"{results['accept']['concurrency']} in flight",
+        results["accept"]["ratio"],
+        ">=",
+        0.5,
+    )
+    goal(
+        f"a page of 25 over {results['paging']['rows']:,} rows / bare SELECT … OFFSET … LIMIT",
+        results["paging"]["ratio"],
+        "<=",
+        2.0,
+    )
+    goal(
+        "sustained: highest rate kept up with / bare sequential clone rate",
+        results["sustained"]["ratio"],
+        ">=",
+        0.8,
+    )
+    return rows
 
 
 def _ms(s: dict[str, Any]) -> str:
@@ -419,10 +692,29 @@ def _ms(s: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any]) -> None:
+    m = results["machine"]
     print()
     print(
-        f"Clone overhead: POST -> Completed seen by polling every {POLL_SECONDS * 1000:g} ms, "
-        "vs a bare CREATE DATABASE ... TEMPLATE"
+        f"load average (1, 5, 15 min): start {m['loadStart']}, end {m['loadEnd']} "
+        f"on {m['cpus']} CPUs"
+    )
+    sw = results["sweep"]
+    print()
+    print(
+        "Clone concurrency sweep: bare clones a second at each concurrency "
+        "(what the server sustains)"
+    )
+    for key, label in (("Minimal", "small"), ("Large", "large")):
+        rates = "  ".join(f"{c}: {v}" for c, v in sw[key]["perSecond"].items())
+        print(f"  {label:<6} ({sw[key]['clones']} clones)  {rates}")
+    print(
+        f"  best for both: {sw['best']} "
+        f"(the stacks below run with EDFI_IM_CLONE_CONCURRENCY={sw['best']})"
+    )
+    print()
+    print(
+        "Clone overhead: POST -> Completed seen on the job's event stream "
+        "(GET /v2/jobs/{id}/events), vs a bare CREATE DATABASE ... TEMPLATE"
     )
     head = (
         f"{'template':<10} {'MB':>6} {'runs':>5} {'sys p50':>9} {'sys p99':>9} "
@@ -436,36 +728,41 @@ def report(results: dict[str, Any]) -> None:
             f"{_ms(r['bare'])} {r['ratio']:>6}"
         )
     print()
-    n = results["bulk"][0]["instances"]
-    print(
-        f"Bulk: {n} creates at once until all Completed, vs {n} sequential bare clones "
-        "(times in ms)"
-    )
+    print("Bulk: N creates at once until all ended, vs N sequential bare clones (times in ms)")
     head = (
-        f"{'shards':>6} {'runs':>5} {'sys p50':>9} {'sys p99':>9} {'bare p50':>9} "
-        f"{'bare p99':>9} {'ratio':>6}"
+        f"{'template':<9} {'N':>4} {'shards':>6} {'clones':>6} {'runs':>4} {'sys p50':>9} "
+        f"{'sys p99':>9} {'bare p50':>9} {'bare p99':>9} {'ratio':>6}"
     )
     print(head)
     print("-" * len(head))
     for r in results["bulk"]:
         print(
-            f"{r['shards']:>6} {r['system']['runs']:>5} {_ms(r['system'])} {_ms(r['bare'])} "
-            f"{r['ratio']:>6}"
+            f"{r['template']:<9} {r['instances']:>4} {r['shards']:>6} {r['cloneConcurrency']:>6} "
+            f"{r['system']['runs']:>4} {_ms(r['system'])} {_ms(r['bare'])} {r['ratio']:>6}"
+        )
+    for r in results["bulk"]:
+        print(
+            f"  CPU ms per create ({r['template']}, {r['shards']} shards): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(r["cpuMsPerCreate"].items()))
         )
     print()
     a = results["accept"]
     print(
         f"Accept path: load generator process, {a['concurrency']} in flight, "
-        f"{a['create']['seconds']} s, bearer token; vs GET /health"
+        f"{a['create']['seconds']} s, bearer token, provisioner stopped; vs GET /health"
     )
-    head = f"{'request':<22} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+    head = (
+        f"{'request':<22} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'gw CPU ms/req':>14}"
+    )
     print(head)
     print("-" * len(head))
     for label, r in (("POST /v2/dbInstances", a["create"]), ("GET /health", a["health"])):
         print(
-            f"{label:<22} {r['requests']:>8} {r['perSecond']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8}"
+            f"{label:<22} {r['requests']:>8} {r['perSecond']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            f"{r['gatewayCpuMsPerRequest']:>14}"
         )
-    print(f"{'ratio (p50)':<22} {a['ratio']:>44}")
+    print(f"throughput ratio {a['ratio']}; p50 latency ratio {a['latencyRatio']}")
     g = results["paging"]
     print()
     print(
@@ -474,27 +771,46 @@ def report(results: dict[str, Any]) -> None:
     )
     print(f"{'API':<22} {_ms(g['page'])}")
     print(f"{'bare SELECT':<22} {_ms(g['bareSelect'])}   ratio {g['ratio']}")
+    print(
+        f"{'the API statement':<22} {_ms(g['apiStatement'])}   ratio "
+        f"{g['ratioToApiStatement']} (the API's own SELECT, run directly)"
+    )
     print(f"walking all rows, pages of {g['walkPageSize']}: {g['walkAllRows_s']} s")
-    p = results["pipeline"]
+    p = results["sustained"]
     print()
     print(
-        f"Pipeline: creates offered at {p['offeredPerSecond']}/s for {p['seconds']} s "
-        f"({p['accepted']} accepted, {p['completed']} completed)"
+        f"Sustained pipeline: creates offered at a fixed rate (open loop); sequential bare "
+        f"clones: {p['bareClonesPerSecond']}/s"
     )
-    print(
-        f"  jobs/s accepted -> Completed: {p['jobsPerSecond']}  (sequential bare clones: "
-        f"{results['bareClonesPerSecond']}/s)"
+    head = (
+        f"  {'offered/s':>9} {'sent/s':>7} {'accepted':>8} {'ended':>6} {'errors':>6} "
+        f"{'max backlog':>11} {'drain s':>7} {'jobs/s':>7} {'e2e p50':>8} {'kept up':>7}"
     )
-    head = f"  {'stage':<20} {'p50 ms':>9} {'p99 ms':>9}"
     print(head)
-    for label, key in (
-        ("outbox relay", "outboxRelay"),
-        ("queue wait", "queueWait"),
-        ("provisioning", "provisioning"),
-    ):
-        print(f"  {label:<20} {_ms(p['stages'][key])}")
-    print(f"  {'status apply (mean)':<20} {p['stages']['statusApplyMean_ms']:>9}")
-    print(f"  {'end to end':<20} {_ms(p['endToEnd'])}")
+    for t in p["trials"]:
+        st = t["stages"]
+        print(
+            f"  {t['offeredPerSecond']:>9} {t['sentPerSecond']:>7} {t['accepted']:>8} "
+            f"{t['ended']:>6} {t['errors']:>6} {t['maxBacklogLastThird']:>11} {t['drain_s']:>7} "
+            f"{st.get('jobsPerSecond', '-')!s:>7} "
+            f"{st['endToEnd']['p50_ms'] if st else '-'!s:>8} {'yes' if t['keptUp'] else 'no':>7}"
+        )
+    best = max(
+        (t for t in p["trials"] if t["keptUp"]), key=lambda t: t["offeredPerSecond"], default=None
+    )
+    if best and best["stages"]:
+        st = best["stages"]
+        print(
+            f"  stages at {best['offeredPerSecond']}/s "
+            "(p50 / p99 ms, each stamp a transaction's start):"
+        )
+        for label, key in (
+            ("accept -> relay", "outboxRelay"),
+            ("relay -> claim", "relayToClaim"),
+            ("claim -> finished", "claimToFinished"),
+            ("end to end", "endToEnd"),
+        ):
+            print(f"    {label:<20} {_ms(st[key])}")
     print()
     print(
         "Peak memory (VmHWM, MB): "
@@ -503,24 +819,124 @@ def report(results: dict[str, Any]) -> None:
             for label, m in results["peakMemoryMB"].items()
         )
     )
+    print()
+    print(goals_table(results["goals"]))
+
+
+def goals_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| measure | ratio | goal | |", "|---|---|---|---|"]
+    for g in rows:
+        lines.append(
+            f"| {g['measure']} | {g['ratio']} | {g['goal']} | {'met' if g['met'] else 'NOT met'} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    m = results["machine"]
+    a = results["accept"]
+    sw = results["sweep"]
+    lines = [
+        f"# `just bench` instances, {results['finishedAt']}",
+        "",
+        f"Mode: {'quick' if args.quick else 'full'}; {m['cpus']} CPUs; load average (1, 5, 15 "
+        f"min) at start {m['loadStart']}, at end {m['loadEnd']}; commit {m['commit']}.",
+        "",
+        goals_table(results["goals"]),
+        "",
+        f"Clone concurrency found best (bare sweep, both templates): **{sw['best']}**; "
+        f"small {sw['Minimal']['perSecond']}, large {sw['Large']['perSecond']} clones/s.",
+        "",
+        "| measure | system | baseline | ratio |",
+        "|---|---|---|---|",
+    ]
+    for r in results["cloneOverhead"]:
+        lines.append(
+            f"| one create, {r['template']} ({r['sizeMB']} MB), p50 | {r['system']['p50_ms']} ms "
+            f"| bare clone {r['bare']['p50_ms']} ms | {r['ratio']} |"
+        )
+    for r in results["bulk"]:
+        lines.append(
+            f"| {r['instances']} creates at once, {r['template']}, {r['shards']} shards, "
+            f"{r['cloneConcurrency']} clone slots | {r['system']['p50_ms'] / 1000:.2f} s "
+            f"| {r['instances']} sequential bare clones {r['bare']['p50_ms'] / 1000:.2f} s "
+            f"| {r['ratio']} |"
+        )
+    lines.append(
+        f"| accept path, {a['concurrency']} in flight | POST {a['create']['perSecond']} req/s, "
+        f"p50 {a['create']['p50_ms']} ms | GET /health {a['health']['perSecond']} req/s, p50 "
+        f"{a['health']['p50_ms']} ms | {a['ratio']} (throughput) |"
+    )
+    g = results["paging"]
+    lines.append(
+        f"| a page of 25 over {g['rows']:,} rows, p50 | {g['page']['p50_ms']} ms | bare "
+        f"`SELECT * … ORDER BY id OFFSET … LIMIT 25` {g['bareSelect']['p50_ms']} ms | "
+        f"{g['ratio']} |"
+    )
+    lines.append(
+        f"| the same page | {g['page']['p50_ms']} ms | the API's own SELECT run directly "
+        f"{g['apiStatement']['p50_ms']} ms | {g['ratioToApiStatement']} |"
+    )
+    p = results["sustained"]
+    lines.append(
+        f"| sustained pipeline, highest rate kept up with | {p['keptUpPerSecond']}/s "
+        f"| bare sequential {p['bareClonesPerSecond']}/s | {p['ratio']} |"
+    )
+    lines.append("")
+    for r in results["bulk"]:
+        lines.append(
+            f"CPU ms per create, {r['instances']} at once ({r['template']}, {r['shards']} "
+            "shards): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(r["cpuMsPerCreate"].items()))
+            + "  "
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5, help="runs of each clone-overhead case")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, shorter offers (~5 min)")
+    parser.add_argument("--runs", type=int, default=None, help="runs of each clone-overhead case")
     parser.add_argument("--large-mb", type=int, default=100)
-    parser.add_argument("--bulk", type=int, default=200)
-    parser.add_argument("--bulk-runs", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=8.0, help="pipeline: creates offered /s")
-    parser.add_argument("--pipeline-seconds", type=float, default=30.0)
+    parser.add_argument("--bulk", type=int, default=None, help="creates at once, small template")
+    parser.add_argument("--bulk-large", type=int, default=None, help="creates at once, large")
+    parser.add_argument("--bulk-runs", type=int, default=None)
+    parser.add_argument("--sustain-seconds", type=float, default=None)
+    parser.add_argument("--sustain-trials", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--accept-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--clone-concurrency", type=int, default=None, help="skip the sweep and use this"
+    )
     args = parser.parse_args()
+    quick = args.quick
+    runs = args.runs or (3 if quick else 5)
+    bulk_n = args.bulk or (100 if quick else 200)
+    bulk_large = args.bulk_large or (20 if quick else 50)
+    bulk_runs = args.bulk_runs or (1 if quick else 2)
+    sustain_seconds = args.sustain_seconds or (20.0 if quick else 60.0)
+    accept_seconds = 5.0 if quick and args.accept_seconds == 10.0 else args.accept_seconds
 
     tag = uuid.uuid4().hex[:8]
     prefix = f"EdFi_Ods_bench{tag}_"
     large = f"EdFi_Ods_Bench_Large_{tag}"
-    results: dict[str, Any] = {"peakMemoryMB": {}}
+    commit = subprocess.run(
+        ["/usr/bin/git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    results: dict[str, Any] = {
+        "peakMemoryMB": {},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadStart": [round(v, 2) for v in os.getloadavg()],
+            "commit": commit,
+        },
+        "defaultShards": 8,
+    }
+    started = time.perf_counter()
     try:
         print(f"generating a ~{args.large_mb} MB template ...", flush=True)
         large_mb = make_large_template(large, args.large_mb)
@@ -530,32 +946,52 @@ def main() -> None:
             // (1024 * 1024),
             "Large": large_mb,
         }
-        default_shards = 8
-        with bench_stack(f"{tag}_d", prefix, default_shards, templates) as b:
+        print("clone concurrency sweep ...", flush=True)
+        levels = [1, 2, 4, 8] if quick else [1, 2, 3, 4, 6, 8]
+        small = sweep(TINY, prefix, 24 if quick else 48, levels)
+        big = sweep(large, prefix, 8 if quick else 16, levels)
+        best = args.clone_concurrency or best_concurrency(small, big)
+        results["sweep"] = {"Minimal": small, "Large": big, "best": best}
+        default_shards = results["defaultShards"]
+        with bench_stack(f"{tag}_d", prefix, default_shards, templates, best) as b:
             print("clone overhead ...", flush=True)
-            results["cloneOverhead"] = clone_overhead(b, templates, args.runs)
+            results["cloneOverhead"] = clone_overhead(b, templates, runs)
             for r in results["cloneOverhead"]:
                 r["sizeMB"] = sizes[r["template"]]
             print("bulk ...", flush=True)
-            results["bulk"] = [bulk(b, args.bulk, args.bulk_runs)]
-            print("pipeline ...", flush=True)
-            results["pipeline"] = pipeline(b, args.rate, args.pipeline_seconds)
+            results["bulk"] = [bulk(b, bulk_n, bulk_runs)]
+            results["bulk"].append(bulk(b, bulk_large, 1, "Large", large))
+            bare_rate = round(bulk_n / (results["bulk"][0]["bare"]["p50_ms"] / 1000), 2)
+            print("sustained pipeline ...", flush=True)
+            results["sustained"] = sustained(b, bare_rate, sustain_seconds, args.sustain_trials)
             print("paging ...", flush=True)
             results["paging"] = paging(b, 10_000, 200)
             print("accept path ...", flush=True)
-            results["accept"] = accept(b, args.concurrency, args.accept_seconds)
+            results["accept"] = accept(b, args.concurrency, accept_seconds)
         results["peakMemoryMB"][f"{default_shards} shards"] = b.memory
-        with bench_stack(f"{tag}_1", prefix, 1, templates) as b1:
-            print("bulk, one shard ...", flush=True)
-            results["bulk"].append(bulk(b1, args.bulk, args.bulk_runs))
-        results["peakMemoryMB"]["1 shard"] = b1.memory
+        if not quick:
+            with bench_stack(f"{tag}_1", prefix, 1, templates, best) as b1:
+                print("bulk, one shard ...", flush=True)
+                results["bulk"].append(bulk(b1, bulk_n, bulk_runs))
+            results["peakMemoryMB"]["1 shard"] = b1.memory
+    except Exception as exc:
+        # What was measured is kept (and says it is partial), then the run fails loudly.
+        results["error"] = repr(exc)
+        results["machine"]["loadEnd"] = [round(v, 2) for v in os.getloadavg()]
+        write_results("instances-partial", quick=quick, results=results)
+        raise
     finally:
         drop_prefixed(prefix)
         drop_template(large)
-    bare_runs = [r["bare"]["p50_ms"] for r in results["bulk"]]
-    results["bareClonesPerSecond"] = round(args.bulk / (statistics.median(bare_runs) / 1000), 2)
+    results["machine"]["loadEnd"] = [round(v, 2) for v in os.getloadavg()]
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["finishedAt"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["goals"] = goals(results)
     report(results)
-    write_results("instances", pollSeconds=POLL_SECONDS, results=results)
+    out = write_results("instances", pollSeconds=None, quick=quick, results=results)
+    table = out.with_suffix(".md")
+    table.write_text(markdown(results, args))
+    print(f"written: {table.relative_to(ROOT)}  ({results['seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,18 @@ async def xact_lock(conn: AsyncConnection, *key: int) -> None:
     )
 
 
+async def xact_locks(conn: AsyncConnection, *keys: tuple[int, ...]) -> None:
+    """Wait for several transaction locks, taken in the order given: in one statement on
+    PostgreSQL (one round trip; its select list is evaluated left to right), one statement
+    each on SQL Server."""
+    if conn.dialect.name == "mssql" or len(keys) < 2:
+        for key in keys:
+            await xact_lock(conn, *key)
+        return
+    statement = select(*(func.pg_advisory_xact_lock(*key) for key in keys))
+    await conn.execute(statement.execution_options(**ENGINE_SPECIFIC))
+
+
 async def try_xact_lock(conn: AsyncConnection, key: int) -> bool:
     """Take the lock if it is free; it is released when the transaction ends."""
     statement = try_lock_statement(conn.dialect.name, key)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote_plus
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.runtime.odbc import connection_string
 
@@ -41,3 +43,12 @@ def create_admin_engine(url: str, pool_size: int = 5) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+
+
+@asynccontextmanager
+async def single_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for one SELECT, in autocommit: no BEGIN before it and no ROLLBACK
+    after it (two round trips of four). One statement sees one snapshot either way."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from contracts.messages import Operation
-from services.admin_db.dialect import locked, xact_lock
+from services.admin_db.dialect import ENGINE_SPECIFIC, locked, xact_lock, xact_locks
 from services.admin_db.tables import (
     api_client_application_education_organizations,
     api_client_ods_instances,
@@ -84,8 +85,8 @@ def _name_key(value: str) -> int:
 async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> None:
     """Transaction locks on the name and the database name (ignoring case), taken in one order
     so that two operations never wait for each other in a circle."""
-    for key in sorted({_name_key(name), _name_key(database_name)}):
-        await xact_lock(conn, NAME_LOCK_CLASS, key)
+    keys = sorted({_name_key(name), _name_key(database_name)})
+    await xact_locks(conn, *((NAME_LOCK_CLASS, key) for key in keys))
 
 
 async def conflict(
@@ -153,26 +154,41 @@ async def add_pending(
     job_id: uuid.UUID,
     details: dict[str, Any],
 ) -> Row[Any]:
-    """A new instance, Pending its create (the caller holds its name locks)."""
+    """A new instance, Pending its create (the caller holds its name locks). A unique index
+    that refuses it (a name taken by a writer that does not hold the name locks) is a
+    ConflictError naming the holder."""
+    values: dict[str, Any] = {
+        "name": name,
+        "status": InstanceStatus.PENDING.value,
+        "databasetemplate": template_key,
+        "databasename": database_name,
+        "currentjobid": job_id,
+        "lastrefreshed": func.now(),
+        "lastmodifieddate": func.now(),
+        "createdat": func.now(),
+        "imported": False,
+        **details,
+    }
+    if conn.dialect.name == "postgresql":
+        # ON CONFLICT DO NOTHING: a refusal leaves the transaction usable without a savepoint
+        # (two round trips fewer on every create).
+        inserted: Row[Any] | None = (
+            await conn.execute(
+                pg_insert(db_instances)
+                .values(**values)
+                .on_conflict_do_nothing()
+                .returning(db_instances)
+                .execution_options(**ENGINE_SPECIFIC)
+            )
+        ).first()
+        if inserted is None:
+            found = await conflict(conn, name, database_name)
+            raise found or ConflictError(f"{name!r} is taken")
+        return inserted
     try:
         async with conn.begin_nested():
             row: Row[Any] = (
-                await conn.execute(
-                    insert(db_instances)
-                    .values(
-                        name=name,
-                        status=InstanceStatus.PENDING.value,
-                        databasetemplate=template_key,
-                        databasename=database_name,
-                        currentjobid=job_id,
-                        lastrefreshed=func.now(),
-                        lastmodifieddate=func.now(),
-                        createdat=func.now(),
-                        imported=False,
-                        **details,
-                    )
-                    .returning(db_instances)
-                )
+                await conn.execute(insert(db_instances).values(**values).returning(db_instances))
             ).one()
     except IntegrityError:
         found = await conflict(conn, name, database_name)

@@ -111,7 +111,10 @@ async def relay_once(
         if sent:
             await outbox.mark_sent(conn, sent)
             log.debug("outbox relayed", count=len(sent), last_id=sent[-1])
-        OUTBOX_BACKLOG.labels(tenant).set(await outbox.backlog(conn) if rows else 0)
+        # A short batch all handled left nothing waiting as of its SELECT: no count needed
+        # (one statement fewer on every create's path); otherwise count what is left.
+        drained = len(rows) < batch and not stalled
+        OUTBOX_BACKLOG.labels(tenant).set(0 if drained else await outbox.backlog(conn))
     # Raised after the commit, so the rows that did go out stay marked sent.
     if stalled:
         raise RelayStalledError(f"published {len(sent)} of {len(rows)} rows")

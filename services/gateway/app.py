@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -20,6 +17,7 @@ from services.admin_db.waiting import keep_flagging
 from services.gateway import console, copies, dashboard, problems, unmanaged
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
+from services.gateway.correlation import CORRELATION_HEADER, CorrelateAndMeasure
 from services.gateway.dead_letter_routes import router as dead_letter_router
 from services.gateway.documentation import (
     PROTECTED_RESPONSES,
@@ -38,14 +36,12 @@ from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
 from services.runtime.logging import get_logger
-from services.runtime.metrics import HTTP_REQUEST_SECONDS, exposition
+from services.runtime.metrics import exposition
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
 
 log = get_logger(__name__)
-
-CORRELATION_HEADER = "X-Correlation-ID"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -122,24 +118,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
 
-    @app.middleware("http")
-    async def correlate_and_measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Every request: its correlation id (given or new), and its latency by route."""
-        started = time.perf_counter()
-        correlation_id = (request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4()))[:100]
-        request.state.correlation_id = correlation_id
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = correlation_id
-        # The route's template (`/v2/dbInstances/{instance_id}`), never the raw path.
-        template = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        HTTP_REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         """Prometheus metrics (no token: scrape it from inside your network)."""
@@ -188,6 +166,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(console.tenants_router)
     app.include_router(console.instances_router, dependencies=protected, responses=answers)
     app.include_router(unmanaged.router)  # last: only what nothing above serves
+    # Innermost of these: the correlation id is set before any handler runs, and the route is
+    # known by the time the response starts.
+    app.add_middleware(CorrelateAndMeasure)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     declare_body_limit(app, settings.max_body_bytes)
     app.add_middleware(CanonicalPaths)

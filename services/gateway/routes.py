@@ -6,12 +6,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
 from services.admin_db.accept import accept_create, accept_operation, cancel_job
+from services.admin_db.engine import single_read
 from services.admin_db.tables import db_instances, jobs
 from services.admin_db.tenants import TenantDatabase
 from services.gateway.facts import facts_of
@@ -46,6 +47,16 @@ Limit = Annotated[
 ]
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+INSTANCES = TypeAdapter(list[DbInstance])
+JOBS = TypeAdapter(list[Job])
+
+
+def page_response(adapter: TypeAdapter[Any], items: list[Any]) -> Response:
+    """A page as JSON, serialised once, as its response model (camelCase) documents it (a list
+    returned as models would be validated again, field by field, then serialised)."""
+    return Response(adapter.dump_json(items, by_alias=True), media_type="application/json")
 
 
 def page_limit(state: TenantDatabase, limit: int) -> int:
@@ -178,15 +189,19 @@ async def list_db_instances(
     offset: Offset = 0,
     limit: Limit = 25,
     status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
-) -> list[DbInstance]:
+) -> Response:
     state = request_tenant(request)
-    query = select(db_instances).order_by(db_instances.c.id).offset(offset)
-    query = query.limit(page_limit(state, limit))
+    d = db_instances.c
+    # The page's ids first (an index-only scan of the primary key skips the offset's rows
+    # without reading them), then those rows: the same rows, in the same order, as
+    # `SELECT * … ORDER BY id OFFSET … LIMIT …`, which reads every row it skips.
+    ids = select(d.id).order_by(d.id).offset(offset).limit(page_limit(state, limit))
     if status is not None:
-        query = query.where(db_instances.c.status == status.value)
-    async with state.engine.connect() as conn:
+        ids = ids.where(d.status == status.value)
+    query = select(db_instances).where(d.id.in_(ids)).order_by(d.id)
+    async with single_read(state.engine) as conn:
         rows = (await conn.execute(query)).all()
-    return [instance_out(r) for r in rows]
+    return page_response(INSTANCES, [instance_out(r) for r in rows])
 
 
 @router.get(
@@ -198,7 +213,7 @@ async def list_db_instances(
 )
 async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
     state = request_tenant(request)
-    async with state.engine.connect() as conn:
+    async with single_read(state.engine) as conn:
         row = (
             await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
         ).first()
@@ -220,7 +235,7 @@ async def list_jobs(
     schedule_id: Annotated[
         uuid.UUID | None, Query(alias="scheduleId", description="Only jobs this schedule fired")
     ] = None,
-) -> list[Job]:
+) -> Response:
     state = request_tenant(request)
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).offset(offset)
     query = query.limit(page_limit(state, limit))
@@ -232,14 +247,14 @@ async def list_jobs(
         query = query.where(jobs.c.type == type.value)
     if schedule_id is not None:
         query = query.where(jobs.c.schedule_id == schedule_id)
-    async with state.engine.connect() as conn:
+    async with single_read(state.engine) as conn:
         rows = (await conn.execute(query)).all()
-    return [job_out(r) for r in rows]
+    return page_response(JOBS, [job_out(r) for r in rows])
 
 
 @router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM})
 async def get_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with request_tenant(request).engine.connect() as conn:
+    async with single_read(request_tenant(request).engine) as conn:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")

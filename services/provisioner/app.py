@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faststream import FastStream
 from faststream.asgi import AsgiFastStream
@@ -31,6 +31,7 @@ from services.provisioner.shards import ShardConsumers
 from services.runtime.asyncapi import document_publisher, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
+from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.ods_servers import OdsServerEngine, open_ods_server
 from services.runtime.settings import Settings
 from services.runtime.startup import (
@@ -92,6 +93,7 @@ class Provisioning:
     engines: list[AsyncEngine]
     membership: Membership | MssqlMembership | None
     static: set[int] | None
+    servers: list[OdsServerEngine] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, emit: Emit) -> Provisioning:
@@ -131,7 +133,7 @@ class Provisioning:
             if static is not None
             else membership_for(settings.ods_server_url, group_key(settings.rabbitmq_url))
         )
-        return cls(settings, provisioners, engines, membership, static)
+        return cls(settings, provisioners, engines, membership, static, list(servers.values()))
 
 
 async def handle(p: Provisioning, cmd: InstanceRequested, attempt: int) -> None:
@@ -173,6 +175,9 @@ async def close(p: Provisioning) -> None:
         await p.membership.leave()
     for engine in p.engines:
         await engine.dispose()
+    for server in p.servers:
+        if isinstance(server, PostgresOdsServer):
+            await server.close()
 
 
 def create_app(settings: Settings) -> FastStream | AsgiFastStream:

@@ -4,12 +4,15 @@ quoting (`sql.Identifier`), never string formatting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from services.rules.errors import PermanentError, TransientError
 from services.rules.marker import STAGING_PREFIX, Marker, lock_key
@@ -207,6 +210,68 @@ class PostgresSession:
         )
 
 
+# Idle connections kept beyond the clone slots (each operation holds one for its instance's
+# lock, and a clone one more for its slot).
+IDLE_EXTRA = 2
+# An idle connection older than this is closed rather than used (servers and proxies end idle
+# sessions of their own accord).
+IDLE_SECONDS = 30.0
+
+
+class IdleConnections:
+    """Connections to the ODS server kept between operations, so that an operation does not
+    pay for a new session (a backend started, authenticated) and its statements stay prepared.
+
+    A connection is kept only after a clean end and once `pg_advisory_unlock_all()` has
+    released every session lock it took (the instance's, a clone slot's): a kept connection
+    holds nothing. One that failed, or whose unlock failed, is closed, as before. A worker that
+    dies closes them all: the server releases their locks as it always did."""
+
+    def __init__(self, url: str, keep: int) -> None:
+        self._url = url
+        self._keep = keep
+        self._idle: list[tuple[psycopg.AsyncConnection[tuple[object, ...]], float]] = []
+
+    async def take(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        now = time.monotonic()
+        while self._idle:
+            conn, since = self._idle.pop()
+            if (
+                now - since < IDLE_SECONDS
+                and not conn.closed
+                and conn.info.transaction_status == TransactionStatus.IDLE
+            ):
+                return conn
+            await _close_quietly(conn)
+        return await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+
+    async def give_back(
+        self, conn: psycopg.AsyncConnection[tuple[object, ...]], *, clean: bool
+    ) -> None:
+        if clean and not conn.closed and len(self._idle) < self._keep:
+            try:
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+            except psycopg.Error:
+                await _close_quietly(conn)  # closing it releases what it holds
+                return
+            except BaseException:
+                await _close_quietly(conn)
+                raise
+            self._idle.append((conn, time.monotonic()))
+            return
+        await _close_quietly(conn)
+
+    async def clear(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await _close_quietly(conn)
+
+
+async def _close_quietly(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    with contextlib.suppress(psycopg.Error, OSError):
+        await conn.close()
+
+
 class PostgresOdsServer:
     """The ODS server, reached through its maintenance database (never the template)."""
 
@@ -225,19 +290,30 @@ class PostgresOdsServer:
         # This process's own clones queue here and take a freed slot at once; the advisory
         # locks then share the slots with other replicas.
         self._local_slots = asyncio.Semaphore(clone_slots)
+        self._idle = IdleConnections(url, keep=clone_slots + IDLE_EXTRA)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+        """A connection for one operation or one clone slot: an idle one kept from an earlier
+        operation, or a new one. It goes back only after a clean end, its locks released."""
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            conn = await self._idle.take()
         except psycopg.Error as exc:
             raise classify(exc) from exc
+        clean = False
         try:
             yield conn
+            clean = True
         except psycopg.Error as exc:
+            # The server may have restarted: none of the kept connections is trusted either.
+            await self._idle.clear()
             raise classify(exc) from exc
         finally:
-            await conn.close()
+            await self._idle.give_back(conn, clean=clean)
+
+    async def close(self) -> None:
+        """Close the connections kept idle."""
+        await self._idle.clear()
 
     @asynccontextmanager
     async def session(

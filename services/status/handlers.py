@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from contracts.messages import OUTCOMES, Message, parse_event
 from services.admin_db import inbox, jobs
 from services.admin_db.dbo_import import import_ods_instances
+from services.admin_db.engine import single_read
 from services.admin_db.tables import jobs as jobs_table
 from services.admin_db.tenants import (
     TenantDatabase,
@@ -215,7 +216,7 @@ async def record_finished(db: TenantDatabase, job_id: uuid.UUID) -> None:
     counted twice)."""
     j = jobs_table.c
     try:
-        async with db.engine.connect() as conn:
+        async with single_read(db.engine) as conn:
             job = (
                 await conn.execute(
                     select(j.type, j.status, j.created_at, j.finished_at).where(j.id == job_id)

@@ -1,0 +1,110 @@
+"""The provisioner keeps its ODS server connections between operations (issue 18): an operation
+that ended cleanly hands its connection on with none of its locks, one that failed does not hand
+it on at all, and a kept connection the server has ended is never used."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from services.rules.errors import PermanentError, TransientError
+from services.rules.marker import lock_key
+from services.runtime.ods_server import PostgresOdsServer
+from services.runtime.settings import Settings
+from tests.conftest import RUN_ID
+
+pytestmark = pytest.mark.integration
+
+
+def _scope() -> str:
+    return f"tests-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+
+
+async def _backend_pid(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+async def _lock_free(url: str, server: PostgresOdsServer, scope: str, instance_id: int) -> bool:
+    """Whether another session can take the instance's lock now (then lets it go)."""
+    other = PostgresOdsServer(url, clone_slots=1)
+    try:
+        async with other._connect() as conn:
+            key = lock_key("instance", scope, instance_id)
+            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+            assert row is not None
+            return bool(row[0])
+    finally:
+        await other.close()
+
+
+async def test_a_clean_operation_hands_its_connection_on_without_its_locks(
+    settings: Settings,
+) -> None:
+    url = settings.ods_server_url
+    server = PostgresOdsServer(url, clone_slots=1)
+    scope = _scope()
+    try:
+        async with server.session(7, scope=scope) as s:
+            first = await _backend_pid(s._conn)
+            async with server.clone_slot():
+                pass
+            assert not await _lock_free(url, server, scope, 7)  # held for the whole operation
+        assert await _lock_free(url, server, scope, 7)  # released when it ended
+        async with server.session(8, scope=scope) as s:
+            assert await _backend_pid(s._conn) == first  # the same session, kept
+            row = await (
+                await s._conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
+                    (first,),
+                )
+            ).fetchone()
+            assert row is not None
+            assert int(str(row[0])) == 1  # instance 8's lock only: nothing of instance 7's
+    finally:
+        await server.close()
+
+
+async def test_a_failed_operation_does_not_hand_its_connection_on(settings: Settings) -> None:
+    server = PostgresOdsServer(settings.ods_server_url, clone_slots=1)
+    scope = _scope()
+    try:
+        first = 0
+
+        async def failing() -> None:
+            nonlocal first
+            async with server.session(7, scope=scope) as s:
+                first = await _backend_pid(s._conn)
+                raise PermanentError("the operation failed")
+
+        with pytest.raises(PermanentError):
+            await failing()
+        async with server.session(7, scope=scope) as s:
+            assert await _backend_pid(s._conn) != first
+    finally:
+        await server.close()
+
+
+async def test_a_kept_connection_the_server_ended_is_not_trusted(settings: Settings) -> None:
+    """The server ends a kept session (a restart, an administrator): the operation that meets
+    it fails as transient (its retry connects anew) and no kept connection is used again."""
+    server = PostgresOdsServer(settings.ods_server_url, clone_slots=1)
+    scope = _scope()
+    try:
+        async with server.session(7, scope=scope) as s:
+            first = await _backend_pid(s._conn)
+        async with await psycopg.AsyncConnection.connect(
+            settings.ods_server_url, autocommit=True
+        ) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with pytest.raises(TransientError):
+            async with server.session(7, scope=scope) as s:
+                await s.database("postgres")
+        async with server.session(7, scope=scope) as s:
+            assert await _backend_pid(s._conn) != first
+            assert await s.database("postgres") is not None
+    finally:
+        await server.close()
