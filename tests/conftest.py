@@ -1,5 +1,8 @@
 """Session fixtures: each test run gets its own RabbitMQ vhost, its own admin database and its
-own ODS database-name prefix, so runs never collide with each other or with `just up`."""
+own ODS database-name prefix, so runs never collide with each other or with `just up`. These are
+the end-to-end tests' (tests/e2e/); the contract tests (tests/contract/) and the integration
+tests (tests/integration/) override them with admin databases cloned from `admin_template`, a
+vhost and a database-name prefix of their own, so no two suites share mutable state."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from services.admin_db.engine import create_admin_engine
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
 from tests.support import pg, rabbit
+from tests.support.inprocess import AdminTemplate
 from tests.support.mssql_compile import MssqlCompileCheck
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -50,6 +54,15 @@ def admin_database() -> Iterator[str]:
     pg.edfi_admin(name)
     yield name
     pg.drop(name)
+
+
+@pytest.fixture(scope="session")
+def admin_template() -> Iterator[AdminTemplate]:
+    """An EdFi_Admin database migrated once per run: the contract and integration tests clone
+    an admin database of their own from it (`admin_template.clone()`, a tenth of a second)."""
+    template = AdminTemplate(f"edfi_admin_tmpl_{RUN_ID}").create()
+    yield template
+    template.close()
 
 
 @pytest.fixture(scope="session")
