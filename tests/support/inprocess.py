@@ -130,7 +130,7 @@ class InProcessGateway:
 
     def stop(self, timeout: float = 60) -> None:
         self.http.close()
-        if self._served is not None and self._stop is not None:
+        if self._served is not None and self._stop is not None and not self._served.done():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._served.result(timeout)
         self._loop.call_soon_threadsafe(self._loop.stop)
