@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import os
 import queue
 import threading
@@ -22,6 +23,9 @@ from unittest import mock
 
 import httpx
 import psycopg
+import requests
+import requests.adapters
+import urllib3
 from psycopg import sql
 
 from services.runtime.settings import Settings
@@ -137,7 +141,10 @@ class InProcessGateway:
         self._thread.join(timeout)
         self._loop.close()
 
-    def run(self, request: httpx.Request, timeout: float) -> httpx.Response:
+    def exchange(
+        self, request: httpx.Request, timeout: float
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body (as sent) of the gateway's answer to `request`."""
         assert self._asgi is not None, "the gateway is not started"
         asgi = self._asgi
         body = request.read()
@@ -147,13 +154,20 @@ class InProcessGateway:
                 request.method, request.url, headers=request.headers, stream=httpx.ByteStream(body)
             )
             answer = await asgi.handle_async_request(copy)
-            content = await answer.aread()
+            content = b"".join([part async for part in answer.stream])  # type: ignore[union-attr]
             return answer.status_code, answer.headers.raw, content
 
-        status, headers, content = asyncio.run_coroutine_threadsafe(send(), self._loop).result(
-            timeout
-        )
+        return asyncio.run_coroutine_threadsafe(send(), self._loop).result(timeout)
+
+    def run(self, request: httpx.Request, timeout: float) -> httpx.Response:
+        status, headers, content = self.exchange(request, timeout)
         return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content))
+
+    def requests_session(self) -> requests.Session:
+        """A `requests` session whose requests go to this gateway (schemathesis sends with one)."""
+        session = requests.Session()
+        session.mount(self.url, _RequestsAdapter(self))
+        return session
 
     # --- clients, as tests/support/stack.py's Stack has them ------------------------------------
 
@@ -196,6 +210,39 @@ class InProcessGateway:
         if tenant is not None:
             headers["tenant"] = tenant
         return self.anonymous(timeout, **headers)
+
+
+class _RequestsAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, gateway: InProcessGateway) -> None:
+        super().__init__()
+        self._gateway = gateway
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, timeout: Any = None, **_: Any
+    ) -> requests.Response:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        assert isinstance(body, bytes), "a streamed body"
+        assert request.method is not None and request.url is not None
+        status, headers, content = self._gateway.exchange(
+            httpx.Request(
+                request.method,
+                request.url,
+                headers=list(request.headers.items()),
+                stream=httpx.ByteStream(body),
+            ),
+            float(timeout) if isinstance(timeout, int | float) else 60,
+        )
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(content),
+            headers=urllib3.HTTPHeaderDict([(k.decode(), v.decode()) for k, v in headers]),
+            status=status,
+            preload_content=False,
+            decode_content=True,
+            version=11,
+        )
+        return self.build_response(request, raw)
 
 
 class _LoopTransport(httpx.BaseTransport):
