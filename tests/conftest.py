@@ -69,8 +69,7 @@ def admin_template() -> Iterator[AdminTemplate]:
 def db_prefix() -> Iterator[str]:
     prefix = f"EdFi_Ods_t{RUN_ID}_"
     yield prefix
-    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
 
 
 @pytest.fixture(scope="session")

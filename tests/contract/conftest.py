@@ -31,8 +31,7 @@ def db_prefix() -> Iterator[str]:
     provisions here, and tests check that nothing was)."""
     prefix = f"EdFi_Ods_c{RUN_ID}_"
     yield prefix
-    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
 
 
 @pytest.fixture(scope="session")

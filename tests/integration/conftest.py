@@ -39,8 +39,7 @@ def admin_database(admin_template: AdminTemplate) -> Iterator[str]:
 def db_prefix() -> Iterator[str]:
     prefix = f"EdFi_Ods_i{RUN_ID}_"
     yield prefix
-    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ import asyncio
 import gc
 import io
 import os
-import queue
 import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -45,20 +44,18 @@ def settings_from(env: dict[str, str]) -> Settings:
 class AdminTemplate:
     """An EdFi_Admin database migrated once; `clone()` copies it (`CREATE DATABASE … TEMPLATE`,
     a tenth of a second) with a deployment id of its own, as a database migrated anew has.
-    Dropping takes PostgreSQL a checkpoint (about a second), so clones are dropped by a thread
+    Dropping takes PostgreSQL a checkpoint (about a second), so clones are dropped by threads
     of their own while the tests go on, and `close()` waits for the last of them."""
 
     def __init__(self, name: str, server: pg.Server = pg.LOCAL) -> None:
         self.name = name
         self.server = server
-        self._doomed: queue.Queue[str | None] = queue.Queue()
-        self._dropper = threading.Thread(target=self._drop_each, name="drop clones", daemon=True)
+        self._dropping = ThreadPoolExecutor(4, thread_name_prefix="drop clones")
         self._made: list[str] = []
 
     def create(self) -> AdminTemplate:
         self.server.edfi_admin(self.name)
         gc.collect()  # the migration tool's connection is closed once it is collected
-        self._dropper.start()
         return self
 
     def clone(self, tag: str = "") -> str:
@@ -74,18 +71,12 @@ class AdminTemplate:
         return name
 
     def drop_later(self, name: str) -> None:
-        self._doomed.put(name)
-
-    def _drop_each(self) -> None:
-        while (name := self._doomed.get()) is not None:
-            self.server.drop(name)
+        self._dropping.submit(self.server.drop, name)
 
     def close(self) -> None:
-        self._doomed.put(None)
-        self._dropper.join()
-        for name in self._made:  # anything a failed drop left behind
-            self.server.drop(name)
-        self.server.drop(self.name)
+        self._dropping.shutdown(wait=True)
+        # Anything a failed drop left behind, and the template.
+        self.server.drop_all([*self._made, self.name])
 
 
 class InProcessGateway:
