@@ -104,7 +104,7 @@ def service_env(
         "EDFI_IM_REGISTRATION_ENABLED": "true",
         "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
         # The tests try many wrong secrets from one address (fuzzing, auth tests): a higher
-        # lockout threshold than production's 5 (tests/e2e/test_auth.py checks the lockout).
+        # lockout threshold than production's 5 (tests/contract/test_auth.py checks the lockout).
         "EDFI_IM_TOKEN_MAX_FAILURES": "50",
         "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
         "EDFI_IM_CORS_ORIGINS": CONSOLE_ORIGIN,

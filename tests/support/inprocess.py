@@ -220,7 +220,10 @@ class _RequestsAdapter(requests.adapters.HTTPAdapter):
             httpx.Request(
                 request.method,
                 request.url,
-                headers=list(request.headers.items()),
+                headers=[
+                    (k, v if isinstance(v, str) else v.decode("latin-1"))
+                    for k, v in request.headers.items()
+                ],
                 stream=httpx.ByteStream(body),
             ),
             float(timeout) if isinstance(timeout, int | float) else 60,
