@@ -118,8 +118,7 @@ def tenants(
     finally:
         stack.stop_all()
         rabbit.delete_vhost(vhost)
-        for database in admin.values():
-            pg.drop(database)
+        pg.drop_all(admin.values())
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -119,9 +119,22 @@ class Stack:
                 proc.wait()
         return proc.returncode
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+    def stop_all(self, timeout: float = 30) -> None:
+        """Tell every process to stop at once, then wait for each (their graceful shutdowns
+        overlap: nothing of one waits for another, all they share is the broker and the
+        database)."""
+        procs = [(name, self.procs.pop(name)) for name in list(self.procs)]
+        self.services.clear()
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
