@@ -30,6 +30,14 @@ CONSOLE_ORIGIN = "https://console.example.org"
 DISCOVERY_URL = "https://api.example.org/"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def databases_dropped_together() -> Iterator[None]:
+    """First set up, so last torn down: the databases the run leaves to drop (pg.drop_later)
+    go together at its end."""
+    yield
+    pg.drop_the_rest()
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return RUN_ID
@@ -53,7 +61,7 @@ def admin_database() -> Iterator[str]:
     name = f"edfi_admin_test_{RUN_ID}"
     pg.edfi_admin(name)
     yield name
-    pg.drop(name)
+    pg.drop_later(name)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +77,8 @@ def admin_template() -> Iterator[AdminTemplate]:
 def db_prefix() -> Iterator[str]:
     prefix = f"EdFi_Ods_t{RUN_ID}_"
     yield prefix
-    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
+    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
+        pg.drop_later(name)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ def db_prefix() -> Iterator[str]:
     provisions here, and tests check that nothing was)."""
     prefix = f"EdFi_Ods_c{RUN_ID}_"
     yield prefix
-    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
+    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
+        pg.drop_later(name)
 
 
 @pytest.fixture(scope="session")

@@ -118,7 +118,8 @@ def tenants(
     finally:
         stack.stop_all()
         rabbit.delete_vhost(vhost)
-        pg.drop_all(admin.values())
+        for database in admin.values():
+            pg.drop_later(database)
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -39,7 +39,8 @@ def admin_database(admin_template: AdminTemplate) -> Iterator[str]:
 def db_prefix() -> Iterator[str]:
     prefix = f"EdFi_Ods_i{RUN_ID}_"
     yield prefix
-    pg.drop_all(pg.databases_like(prefix.replace("_", r"\_") + "%"))
+    for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
+        pg.drop_later(name)
 
 
 @pytest.fixture(scope="module")

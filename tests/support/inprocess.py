@@ -15,7 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -44,14 +44,12 @@ def settings_from(env: dict[str, str]) -> Settings:
 class AdminTemplate:
     """An EdFi_Admin database migrated once; `clone()` copies it (`CREATE DATABASE … TEMPLATE`,
     a tenth of a second) with a deployment id of its own, as a database migrated anew has.
-    Dropping takes PostgreSQL a checkpoint (about a second), so clones are dropped by threads
-    of their own while the tests go on, and `close()` waits for the last of them."""
+    Dropping waits for a checkpoint of the whole server, so clones and the template are
+    dropped together at the end of the run (`pg.drop_later`)."""
 
-    def __init__(self, name: str, server: pg.Server = pg.LOCAL) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.server = server
-        self._dropping = ThreadPoolExecutor(4, thread_name_prefix="drop clones")
-        self._made: list[str] = []
+        self.server = pg.LOCAL
 
     def create(self) -> AdminTemplate:
         self.server.edfi_admin(self.name)
@@ -66,17 +64,14 @@ class AdminTemplate:
                     sql.Identifier(name), sql.Identifier(self.name)
                 )
             )
-        self._made.append(name)
         self.server.execute(name, "UPDATE edfi_im.deployment SET id = gen_random_uuid()")
         return name
 
     def drop_later(self, name: str) -> None:
-        self._dropping.submit(self.server.drop, name)
+        pg.drop_later(name)
 
     def close(self) -> None:
-        self._dropping.shutdown(wait=True)
-        # Anything a failed drop left behind, and the template.
-        self.server.drop_all([*self._made, self.name])
+        pg.drop_later(self.name)
 
 
 class InProcessGateway:

@@ -128,6 +128,23 @@ def drop_all(names: Iterable[str]) -> None:
     LOCAL.drop_all(names)
 
 
+# Databases of the local server to drop when the run ends (tests/conftest.py): every DROP
+# DATABASE waits for a checkpoint of the whole server (one to nine seconds on a busy shared
+# server), and drops asked for together share one.
+_LATER: list[str] = []
+
+
+def drop_later(name: str) -> None:
+    """Drop this local database when the run ends, together with the others."""
+    _LATER.append(name)
+
+
+def drop_the_rest() -> None:
+    names = list(dict.fromkeys(_LATER))
+    _LATER.clear()
+    drop_all(names)
+
+
 def databases_like(pattern: str) -> list[str]:
     return LOCAL.databases_like(pattern)
 
