@@ -9,16 +9,21 @@ default:
 sync:
     uv sync --frozen
 
-# Make sure PostgreSQL and RabbitMQ are up, enable the broker plugins, raise consumer_timeout.
+# Make sure PostgreSQL and RabbitMQ are up, enable the broker plugins, raise consumer_timeout
+# (root; as another user it only checks; EDFI_IM_SKIP_SERVICES=1 skips it).
+[doc("PostgreSQL and RabbitMQ up, broker plugins and consumer_timeout (root; others: a check; EDFI_IM_SKIP_SERVICES=1 skips)")]
 services:
     bash infra/scripts/services.sh
 
 # Migrate the admin database (in development, first a copy of Ed-Fi 7.3.2's dbo tables where
 # there are none), declare the broker topology, create development templates.
+[doc("Migrate the admin database, declare the broker topology, create the development templates")]
 setup: sync services
     EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" uv run --frozen edfi-im setup
 
-# Set everything up and run gateway, provisioner and status in the foreground (Ctrl-C stops all).
+# Set everything up and run gateway, provisioner, status and scheduler in the foreground (Ctrl-C
+# stops all); ports: EDFI_IM_GATEWAY_PORT and EDFI_IM_{PROVISIONER,STATUS,SCHEDULER}_HEALTH_PORT.
+[doc("Set up, then run gateway, provisioner, status and scheduler in the foreground (Ctrl-C stops all)")]
 up: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -31,9 +36,12 @@ up: setup
     echo "Gateway: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/docs"
     echo "Dashboard: http://${EDFI_IM_GATEWAY_HOST:-127.0.0.1}:${EDFI_IM_GATEWAY_PORT:-8000}/dashboard"
     echo "API clients: POST /connect/register, then /connect/token (README, Authentication)."
+    echo "Health: provisioner :${EDFI_IM_PROVISIONER_HEALTH_PORT:-8081}, status :${EDFI_IM_STATUS_HEALTH_PORT:-8082}, scheduler :${EDFI_IM_SCHEDULER_HEALTH_PORT:-8083} (/health, /metrics)"
     exec uv run --frozen honcho -f infra/Procfile -d . start
 
-# Run one service alone (start it twice for two replicas): gateway | provisioner | status.
+# Run one service alone (start it twice for two replicas): gateway | provisioner | status |
+# scheduler.
+[doc("Run one service alone: gateway | provisioner | status | scheduler (again for a second replica)")]
 run service:
     EDFI_IM_ENVIRONMENT="${EDFI_IM_ENVIRONMENT:-development}" EDFI_IM_LOG_FORMAT="${EDFI_IM_LOG_FORMAT:-console}" EDFI_IM_REGISTRATION_ENABLED="${EDFI_IM_REGISTRATION_ENABLED:-true}" uv run --frozen edfi-im run {{service}}
 
@@ -50,13 +58,16 @@ topology: sync
 templates: sync
     uv run --frozen edfi-im templates
 
-# Dead letters: `just dead-letters list` (add `--queue status.dead` for events), or
-# `just dead-letters requeue <message id>` once the cause is fixed.
+# Dead letters: `just dead-letters list` (add `--queue status.dead` for events),
+# `just dead-letters requeue <message id>` once the cause is fixed, or `discard <message id>`
+# for one that is unreadable or not to be sent again.
+[doc("Dead letters: list [--queue status.dead], requeue <message id> once the cause is fixed, discard <message id>")]
 dead-letters *args: sync
     uv run --frozen edfi-im dead-letters {{args}}
 
 # Export the contracts' JSON Schema (contracts/schemas/) and the consumer services' AsyncAPI
 # documents (contracts/asyncapi/).
+[doc("Export the contracts' JSON Schema and the consumer services' AsyncAPI documents")]
 schemas: sync
     uv run --frozen edfi-im schemas
 
@@ -69,6 +80,7 @@ browser:
 # PostgreSQL and RabbitMQ, and one fault smoke on servers of its own (tests/faults/test_smoke.py);
 # `just faults` runs them all. 8 to 10 minutes on 2 cores under load (README, Development).
 # The dashboard's browser tests keep their screenshots in test-artifacts/screenshots/.
+[doc("Run the tests (unit, integration, end-to-end, one fault smoke) on the local PostgreSQL and RabbitMQ")]
 test *args: sync services browser
     uv run --frozen edfi-im templates
     uv run --frozen pytest {{args}}
@@ -77,6 +89,7 @@ test *args: sync services browser
 # e.g. `docker compose --profile sqlserver up -d sqlserver` and
 # EDFI_IM_TEST_SQLSERVER_URL='mssql://sa:<MSSQL_SA_PASSWORD>@127.0.0.1:1433/master?TrustServerCertificate=yes'.
 # Without it, it says so and fails: a suite that did not run never passes.
+[doc("SQL Server's contract suite against EDFI_IM_TEST_SQLSERVER_URL (fails when it is not set)")]
 test-sqlserver *args: sync
     #!/usr/bin/env bash
     set -euo pipefail
@@ -89,6 +102,7 @@ test-sqlserver *args: sync
 # The fault suite (tests/faults/), hermetic: it starts its own PostgreSQL cluster and three-node
 # RabbitMQ cluster (as root: nodes run as the rabbitmq user), faults only those and the services,
 # and removes them at the end. Prints one `chaos:` summary line.
+[doc("The fault suite on a PostgreSQL and a RabbitMQ cluster of its own (root)")]
 faults *args: sync
     uv run --frozen pytest tests/faults -q {{args}}
 
@@ -98,6 +112,7 @@ chaos seconds="300": sync
 
 # Benchmarks (not tests): instances (clone overhead, bulk, accept path, pipeline; each against
 # its hand-made baseline), then scheduler fire lateness. Tables printed, JSON in bench/results/.
+[doc("Benchmarks: instances (clone, bulk, accept path, pipeline), then scheduler fire lateness")]
 bench: bench-instances bench-scheduler
 
 # The instance benchmarks alone (`just bench-instances --runs 3` …; see --help).

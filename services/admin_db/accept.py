@@ -357,7 +357,9 @@ async def accept_job(
         return await accept_maintenance(
             conn,
             MAINTENANCE[job_type],
-            params.model_dump(mode="json"),
+            # camelCase, as the schedule stores them and the maintenance worker reads them
+            # (`olderThanDays`): snake_case keys were ignored, and prune used the default.
+            params.model_dump(mode="json", by_alias=True),
             correlation_id=correlation_id,
             tenant=tenant,
             schedule_id=schedule_id,

@@ -1,5 +1,5 @@
-"""`just dead-letters`: list dead-lettered messages and requeue one after a fix (the gateway's
-`/v2/deadLetters` does the same through services.admin_db.dead_letters)."""
+"""`just dead-letters`: list dead-lettered messages, requeue one after a fix, or discard one (the
+gateway's `/v2/deadLetters` does the same through services.admin_db.dead_letters)."""
 
 from __future__ import annotations
 
@@ -44,5 +44,14 @@ async def requeue(settings: Settings, queue_name: str, message_id: str) -> str:
         return await dead_letters.requeue(
             settings.rabbitmq_url, queue_name, message_id, lock=lock, in_tenant=in_tenant
         )
+    finally:
+        await lock.dispose()
+
+
+async def discard(settings: Settings, queue_name: str, message_id: str) -> str:
+    """Remove one dead letter for good; what was removed. Raises LookupError if absent."""
+    lock = create_admin_engine(settings.admin_database_url, pool_size=1)
+    try:
+        return await dead_letters.discard(settings.rabbitmq_url, queue_name, message_id, lock=lock)
     finally:
         await lock.dispose()

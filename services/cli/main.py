@@ -10,12 +10,16 @@ from pathlib import Path
 
 from services.rules.errors import ConfigurationError
 from services.runtime.logging import configure_logging, get_logger
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, load_settings
 
 SERVICES = ("gateway", "provisioner", "status", "scheduler")
 
 
 def _run_service(name: str, settings: Settings) -> None:
+    """Run one service in the foreground, once its admin databases are known to exist."""
+    from services.cli.preflight import admin_databases_exist
+
+    asyncio.run(admin_databases_exist(settings))
     if name == "gateway":
         import uvicorn
 
@@ -74,7 +78,16 @@ def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace, settings
                 removed = await auth.remove_client(engine, args.client_id)
                 print(f"client {args.client_id} {'removed' if removed else 'not found'}")
                 return 0 if removed else 1
-            secret = os.environ.get("EDFI_IM_CLIENT_SECRET") or getpass.getpass("Client secret: ")
+            secret = os.environ.get("EDFI_IM_CLIENT_SECRET")
+            if not secret:
+                if not sys.stdin.isatty():
+                    print(
+                        "clients add: no client secret: set EDFI_IM_CLIENT_SECRET (without a "
+                        "terminal there is no prompt to ask for it)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                secret = getpass.getpass("Client secret: ")
             tenants = None if args.tenants is None else args.tenants.split(",")
             scopes = auth.parse_scopes(args.scopes)
             name = args.name or args.client_id
@@ -145,6 +158,38 @@ def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace, settings:
     return asyncio.run(run())
 
 
+def _dead_letters(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
+) -> int:
+    """`edfi-im dead-letters list|requeue|discard`."""
+    from services.admin_db.requeue import RequeueRefusedError
+    from services.admin_db.tenants import UnknownTenantError
+    from services.cli import deadletters
+
+    if args.action == "list":
+        letters = asyncio.run(deadletters.list_dead(settings, args.queue))
+        for letter in letters:
+            print(json.dumps(letter.as_dict()))
+        unreadable = sum(1 for letter in letters if letter.unreadable)
+        print(
+            f"{len(letters)} dead-lettered message(s) in {args.queue}"
+            + (f", {unreadable} unreadable (discard them)" if unreadable else "")
+        )
+        return 0
+    if not args.message_id:
+        parser.error(f"{args.action} needs a message id (see `dead-letters list`)")
+    act = deadletters.requeue if args.action == "requeue" else deadletters.discard
+    try:
+        print(asyncio.run(act(settings, args.queue, args.message_id)))
+    except LookupError as exc:
+        print(f"not found: {exc}", file=sys.stderr)
+        return 1
+    except (RequeueRefusedError, UnknownTenantError, ValueError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _check_file(path: Path, expected: str) -> bool:
     return path.exists() and path.read_text() == expected
 
@@ -160,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("templates", help="create missing development template databases")
     setup = sub.add_parser("setup", help="migrate, declare the topology, create dev templates")
     setup.add_argument("--no-templates", action="store_true")
-    dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or requeue one")
-    dead.add_argument("action", choices=("list", "requeue"))
+    dead = sub.add_parser(
+        "dead-letters", help="list dead-lettered messages, requeue one, or discard one"
+    )
+    dead.add_argument("action", choices=("list", "requeue", "discard"))
     dead.add_argument("message_id", nargs="?")
     dead.add_argument(
         "--queue",
@@ -197,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
 
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"edfi-im: configuration error: {exc}", file=sys.stderr)
+        return 2
     service = args.service if args.command == "run" else "edfi-im"
     configure_logging(service, settings.log_level, settings.log_format)
     log = get_logger("edfi-im")
@@ -260,22 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "clients":
             return _clients(parser, args, settings)
         elif args.command == "dead-letters":
-            from services.cli import deadletters
-
-            if args.action == "list":
-                letters = asyncio.run(deadletters.list_dead(settings, args.queue))
-                for letter in letters:
-                    print(json.dumps(letter.__dict__))
-                print(f"{len(letters)} dead-lettered message(s) in {args.queue}")
-            else:
-                if not args.message_id:
-                    parser.error("requeue needs a message id (see `dead-letters list`)")
-                try:
-                    done = asyncio.run(deadletters.requeue(settings, args.queue, args.message_id))
-                except Exception as exc:
-                    log.error("requeue refused", error=str(exc))
-                    return 1
-                print(done)
+            return _dead_letters(parser, args, settings)
         elif args.command == "schemas":
             from contracts import schema_export
             from services.cli import documents as asyncapi
@@ -297,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 schema_export.export()
                 asyncapi.export()
     except ConfigurationError as exc:
-        log.error("configuration error", error=str(exc))
+        print(f"edfi-im: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0

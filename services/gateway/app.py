@@ -12,7 +12,6 @@ import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from services.admin_db.engine import create_admin_engine
@@ -22,6 +21,11 @@ from services.gateway import console, copies, dashboard, problems, unmanaged
 from services.gateway.auth import Authenticator, authorize
 from services.gateway.auth import router as auth_router
 from services.gateway.dead_letter_routes import router as dead_letter_router
+from services.gateway.documentation import (
+    PROTECTED_RESPONSES,
+    declare_body_limit,
+    documented_app,
+)
 from services.gateway.edfi.answers import EdFiError, edfi_response
 from services.gateway.edfi.info import information_router
 from services.gateway.edfi.info import tenants_router as edfi_tenants_router
@@ -34,7 +38,7 @@ from services.gateway.routes import router
 from services.gateway.schedule_routes import router as schedule_router
 from services.gateway.state import Gateway, select_tenant
 from services.runtime.logging import get_logger
-from services.runtime.metrics import HTTP_REQUEST_SECONDS
+from services.runtime.metrics import HTTP_REQUEST_SECONDS, exposition
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import declare_topology_when_available, when_available
@@ -110,7 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await engine.dispose()
             log.info("gateway stopped")
 
-    app = FastAPI(
+    app = documented_app(
         title="Ed-Fi ODS instance manager",
         version="0.1.0",
         description="Creates ODS databases asynchronously; every request is a job.",
@@ -137,9 +141,10 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         """Prometheus metrics (no token: scrape it from inside your network)."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -169,20 +174,22 @@ def create_app(settings: Settings) -> FastAPI:
         return edfi_response(request, exc)
 
     protected = [Depends(authorize), Depends(select_tenant)]
+    answers = PROTECTED_RESPONSES
     app.include_router(information_router)
     app.include_router(auth_router)
-    app.include_router(router, tags=["instances"], dependencies=protected)
-    app.include_router(copies.router, tags=["instances"], dependencies=protected)
-    app.include_router(schedule_router, dependencies=protected)
-    app.include_router(manage_router(), dependencies=protected)
+    app.include_router(router, tags=["instances"], dependencies=protected, responses=answers)
+    app.include_router(copies.router, tags=["instances"], dependencies=protected, responses=answers)
+    app.include_router(schedule_router, dependencies=protected, responses=answers)
+    app.include_router(manage_router(), dependencies=protected, responses=answers)
     app.include_router(edfi_tenants_router)
-    app.include_router(events_router, dependencies=protected)
-    app.include_router(dead_letter_router, dependencies=protected)
+    app.include_router(events_router, dependencies=protected, responses=answers)
+    app.include_router(dead_letter_router, dependencies=protected, responses=answers)
     app.include_router(dashboard.router)
     app.include_router(console.tenants_router)
-    app.include_router(console.instances_router, dependencies=protected)
+    app.include_router(console.instances_router, dependencies=protected, responses=answers)
     app.include_router(unmanaged.router)  # last: only what nothing above serves
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    declare_body_limit(app, settings.max_body_bytes)
     app.add_middleware(CanonicalPaths)
     if settings.cors_origins:
         # Outermost, so a preflight is answered before anything asks for a token.

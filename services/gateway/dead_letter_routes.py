@@ -27,7 +27,12 @@ PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 class DeadLetterOut(CamelModel):
-    message_id: str | None
+    message_id: str = Field(
+        description=(
+            "The id to requeue or discard it by: its message id, or for a message sent without "
+            "one a digest of its body (`sha256-…`)"
+        )
+    )
     queue: str = Field(description="The dead-letter queue it waits in")
     type: str | None = Field(description="The message's contract and version")
     reason: str = Field(description="Why the broker dead-lettered it, in words")
@@ -45,12 +50,25 @@ class DeadLetterOut(CamelModel):
     operation: str | None
     tenant: str | None
     body: str = Field(description="The message as it was sent (JSON, as far as it is readable)")
+    unreadable: str | None = Field(
+        default=None,
+        description=(
+            "Why no service could ever handle it as it is (its body is not JSON, or not the "
+            "contract of its queue): it cannot be requeued, only discarded. Null when readable"
+        ),
+    )
 
 
 class RequeueOut(CamelModel):
     message_id: str
     queue: str
     result: str = Field(description="What was done: the job re-opened, the message sent on")
+
+
+class DiscardOut(CamelModel):
+    message_id: str
+    queue: str
+    result: str = Field(description="What was removed: its type, its job, why it was unreadable")
 
 
 def _out(queue: str, letter: DeadLetter, delivery_limit: int) -> DeadLetterOut:
@@ -68,6 +86,7 @@ def _out(queue: str, letter: DeadLetter, delivery_limit: int) -> DeadLetterOut:
         operation=letter.operation,
         tenant=letter.tenant,
         body=letter.body,
+        unreadable=letter.unreadable,
     )
 
 
@@ -136,3 +155,31 @@ async def requeue_dead_letter(
         raise ProblemError(409, "Requeue refused", str(exc)) from None
     log.info("dead letter requeued", message_id=message_id, queue=queue, result=result)
     return RequeueOut(message_id=message_id, queue=queue, result=result)
+
+
+@router.post(
+    "/deadLetters/{message_id}/discard",
+    response_model=DiscardOut,
+    responses={404: PROBLEM},
+    summary="Remove a dead letter for good (one that is unreadable, or not to be sent again)",
+)
+async def discard_dead_letter(
+    request: Request,
+    message_id: Annotated[str, Path(max_length=200, description="The message's id")],
+    queue: Annotated[QueueName, Query(description="The dead-letter queue it waits in")] = (
+        "provisioner.dead"
+    ),
+) -> DiscardOut:
+    gateway: Gateway = request.app.state.gateway
+    try:
+        result = await dead_letters.discard(
+            gateway.settings.rabbitmq_url,
+            queue,
+            message_id,
+            lock=gateway.engine,
+            visible=_visible_to(request_tenant(request)),
+        )
+    except LookupError:
+        raise ProblemError(404, "Not found", f"no message {message_id} in {queue}") from None
+    log.warning("dead letter discarded", message_id=message_id, queue=queue, result=result)
+    return DiscardOut(message_id=message_id, queue=queue, result=result)

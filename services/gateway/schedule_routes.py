@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import TypeAdapter
 from sqlalchemy import Row
 
 from services.admin_db import schedules as store
 from services.gateway.routes import PROBLEM, Limit, Offset, page_limit
 from services.gateway.schedule_schemas import CreateSchedule, Schedule, ScheduleJob, ScheduleRun
 from services.gateway.state import request_tenant
-from services.rules.triggers import ScheduleState
+from services.rules.triggers import MisfirePolicy, ScheduleState, Trigger, expected_next_fire
 from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v2/schedules", tags=["schedules"])
 
 
-def schedule_out(row: Row[Any]) -> Schedule:
+TRIGGER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
+
+
+def _next_fire(row: Row[Any], settings: Settings) -> datetime | None:
+    """The stored occurrence, or for a Normal schedule whose occurrence has passed (just
+    resumed, or the scheduler behind) when it will really fire: never a time already past."""
+    if row.state != ScheduleState.NORMAL.value or row.next_fire_time is None:
+        return row.next_fire_time  # type: ignore[no-any-return]
+    return expected_next_fire(
+        TRIGGER.validate_python(row.trigger),
+        row.next_fire_time,
+        datetime.now(UTC),
+        MisfirePolicy(row.misfire_policy),
+        timedelta(seconds=settings.misfire_threshold_seconds),
+    )
+
+
+def schedule_out(row: Row[Any], settings: Settings) -> Schedule:
     return Schedule(
         id=row.id,
         name=row.name,
@@ -29,7 +48,7 @@ def schedule_out(row: Row[Any]) -> Schedule:
         misfire_policy=row.misfire_policy,
         allow_concurrent=row.allow_concurrent,
         state=row.state,
-        next_fire_time=row.next_fire_time,
+        next_fire_time=_next_fire(row, settings),
         previous_fire_time=row.previous_fire_time,
         fire_count=row.fire_count,
         last_job_id=row.last_job_id,
@@ -69,7 +88,7 @@ async def create_schedule(body: CreateSchedule, request: Request, response: Resp
         next_fire_time=row.next_fire_time.isoformat() if row.next_fire_time else None,
     )
     response.headers["Location"] = f"/v2/schedules/{row.id}"
-    return schedule_out(row)
+    return schedule_out(row, state.settings)
 
 
 @router.get("", response_model=list[Schedule], responses={422: PROBLEM})
@@ -82,13 +101,14 @@ async def list_schedules(
     gateway = request_tenant(request)
     async with gateway.engine.connect() as conn:
         rows = await store.list_schedules(conn, offset, page_limit(gateway, limit), state)
-    return [schedule_out(r) for r in rows]
+    return [schedule_out(r, gateway.settings) for r in rows]
 
 
 @router.get("/{schedule_id}", response_model=Schedule, responses={404: PROBLEM})
 async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with request_tenant(request).engine.connect() as conn:
-        return schedule_out(await store.get(conn, schedule_id))
+    state = request_tenant(request)
+    async with state.engine.connect() as conn:
+        return schedule_out(await store.get(conn, schedule_id), state.settings)
 
 
 @router.post(
@@ -98,10 +118,11 @@ async def get_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Stop firing until resumed",
 )
 async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with request_tenant(request).engine.begin() as conn:
+    state = request_tenant(request)
+    async with state.engine.begin() as conn:
         row = await store.pause(conn, schedule_id)
     log.info("schedule paused", schedule_id=str(schedule_id))
-    return schedule_out(row)
+    return schedule_out(row, state.settings)
 
 
 @router.post(
@@ -111,10 +132,11 @@ async def pause_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
     summary="Fire again; occurrences missed meanwhile follow the misfire policy",
 )
 async def resume_schedule(schedule_id: uuid.UUID, request: Request) -> Schedule:
-    async with request_tenant(request).engine.begin() as conn:
+    state = request_tenant(request)
+    async with state.engine.begin() as conn:
         row = await store.resume(conn, schedule_id)
     log.info("schedule resumed", schedule_id=str(schedule_id))
-    return schedule_out(row)
+    return schedule_out(row, state.settings)
 
 
 @router.delete(

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_serializer,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -156,10 +157,19 @@ class ReconcileParameters(_Parameters):
     )
 
 
+def whole(days: float) -> int | float:
+    """A number of days as given: 90, not 90.0 (a fraction stays one)."""
+    return int(days) if float(days).is_integer() else days
+
+
 class PruneParameters(_Parameters):
     older_than_days: float | None = Field(
         default=None, gt=0, le=36_500, description="Default: the EDFI_IM_RETENTION_DAYS setting"
     )
+
+    @field_serializer("older_than_days")
+    def _as_given(self, days: float | None) -> int | float | None:
+        return None if days is None else whole(days)
 
 
 PARAMETERS: dict[JobType, type[BaseModel]] = {

@@ -209,6 +209,25 @@ def plan(
     return FirePlan(missed=due, misfired=True, missed_more=more, next_fire=upcoming)
 
 
+def expected_next_fire(
+    trigger: Trigger,
+    stored: datetime | None,
+    now: datetime,
+    policy: MisfirePolicy,
+    threshold: timedelta,
+) -> datetime | None:
+    """When a Normal schedule fires next, as seen at `now`. Its stored occurrence while that is
+    ahead. Once it has passed (the schedule just resumed, or the scheduler is behind) the
+    occurrence stays stored so that the misfire policy applies at the scheduler's next pass
+    (`plan`): it fires at once (`now`), unless doNothing skips what is more than `threshold`
+    late, to the first occurrence after now. Never a time already past."""
+    if stored is None or stored > now:
+        return stored
+    if policy is MisfirePolicy.DO_NOTHING and now - stored > threshold:
+        return next_after(trigger, now)
+    return now
+
+
 class RunOutcome:
     """What a schedule's run recorded for an occurrence."""
 

@@ -3,6 +3,7 @@ the queue is taken unacknowledged and handed back), and one taken out to be sent
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ def death_reason(headers: dict[str, Any]) -> str:
 
 @dataclass
 class DeadLetter:
-    message_id: str | None
+    message_id: str  # `letter_id`: the message id, or a digest of a body sent without one
     type: str | None
     reason: str  # RabbitMQ's word and how many times, e.g. "rejected x1"
     queue: str | None  # where it was when it was dead-lettered
@@ -47,6 +48,9 @@ class DeadLetter:
     job_id: str | None = None
     instance_id: int | None = None
     operation: str | None = None
+    # Why it can never be handled as it is (not JSON, not its queue's contract): requeueing it
+    # would only dead-letter it again; discard it. None when it reads as its contract.
+    unreadable: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +60,14 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def letter_id(message: AbstractIncomingMessage) -> str:
+    """The id a dead letter is listed, requeued and discarded by: its message id, or for a
+    message sent without one a digest of its body (`sha256-…`), the same in every listing."""
+    if message.message_id:
+        return message.message_id
+    return "sha256-" + hashlib.sha256(message.body).hexdigest()[:20]
 
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
@@ -71,7 +83,7 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
     about = body if isinstance(body, dict) else {}
     instance_id = about.get("instance_id")
     return DeadLetter(
-        message_id=message.message_id,
+        message_id=letter_id(message),
         type=_text(headers.get("type") or message.type) or None,
         reason=f"{_text(first.get('reason')) or '?'} x{first.get('count', '?')}",
         queue=_text(first.get("queue")),
@@ -131,7 +143,7 @@ async def take(
     async with _channel(url) as channel:
         messages = await _take_all(channel, queue_name)
         target = next(
-            (m for m in messages if m.message_id == message_id and visible(describe(m))), None
+            (m for m in messages if letter_id(m) == message_id and visible(describe(m))), None
         )
         for m in messages:
             if m is not target:

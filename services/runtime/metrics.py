@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The metrics and their content type, negotiated on the scraper's Accept header as
+    prometheus-client's ASGI app does for the consumer services: Prometheus text (0.0.4) unless
+    OpenMetrics (or text 1.0.0) is asked for. Every service answers alike."""
+    encode, content_type = choose_encoder(accept or "")
+    return encode(REGISTRY), content_type
+
 
 # Jobs take seconds to hours: clones of large templates are slow.
 JOB_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600)

@@ -18,10 +18,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from services.rules.errors import ConfigurationError
 from services.rules.protection import protected_databases
@@ -367,11 +368,14 @@ class Settings(
         for name in self.tenants:
             if not TENANT_NAME.fullmatch(name):
                 raise ValueError(
-                    f"tenant name {name!r} must be 1-50 letters, digits or '-' (the `tenant` "
-                    "header's rule)"
+                    f"EDFI_IM_TENANTS: tenant name {name!r} must be 1-50 letters, digits or '-' "
+                    "(the `tenant` header's rule)"
                 )
             if name.lower() in seen:
-                raise ValueError(f"tenants {seen[name.lower()]!r} and {name!r} differ only in case")
+                raise ValueError(
+                    f"EDFI_IM_TENANTS: tenants {seen[name.lower()]!r} and {name!r} differ only "
+                    "in case"
+                )
             seen[name.lower()] = name
         admin: dict[str, str] = {}
         places: dict[tuple[str, str], str] = {}
@@ -379,13 +383,17 @@ class Settings(
             resolved = self.for_tenant(name)
             url = resolved.admin_database_url
             if url in admin:
-                raise ValueError(f"tenants {admin[url]!r} and {name!r} share an admin database")
+                raise ValueError(
+                    f"EDFI_IM_TENANTS: tenants {admin[url]!r} and {name!r} share an admin "
+                    "database (each tenant needs an admin_database_url of its own)"
+                )
             admin[url] = name
             place = (resolved.ods_server_url, resolved.database_name_pattern.lower())
             if place in places:
                 raise ValueError(
-                    f"tenants {places[place]!r} and {name!r} would name their ODS databases "
-                    "alike on one server: give them different database_name_pattern values"
+                    f"EDFI_IM_TENANTS: tenants {places[place]!r} and {name!r} would name their "
+                    "ODS databases alike on one server: give them different "
+                    "database_name_pattern values"
                 )
             places[place] = name
         return self
@@ -394,8 +402,9 @@ class Settings(
     def _threshold_above_heartbeat(self) -> Settings:
         if self.orphan_threshold_seconds <= 3 * self.heartbeat_interval_seconds:
             raise ValueError(
-                "orphan_threshold_seconds must exceed 3 x heartbeat_interval_seconds, or live "
-                "jobs would be taken for orphans"
+                f"EDFI_IM_ORPHAN_THRESHOLD_SECONDS ({self.orphan_threshold_seconds:g}) must "
+                "exceed 3 x EDFI_IM_HEARTBEAT_INTERVAL_SECONDS "
+                f"({self.heartbeat_interval_seconds:g}), or live jobs would be taken for orphans"
             )
         return self
 
@@ -505,3 +514,46 @@ class Settings(
                 f"EDFI_IM_OWNED_SHARDS names shards {bad} but there are {self.shard_count}"
             )
         return sorted(owned)
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error's location stands for."""
+    if not loc:
+        return ""
+    head, rest = str(loc[0]), [str(part) for part in loc[1:]]
+    name = head if head.isupper() else f"EDFI_IM_{head.upper()}"
+    if head == "tenants" and rest:
+        where = f"tenant {rest[0]!r}" + (f", {'.'.join(rest[1:])}" if rest[1:] else "")
+        return f"{name} ({where})"
+    return ".".join([name, *rest])
+
+
+def describe_settings_error(exc: ValidationError | SettingsError) -> str:
+    """A settings error as one line naming each setting and its rule."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings: a dict or list setting that is not JSON.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        field = f"EDFI_IM_{match.group(1).upper()}" if match else "a setting"
+        return f"{field}: must be JSON ({exc})"
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = _setting_name(tuple(error["loc"]))
+        if name and not message.startswith(name.split(" ")[0]):
+            message = f"{name}: {message}"
+        if error["type"] not in {"value_error", "assertion_error"} and "input" in error:
+            given = error["input"]
+            secret = any(w in name for w in ("KEY", "SECRET", "PASSWORD", "URL", "TENANTS"))
+            if isinstance(given, str) and not secret:
+                message += f" (got {given[:60]!r})"
+        parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a ConfigurationError of one readable line when a
+    setting breaks a rule (the command line prints it and exits with 2)."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigurationError(describe_settings_error(exc)) from None

@@ -21,6 +21,7 @@ from services.admin_db.dialect import ago
 from services.admin_db.tables import db_instances, jobs, ods_instances, schedules
 from services.rules.connection_strings import database_of, place_of
 from services.rules.marker import STAGING_PREFIX
+from services.rules.parameters import whole
 from services.rules.states import TERMINAL_JOB_STATUSES, InstanceStatus, JobStatus
 from services.runtime.logging import get_logger
 from services.runtime.metrics import job_finished
@@ -223,7 +224,7 @@ async def prune(engine: AsyncEngine, older_than_days: float) -> dict[str, Any]:
             "inbox": await inbox.prune(conn, cutoff),
             "outbox": await outbox.prune(conn, cutoff),
         }
-    return {"olderThanDays": older_than_days, "deleted": deleted}
+    return {"olderThanDays": whole(older_than_days), "deleted": deleted}
 
 
 class MaintenanceWorker:

@@ -33,7 +33,7 @@ from services.admin_db.waiting import waiting_message
 from services.rules.connection_strings import ods_connection_string
 from services.rules.states import is_terminal
 from services.runtime import dberrors
-from services.runtime.dead_letters import death_reason
+from services.runtime.dead_letters import death_reason, letter_id
 from services.runtime.logging import get_logger
 from services.runtime.messaging import message_context, parse_or_dead_letter
 from services.runtime.metrics import (
@@ -149,7 +149,9 @@ async def refused(
     WRITES_REFUSED.labels("status", dberrors.sqlstate(exc) or type(exc).__name__).inc()
     try:
         reason = await in_transaction(
-            status, db, lambda conn: record_refusal(conn, event, meaning, message.message_id)
+            status,
+            db,
+            lambda conn: record_refusal(conn, event, meaning, letter_id(message.raw_message)),
         )
     except Exception as again:
         if dberrors.is_transient(again):
@@ -188,7 +190,9 @@ async def on_dead_command(status: Status, message: RabbitMessage) -> None:
 
     async def work(conn: AsyncConnection) -> None:
         if await inbox.claim(conn, "status", f"dead:{message_key(message)}", "dead-command"):
-            await fail_dead_lettered(conn, job_id, instance_id, why, message.message_id)
+            # The id `dead-letters list` shows it by (not FastStream's, made up when it has none).
+            dead_id = letter_id(message.raw_message)
+            await fail_dead_lettered(conn, job_id, instance_id, why, dead_id)
 
     try:
         await in_transaction(status, db, work)

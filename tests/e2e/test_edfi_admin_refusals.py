@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.rules import crypto
 from tests.conftest import unique_name
@@ -46,6 +47,18 @@ def _dead_event_of(stack: Stack, job_id: str) -> dict[str, Any]:
             letter: dict[str, Any] = json.loads(line)
             return letter
     raise AssertionError(f"no dead-lettered event of job {job_id}:\n{listed.stdout}")
+
+
+def _refused_writes(stack: Stack, sqlstate: str) -> float:
+    """The status service's count of admin-database writes refused with this SQLSTATE."""
+    text = httpx.get(f"http://127.0.0.1:{stack.health_ports['status']}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "edfi_im_admin_writes_refused_total"
+        and sample.labels == {"service": "status", "sqlstate": sqlstate}
+    )
 
 
 def _job(api: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -86,6 +99,7 @@ def test_a_create_whose_dbo_row_is_refused_fails_at_once_and_completes_after_a_r
     assert letter["message_id"] in failed["error"]  # the requeue command is in the reason
     assert "InstanceCreated" in (letter["type"] or "")
     assert stack.logged_since_start("status", "event could not be applied; dead-lettered")
+    assert _refused_writes(stack, "23505") >= 1  # counted: edfi_im_admin_writes_refused_total
 
     # The fix: the clashing row goes; the requeued event then completes the create.
     pg.execute(admin_database, f"DELETE FROM dbo.odsinstances WHERE odsinstanceid = {squatter}")

@@ -427,7 +427,8 @@ VIEWS["dead-letters"] = {
     const head = ["Queue", "Message", "Type", "Reason", "Dead-lettered", "Deliveries", "Job", "Instance", ""];
     const rows = state.page.letters.map((letter) => {
       const actions = h("div", { class: "actions" });
-      if (full()) {
+      const path = (verb) => `/v2/deadLetters/${encodeURIComponent(letter.messageId)}/${verb}?queue=${encodeURIComponent(letter.queue)}`;
+      if (full() && !letter.unreadable) {
         actions.append(
           h(
             "button",
@@ -437,7 +438,7 @@ VIEWS["dead-letters"] = {
               onclick: async () => {
                 if (!confirm(`Requeue message ${letter.messageId}? Fix its cause first.`)) return;
                 try {
-                  await act(`Requeue of ${letter.messageId}`, "POST", `/v2/deadLetters/${encodeURIComponent(letter.messageId)}/requeue?queue=${encodeURIComponent(letter.queue)}`);
+                  await act(`Requeue of ${letter.messageId}`, "POST", path("requeue"));
                 } finally {
                   show(state.view, true);
                 }
@@ -447,13 +448,33 @@ VIEWS["dead-letters"] = {
           ),
         );
       }
+      if (full()) {
+        actions.append(
+          h(
+            "button",
+            {
+              type: "button",
+              class: "discard",
+              onclick: async () => {
+                if (!confirm(`Discard message ${letter.messageId} for good? It will not be sent again.`)) return;
+                try {
+                  await act(`Discard of ${letter.messageId}`, "POST", path("discard"));
+                } finally {
+                  show(state.view, true);
+                }
+              },
+            },
+            "Discard",
+          ),
+        );
+      }
       return h(
         "tr",
         { dataset: { id: letter.messageId || "" } },
         h("td", {}, letter.queue),
         h("td", {}, letter.messageId || "—"),
         h("td", {}, letter.type || "—"),
-        h("td", {}, letter.reason),
+        h("td", {}, letter.reason, letter.unreadable ? h("div", { class: "unreadable" }, `Unreadable: ${letter.unreadable}; it can only be discarded.`) : ""),
         h("td", {}, when(letter.deadLetteredAt)),
         h("td", {}, letter.deliveryCount ?? "—"),
         h("td", {}, letter.jobId ? h("a", { href: `#/jobs/${letter.jobId}` }, letter.jobId.slice(0, 8)) : "—"),
