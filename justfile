@@ -75,8 +75,10 @@ schemas: sync
 browser:
     bash infra/scripts/browser.sh
 
-# Run the tests (unit, integration, end-to-end) against the local PostgreSQL and RabbitMQ, and
-# one fault smoke on servers of its own (tests/faults/test_smoke.py); `just faults` runs them all.
+# Run the tests: unit (no servers), contract (the gateway in-process, an admin database cloned
+# per module), integration and end-to-end (the services as subprocesses) against the local
+# PostgreSQL and RabbitMQ, and one fault smoke on servers of its own (tests/faults/test_smoke.py);
+# `just faults` runs them all. 8 to 10 minutes on 2 cores under load (README, Development).
 # The dashboard's browser tests keep their screenshots in test-artifacts/screenshots/.
 [doc("Run the tests (unit, integration, end-to-end, one fault smoke) on the local PostgreSQL and RabbitMQ")]
 test *args: sync services browser

@@ -1,5 +1,8 @@
 """Session fixtures: each test run gets its own RabbitMQ vhost, its own admin database and its
-own ODS database-name prefix, so runs never collide with each other or with `just up`."""
+own ODS database-name prefix, so runs never collide with each other or with `just up`. These are
+the end-to-end tests' (tests/e2e/); the contract tests (tests/contract/) and the integration
+tests (tests/integration/) override them with admin databases cloned from `admin_template`, a
+vhost and a database-name prefix of their own, so no two suites share mutable state."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from services.admin_db.engine import create_admin_engine
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
 from tests.support import pg, rabbit
+from tests.support.inprocess import AdminTemplate
 from tests.support.mssql_compile import MssqlCompileCheck
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -24,6 +28,14 @@ TEST_SIGNING_KEY = base64.b64encode(os.urandom(36)).decode()
 # Where the tests' Ed-Fi Admin Console is served from, and the ODS/API it shows.
 CONSOLE_ORIGIN = "https://console.example.org"
 DISCOVERY_URL = "https://api.example.org/"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def databases_dropped_together() -> Iterator[None]:
+    """First set up, so last torn down: the databases the run leaves to drop (pg.drop_later)
+    go together at its end."""
+    yield
+    pg.drop_the_rest()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +61,16 @@ def admin_database() -> Iterator[str]:
     name = f"edfi_admin_test_{RUN_ID}"
     pg.edfi_admin(name)
     yield name
-    pg.drop(name)
+    pg.drop_later(name)
+
+
+@pytest.fixture(scope="session")
+def admin_template() -> Iterator[AdminTemplate]:
+    """An EdFi_Admin database migrated once per run: the contract and integration tests clone
+    an admin database of their own from it (`admin_template.clone()`, a tenth of a second)."""
+    template = AdminTemplate(f"edfi_admin_tmpl_{RUN_ID}").create()
+    yield template
+    template.close()
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +78,7 @@ def db_prefix() -> Iterator[str]:
     prefix = f"EdFi_Ods_t{RUN_ID}_"
     yield prefix
     for name in pg.databases_like(prefix.replace("_", r"\_") + "%"):
-        pg.drop(name)
+        pg.drop_later(name)
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +113,7 @@ def service_env(
         "EDFI_IM_REGISTRATION_ENABLED": "true",
         "EDFI_IM_TOKEN_LIFETIME_SECONDS": "7200",
         # The tests try many wrong secrets from one address (fuzzing, auth tests): a higher
-        # lockout threshold than production's 5 (tests/e2e/test_auth.py checks the lockout).
+        # lockout threshold than production's 5 (tests/contract/test_auth.py checks the lockout).
         "EDFI_IM_TOKEN_MAX_FAILURES": "50",
         "EDFI_IM_SCHEDULER_POLL_INTERVAL_SECONDS": "0.5",
         "EDFI_IM_CORS_ORIGINS": CONSOLE_ORIGIN,

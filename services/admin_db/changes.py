@@ -14,6 +14,7 @@ import asyncpg
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.admin_db.dialect import ENGINE_SPECIFIC
 from services.admin_db.tables import changes, jobs
 
 CHANNEL = "edfi_im_changes"
@@ -81,12 +82,13 @@ async def job_with_cursor(engine: AsyncEngine, job_id: Any) -> tuple[Any, int]:
 
 
 async def prune(engine: AsyncEngine, older_than_seconds: float) -> int:
-    """Forget changes older than the retention."""
+    """Forget changes older than the retention. PostgreSQL's only, as the whole feed is (its
+    triggers and NOTIFY): the gateway starts a feed on PostgreSQL admin databases only."""
     async with engine.begin() as conn:
         result = await conn.execute(
-            delete(changes).where(
-                changes.c.created_at < func.now() - timedelta(seconds=older_than_seconds)
-            )
+            delete(changes)
+            .where(changes.c.created_at < func.now() - timedelta(seconds=older_than_seconds))
+            .execution_options(**ENGINE_SPECIFIC)
         )
     return int(result.rowcount or 0)
 

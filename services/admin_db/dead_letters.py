@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import (
@@ -21,6 +20,7 @@ from contracts.messages import (
     UnknownMessageTypeError,
     parse_event,
 )
+from services.admin_db.dialect import xact_lock
 from services.admin_db.requeue import reopen_and_redrive, reopen_for_event
 from services.runtime import dead_letters
 from services.runtime.dead_letters import DeadLetter, describe, letter_id
@@ -33,7 +33,7 @@ from services.runtime.topology import (
 
 T = TypeVar("T")
 QUEUES = (PROVISIONER_DEAD_QUEUE, STATUS_DEAD_QUEUE, MAINTENANCE_DEAD_QUEUE)
-# pg advisory lock key "edfi-im dead letters": reading a queue takes every message of it for a
+# lock key "edfi-im dead letters": reading a queue takes every message of it for a
 # moment, so two readers at once (gateways, the command line) would each see only a part.
 BROWSE_LOCK_KEY = 0x0ED1F1_DEAD
 
@@ -43,13 +43,11 @@ InTenant = Callable[[str | None, Callable[[AsyncConnection], Awaitable[Any]]], A
 
 @asynccontextmanager
 async def _browsing(engine: AsyncEngine) -> AsyncIterator[None]:
-    async with engine.connect() as conn:
-        await conn.execute(select(func.pg_advisory_lock(BROWSE_LOCK_KEY)))
-        try:
-            yield
-        finally:
-            await conn.execute(select(func.pg_advisory_unlock(BROWSE_LOCK_KEY)))
-            await conn.commit()
+    """Readers one at a time: a lock held for the browse's transaction (an advisory lock on
+    PostgreSQL, an application lock on SQL Server)."""
+    async with engine.begin() as conn:
+        await xact_lock(conn, BROWSE_LOCK_KEY)
+        yield
 
 
 class UnreadableLetterError(ValueError):

@@ -1,6 +1,8 @@
 """Ed-Fi ODS-Admin-API's own instance routes (b6224a88), replayed as its examples and Ed-Fi Admin
 App 4 make them against the real stack: the information endpoint, `/v2/odsInstances/manage`,
-`/v3/dataStores/manage`, the tenant's instance listing, and paths as Admin App writes them."""
+`/v3/dataStores/manage`, the tenant's instance listing, and paths as Admin App writes them.
+What the gateway answers at its door (the information endpoint, error bodies, names in use, paths
+in any case, another tenant's listing) is tests/contract/test_edfi_admin_api.py."""
 
 from __future__ import annotations
 
@@ -52,47 +54,6 @@ def _create(api: httpx.Client, version: str, name: str, template: str = "Minimal
     assert r.status_code == 202, r.text
     assert r.content == b""
     return int(r.headers["location"].rsplit("/", 1)[1])
-
-
-# --- the information endpoint ------------------------------------------------------------------
-
-
-def test_the_information_endpoint_is_anonymous_and_says_what_admin_app_needs(
-    stack: Stack,
-) -> None:
-    for path in ("/", "//"):
-        r = httpx.get(stack.url + path, headers={"Accept": "application/json"})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["version"] == "2.0"
-        assert body["specificationVersion"] == "v2"
-        assert body["tenancy"] == {"multitenantMode": False, "tenants": []}
-        assert body["build"]
-
-
-def test_a_bare_origin_with_a_trailing_slash_still_reaches_register_and_token(
-    stack: Stack,
-) -> None:
-    """Admin App builds `${new URL(origin)}/connect/register`: `//connect/register`."""
-    client_id = f"client_{uuid.uuid4()}"
-    secret = "Aa1!" + uuid.uuid4().hex + "Zz9#"
-    r = httpx.post(
-        stack.url + "//connect/register",
-        data={"ClientId": client_id, "ClientSecret": secret, "DisplayName": "AdminApp-v4-ab12"},
-    )
-    assert r.status_code == 200, r.text
-    r = httpx.post(
-        stack.url + "//connect/token",
-        data={
-            "client_id": client_id,
-            "client_secret": secret,
-            "grant_type": "client_credentials",
-            "scope": "edfi_admin_api/full_access",
-        },
-        headers={"Accept": "application/json", "tenant": "default"},
-    )
-    assert r.status_code == 200, r.text
-    assert r.json()["expires_in"] > 0
 
 
 # --- create, read, list, delete: v2 and v3 -----------------------------------------------------
@@ -189,73 +150,6 @@ def test_delete_is_refused_while_the_create_is_pending_then_204_then_404(
     _until(api, f"{MANAGE[version]}/{_create(api, version, name)}", {"Created"})
 
 
-def test_v2_error_bodies_are_admin_api_2s(api: httpx.Client) -> None:
-    r = api.post(MANAGE["v2"], json={"name": "", "databaseTemplate": ""})
-    assert r.status_code == 400, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["title"] == "Validation failed"
-    assert body["errors"] == {
-        "Name": [
-            "'Name' must not be empty.",
-            "'Name' may only contain letters, numbers, spaces, and underscores.",
-        ],
-        "DatabaseTemplate": [
-            "'Database Template' must not be empty.",
-            "'' is not a valid database template. Allowed values are: Minimal, Sample.",
-        ],
-    }
-    r = api.post(MANAGE["v2"], json={"name": "x" * 47 + "!", "databaseTemplate": "minimal"})
-    errors = r.json()["errors"]
-    assert errors["Name"] == [
-        "'Name' must be 46 characters or fewer so the generated database name fits within the "
-        "63-character portable limit.",
-        "'Name' may only contain letters, numbers, spaces, and underscores.",
-    ]
-    assert errors["DatabaseTemplate"] == [
-        "'minimal' is not a valid database template. Allowed values are: Minimal, Sample."
-    ]
-    r = api.get(f"{MANAGE['v2']}/2147483000")
-    assert r.status_code == 404
-    assert r.json()["title"] == (
-        "Not found: odsInstanceManage with ID 2147483000. It may have been recently deleted."
-    )
-    r = api.post(MANAGE["v2"], content=b"{not json", headers={"Content-Type": "application/json"})
-    assert r.status_code == 400
-    assert r.json()["message"].startswith("The request body contains malformed JSON.")
-    assert api.get(f"{MANAGE['v2']}/abc").status_code == 400
-    assert api.get(MANAGE["v2"], params={"offset": "-1"}).status_code == 400
-
-
-def test_v3_error_bodies_are_rfc_7807_with_ed_fis_types(api: httpx.Client) -> None:
-    r = api.post(MANAGE["v3"], json={"name": "bad-name", "databaseTemplate": "Minimal"})
-    assert r.status_code == 400, r.text
-    body = r.json()
-    assert body["type"] == "urn:ed-fi:management-api:bad-request:validation"
-    assert body["status"] == 400 and body["title"] == "Validation failed"
-    assert (
-        body["errors"]
-        == body["validationErrors"]
-        == {"Name": ["'Name' may only contain letters, numbers, spaces, and underscores."]}
-    )
-    assert body["correlationId"] == r.headers["x-correlation-id"]
-    r = api.get(f"{MANAGE['v3']}/2147483000")
-    assert r.status_code == 404
-    assert r.json()["type"] == "urn:ed-fi:management-api:not-found"
-    r = api.post(MANAGE["v3"], content=b"[1,", headers={"Content-Type": "application/json"})
-    assert r.status_code == 400
-    assert r.json()["type"] == "urn:ed-fi:management-api:bad-request:data"
-
-
-@pytest.mark.parametrize("version", ["v2", "v3"])
-def test_a_name_in_use_is_admin_apis_validation_error(api: httpx.Client, version: str) -> None:
-    name = _name()
-    _create(api, version, name)
-    r = api.post(MANAGE[version], json={"name": name, "databaseTemplate": "Sample"})
-    assert r.status_code == 400, r.text
-    assert r.json()["errors"]["Name"] == [f"An {LABEL[version]} named '{name}' already exists."]
-
-
 def test_names_admin_api_would_let_collide_are_refused_not_dropped(api: httpx.Client) -> None:
     """Admin API accepts "A B" and "A_B" (one database name) and re-creates the database of the
     first for the second; here the second is refused and the first keeps its database."""
@@ -267,13 +161,6 @@ def test_names_admin_api_would_let_collide_are_refused_not_dropped(api: httpx.Cl
     [message] = r.json()["errors"]["Name"]
     assert done["databaseName"] in message
     assert pg.exists(done["databaseName"])
-
-
-def test_paths_match_ignoring_case_as_admin_apis_do(api: httpx.Client) -> None:
-    manage_id = _create(api, "v2", _name())
-    assert api.get(f"/V2/ODSINSTANCES/manage/{manage_id}").json()["id"] == manage_id
-    assert api.get(f"/v3/datastores/MANAGE/{manage_id}").json()["id"] == manage_id
-    assert api.get("/v2/tenants/default/odsinstances/edorgs").status_code == 200
 
 
 # --- the tenant's listing, as Admin App reads it -------------------------------------------------
@@ -323,14 +210,6 @@ def test_the_tenant_listing_shows_pending_created_deleted_and_other_tools_rows(
     _until(api, f"{MANAGE[version]}/{manage_id}", {"Deleted"})
     gone = [e for e in listed()[ELEMENTS[version]] if e[element] == manage_id]
     assert [(e["id"], e["status"]) for e in gone] == [(None, "Deleted")]
-
-
-def test_the_tenant_listing_of_another_tenant_name_is_404_in_single_tenant_mode(
-    api: httpx.Client,
-) -> None:
-    r = api.get("/v2/tenants/someone/odsInstances/edOrgs")
-    assert r.status_code == 404
-    assert api.get("/v2/tenants/DEFAULT/odsInstances/edOrgs").status_code == 200
 
 
 def test_education_organizations_come_from_admin_apis_table_when_it_is_there(

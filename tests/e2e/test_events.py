@@ -1,7 +1,8 @@
 """The events API against the real services: what a create does arrives on `GET /v2/events`
 within a second of its commit, with ids; a client that reconnects with Last-Event-ID gets every
 change it missed, once; a second gateway replica streams the same changes; a job's own stream
-ends with the job; a client that stops reading is dropped without holding up the others."""
+ends with the job; a client that stops reading is dropped without holding up the others. That
+the events routes are in the OpenAPI document is tests/contract/test_events.py."""
 
 from __future__ import annotations
 
@@ -298,17 +299,6 @@ def test_a_client_that_stops_reading_is_dropped_and_others_keep_up(stack: Stack)
         slow.close()
     finally:
         assert stack.stop("gateway-slow") == 0
-
-
-def test_the_events_routes_are_in_the_openapi_document(stack: Stack) -> None:
-    paths = httpx.get(f"{stack.url}/openapi.json", timeout=10).json()["paths"]
-    for path in ("/v2/events", "/v2/jobs/{job_id}/events", "/v2/deadLetters"):
-        assert path in paths, path
-    get = paths["/v2/events"]["get"]
-    assert "text/event-stream" in get["responses"]["200"]["content"]
-    assert {"name": "Last-Event-ID", "in": "header"}.items() <= {
-        k: v for p in get["parameters"] for k, v in p.items() if p["name"] == "Last-Event-ID"
-    }.items()
 
 
 def test_a_stream_ends_when_its_token_expires(stack: Stack) -> None:

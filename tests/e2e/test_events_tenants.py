@@ -88,8 +88,8 @@ def gateway(
     finally:
         stack.stop_all()
         rabbit.delete_vhost(vhost)
-        for name in admin.values():
-            pg.drop(name)
+        for database in admin.values():
+            pg.drop_later(database)
 
 
 def test_a_stream_carries_its_own_tenants_changes_only(gateway: Gateway) -> None:

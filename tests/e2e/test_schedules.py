@@ -1,7 +1,8 @@
 """End to end, with the scheduler as a real process: a one-time schedule creates an instance; an
 every-second cron fires, stops when paused and resumes with its misfire policy; two scheduler
 replicas never fire an occurrence twice; jobs can be cancelled until a worker claims them and
-show their progress while they run."""
+show their progress while they run. The schedules the gateway refuses at its door are
+tests/contract/test_schedules.py."""
 
 from __future__ import annotations
 
@@ -249,62 +250,6 @@ def test_pending_jobs_can_be_cancelled_and_running_ones_show_progress(
             assert api.get(f"/v2/jobs/{m['jobId']}").json()["startedAt"] is None
     listed = api.get("/v2/jobs", params={"status": "Cancelled", "type": "createInstance"})
     assert {j["id"] for j in listed.json()} >= set(cancelled)
-
-
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"trigger": {"type": "cron", "cron": "0 0 25 * * ?"}}, "trigger.cron"),
-        ({"trigger": {"type": "cron", "cron": "0 0 9 * * MON-FRI", "x": 1}}, "trigger.x"),
-        ({"trigger": {"type": "cron", "cron": "0 0 9 * * ?", "timeZone": "Mars/Base"}}, None),
-        ({"trigger": {"type": "once", "runAt": "2030-01-01T10:00:00"}}, "trigger.runAt"),
-        ({"trigger": {"type": "interval", "intervalSeconds": 0}}, "trigger.intervalSeconds"),
-        ({"trigger": {"type": "weekly"}}, "trigger"),
-        ({"trigger": {"type": "cron", "cron": "0 0 0 30 2 ?"}}, "trigger"),
-        ({"job": {"type": "backup", "parameters": {}}}, "job.type"),
-        (
-            {
-                "job": {
-                    "type": "createInstance",
-                    "parameters": {"name": "x;DROP", "databaseTemplate": "Minimal"},
-                }
-            },
-            "job.parameters.name",
-        ),
-        (
-            {
-                "job": {
-                    "type": "createInstance",
-                    "parameters": {"name": "ok", "databaseTemplate": "Nope"},
-                }
-            },
-            "job.parameters.databaseTemplate",
-        ),
-        ({"job": {"type": "deleteInstance", "parameters": {}}}, "job.parameters.id"),
-        ({"misfirePolicy": "sometimes"}, "misfirePolicy"),
-        ({"name": "   "}, "name"),
-        ({"extra": True}, "extra"),
-    ],
-)
-def test_bad_schedules_are_refused_naming_the_field(
-    api: httpx.Client, change: dict[str, Any], field: str | None
-) -> None:
-    body = {
-        "name": f"bad {uuid.uuid4().hex[:8]}",
-        "job": {"type": "prune", "parameters": {}},
-        "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
-    } | change
-    before = len(api.get("/v2/schedules", params={"limit": 500}).json())
-    r = api.post("/v2/schedules", json=body)
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    problem = r.json()
-    assert problem["status"] == 422
-    if field is not None:
-        assert field in problem["errors"], problem
-    else:
-        assert "trigger.timeZone" in problem["errors"] and "IANA" in problem["detail"]
-    assert len(api.get("/v2/schedules", params={"limit": 500}).json()) == before
 
 
 def test_schedule_conflicts_and_unknown_ids_are_problems(api: httpx.Client) -> None:

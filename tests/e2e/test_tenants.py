@@ -4,6 +4,9 @@ limited to some tenants finds the others' instances, jobs and schedules do not e
 
 A stack of its own (own vhost) with two tenants, each with its own admin database and database
 name pattern, on the one local PostgreSQL server; the clients live in the run's admin database.
+What a multi-tenant gateway answers at its door (the header, unknown tenants, limited and
+forged claims that need no provisioned instance, the listing, the information endpoint, the
+gateway's own flag on a job nobody takes) is tests/contract/test_tenants.py.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.flows import create
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack, free_port
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +119,7 @@ def tenants(
         stack.stop_all()
         rabbit.delete_vhost(vhost)
         for database in admin.values():
-            pg.drop(database)
+            pg.drop_later(database)
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
@@ -155,31 +158,6 @@ def _ods_rows(t: Tenants, tenant: str) -> dict[str, str]:
 
 
 # --- the header ---------------------------------------------------------------------------------
-
-
-def test_without_a_tenant_header_a_multi_tenant_gateway_answers_400_naming_it(
-    tenants: Tenants,
-) -> None:
-    with tenants.api(None) as api:
-        body = _problem(api.get("/v2/dbInstances"), 400)
-        assert "tenant" in body["errors"]
-        _problem(
-            api.post("/v2/dbInstances", json={"name": "x", "databaseTemplate": "Minimal"}), 400
-        )
-        for bad in ("", "district a", "district_a", "district-a;drop", "a" * 51):
-            r = api.get("/v2/jobs", headers={"tenant": bad})
-            assert "tenant" in _problem(r, 400)["errors"], bad
-    # Health, readiness and the token endpoints need no tenant.
-    assert httpx.get(f"{tenants.stack.url}/health").status_code == 200
-    assert httpx.get(f"{tenants.stack.url}/ready").status_code == 200
-
-
-def test_an_unknown_tenant_is_404_and_names_match_ignoring_case(tenants: Tenants) -> None:
-    with tenants.api("district-z") as api:
-        body = _problem(api.get("/v2/dbInstances"), 404)
-        assert body["detail"] == "no tenant named 'district-z'"
-    with tenants.api("DISTRICT-A") as api:
-        assert api.get("/v2/dbInstances").status_code == 200
 
 
 # --- each tenant in its own place ----------------------------------------------------------------
@@ -351,30 +329,6 @@ def test_a_tenants_claim_that_is_not_a_list_of_names_is_refused_never_unlimited(
         assert api_b.get(f"/v2/dbInstances/{theirs['id']}").json()["status"] == "Completed"
 
 
-def test_a_tenants_claim_that_is_one_name_limits_to_that_tenant(tenants: Tenants) -> None:
-    """Keycloak sends a single-valued attribute as a string: it is one tenant."""
-    with tenants.api(B) as api_b:
-        theirs = create(api_b, unique_name("Single"))
-    with _forged(tenants, A) as forged:
-        assert forged.get("/v2/dbInstances", headers={"tenant": A}).status_code == 200
-        _problem(forged.get(f"/v2/dbInstances/{theirs['id']}", headers={"tenant": B}), 404)
-        _problem(forged.delete(f"/v2/dbInstances/{theirs['id']}", headers={"tenant": B}), 404)
-
-
-def test_a_client_can_only_be_limited_to_tenants_that_exist(tenants: Tenants) -> None:
-    r = httpx.post(
-        f"{tenants.stack.url}/connect/register",
-        data={
-            "ClientId": f"nowhere-{uuid.uuid4().hex[:8]}",
-            "ClientSecret": GOOD_SECRET,
-            "DisplayName": "Nowhere",
-            "Tenants": f"{A},district-z",
-        },
-    )
-    body = _problem(r, 422)
-    assert list(body["errors"]) == ["Tenants"] and "district-z" in body["errors"]["Tenants"][0]
-
-
 # --- schedules, maintenance and messages of a tenant ---------------------------------------------
 
 
@@ -472,63 +426,7 @@ def test_a_command_for_a_tenant_no_service_knows_is_dead_lettered(tenants: Tenan
     )
 
 
-def test_a_job_of_a_tenant_only_the_gateway_knows_says_why_it_waits(tenants: Tenants) -> None:
-    """A gateway configured with a tenant the provisioner and status service are not: its
-    command is dead-lettered and nobody could fail its job (issue 14: it stayed Pending for
-    good, silent). The gateway's own sweep makes the job say why it waits and where to look."""
-    stack = tenants.stack
-    extra = f"edfi_admin_test_{uuid.uuid4().hex[:8]}_c"
-    pg.edfi_admin(extra)
-    config = json.loads(stack.env["EDFI_IM_TENANTS"])
-    config["district-c"] = {
-        "admin_database_url": pg.database_url(extra),
-        "database_name_pattern": tenants.prefix[A] + "C_{name}",
-    }
-    port = free_port()
-    stack.start(
-        "gateway-c",
-        "gateway",
-        EDFI_IM_TENANTS=json.dumps(config),
-        EDFI_IM_GATEWAY_PORT=str(port),
-        EDFI_IM_ORPHAN_THRESHOLD_SECONDS="4",
-        EDFI_IM_ORPHAN_CHECK_INTERVAL_SECONDS="0.5",
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _until(lambda: _ready(url), timeout=60)
-        headers = {"Authorization": f"Bearer {stack.token()}", "tenant": "district-c"}
-        with httpx.Client(base_url=url, headers=headers, timeout=10) as api_c:
-            made = create(api_c, unique_name("Stranded"))
-
-            def flagged() -> dict[str, Any] | None:
-                job: dict[str, Any] = api_c.get(f"/v2/jobs/{made['jobId']}").json()
-                return (
-                    job if (job["progressMessage"] or "").startswith("Waiting to start") else None
-                )
-
-            job = _until(flagged, timeout=30)
-            assert job["status"] == "Pending"
-            assert "district-c" in job["progressMessage"]
-            assert "dead-letters list" in job["progressMessage"]
-    finally:
-        stack.stop("gateway-c")
-        pg.drop(extra)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 # --- Ed-Fi Admin API's routes with tenants --------------------------------------------------------
-
-
-def test_the_information_endpoint_lists_the_tenants(tenants: Tenants) -> None:
-    r = httpx.get(tenants.stack.url + "/")
-    assert r.status_code == 200, r.text
-    assert r.json()["tenancy"] == {"multitenantMode": True, "tenants": [A, B]}
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])
@@ -536,35 +434,3 @@ def test_admin_apps_sequence_multi_tenant(tenants: Tenants, version: str) -> Non
     from tests.e2e.test_edfi_admin_api import admin_app_sequence
 
     admin_app_sequence(tenants.stack.url, B, multitenant=True, version=version)
-
-
-def test_the_tenant_listing_needs_the_header_of_its_tenant_and_the_tenants_rows_only(
-    tenants: Tenants,
-) -> None:
-    name = unique_name("Listing A")
-    with tenants.api(A) as api:
-        r = api.post("/v2/odsInstances/manage", json={"name": name, "databaseTemplate": "Minimal"})
-        assert r.status_code == 202, r.text
-        manage_id = int(r.headers["location"].rsplit("/", 1)[1])
-        listed = api.get(f"/v2/tenants/{A}/odsInstances/edOrgs").json()
-        assert listed["id"] == listed["name"] == A
-        assert manage_id in {e["odsInstanceManageId"] for e in listed["odsInstances"]}
-        mismatch = api.get(f"/v2/tenants/{B}/odsInstances/edOrgs")
-        assert mismatch.status_code == 400
-        assert mismatch.json()["errors"] == {
-            "Tenant": ["Tenant header and URL tenant name do not match"]
-        }
-    with tenants.api(B) as api:
-        names = {
-            e["name"]
-            for e in api.get(f"/v2/tenants/{B}/odsInstances/edOrgs").json()["odsInstances"]
-        }
-        assert name not in names
-        # Manage ids are per tenant: A's instance is not B's.
-        assert api.get(f"/v2/odsInstances/manage/{manage_id}").json().get("name") != name
-    token = tenants.stack.new_token(tenants=A)
-    r = httpx.get(
-        f"{tenants.stack.url}/v2/tenants/{B}/odsInstances/edOrgs",
-        headers={"Authorization": f"Bearer {token}", "tenant": B},
-    )
-    assert r.status_code == 404  # a tenant the caller may not see does not exist for it

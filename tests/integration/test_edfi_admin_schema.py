@@ -84,7 +84,7 @@ def fresh() -> Any:
     name = f"edfi_admin_schema_{RUN_ID}_{uuid.uuid4().hex[:6]}"
     ensure_database(pg.database_url(name))
     yield name
-    pg.drop(name)
+    pg.drop_later(name)  # with the run's others, at its end (a drop waits for a checkpoint)
 
 
 # Tables made after this system's schema had its own name (never in a legacy layout).

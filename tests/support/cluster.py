@@ -58,4 +58,7 @@ def cluster(
     finally:
         stack.stop_all()
         broker.delete_vhost(vhost)
-        pg_server.drop(admin)
+        if pg_server is pg.LOCAL:
+            pg.drop_later(admin)  # with the run's others, at its end
+        else:
+            pg_server.drop(admin)

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiormq
 import httpx
 
 from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_queue
@@ -119,9 +120,22 @@ class Stack:
                 proc.wait()
         return proc.returncode
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+    def stop_all(self, timeout: float = 30) -> None:
+        """Tell every process to stop at once, then wait for each (their graceful shutdowns
+        overlap: nothing of one waits for another, all they share is the broker and the
+        database)."""
+        procs = [(name, self.procs.pop(name)) for name in list(self.procs)]
+        self.services.clear()
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -150,14 +164,10 @@ class Stack:
         try:
             if httpx.get(f"{self.url}/ready", timeout=2).status_code != 200:
                 return False
-            consumers = self.broker.queue
-            if consumers(self.vhost, STATUS_QUEUE).get("consumers", 0) < 1:
-                return False
-            if schedulers and consumers(self.vhost, MAINTENANCE_QUEUE).get("consumers", 0) < 1:
-                return False
-            return all(
-                consumers(self.vhost, shard_queue(k)).get("consumers", 0) >= 1
-                for k in range(self.shard_count)
-            )
-        except (httpx.HTTPError, KeyError):
+            queues = [STATUS_QUEUE, *(shard_queue(k) for k in range(self.shard_count))]
+            if schedulers:
+                queues.append(MAINTENANCE_QUEUE)
+            counts = self.broker.consumers(self.vhost, queues)
+            return all(counts[name] >= 1 for name in queues)
+        except (httpx.HTTPError, KeyError, OSError, TimeoutError, aiormq.exceptions.AMQPError):
             return False

@@ -1,33 +1,22 @@
-"""Hostile input: schemathesis generates requests from the gateway's own OpenAPI document (valid
-and invalid bodies, parameters, unicode, huge numbers, missing fields) and sends them with a
-token to a system of its own. No answer may be a 5xx, and every error is problem details."""
+"""Hostile input (moved from tests/e2e/test_fuzz.py): schemathesis generates requests from the
+gateway's own OpenAPI document (valid and invalid bodies, parameters, unicode, huge numbers,
+missing fields) and sends them with a token to a gateway of its own (in-process, on an admin
+database of its own). No answer may be a 5xx, and every error is problem details."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from tests.support.cluster import cluster
-from tests.support.stack import Stack
+from tests.support.inprocess import InProcessGateway
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.contract
 
 STREAMS = {"/v2/events", "/v2/jobs/{job_id}/events"}
-
-
-@pytest.fixture(scope="module")
-def target(
-    settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with cluster(settings_env, Path(tmp_path_factory.mktemp("fuzz"))) as system:
-        yield system
 
 
 def _check(response: Any, where: str) -> None:
@@ -40,10 +29,11 @@ def _check(response: Any, where: str) -> None:
         assert body.get("title") and body.get("detail"), where
 
 
-def test_no_server_error_and_every_error_is_a_problem(target: Stack) -> None:
-    document = httpx.get(f"{target.url}/openapi.json", timeout=10).json()
+def test_no_server_error_and_every_error_is_a_problem(gateway: InProcessGateway) -> None:
+    document = gateway.http.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
-    headers = {"Authorization": f"Bearer {target.token()}"}
+    headers = {"Authorization": f"Bearer {gateway.token()}"}
+    session = gateway.requests_session()
     results = list(schema.get_all_operations())
     operations = [r.ok() for r in results if isinstance(r, schemathesis.core.result.Ok)]
     assert len(operations) == len(results), "the gateway's OpenAPI document has invalid parts"
@@ -62,7 +52,7 @@ def test_no_server_error_and_every_error_is_a_problem(target: Stack) -> None:
             database=None,
         )
         def fuzz(case: Any) -> None:
-            response = case.call(base_url=target.url, headers=headers, timeout=30)
+            response = case.call(base_url=gateway.url, session=session, headers=headers, timeout=30)
             _check(response, f"{case.method} {case.formatted_path}")
 
         try:
