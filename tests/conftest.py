@@ -174,5 +174,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Under pytest-xdist each worker hands what it saw to the controller, which reports and
+    # fails the run (pytest_testnodedown below); without xdist this process does both.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["mssql_compiled"] = dict(MSSQL_CHECK.compiled)
+        workeroutput["mssql_failures"] = dict(MSSQL_CHECK.failures)
+        workeroutput["mssql_skipped"] = MSSQL_CHECK.skipped
+        return
     if MSSQL_CHECK.failures and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker's statements join the controller's check."""
+    output = getattr(node, "workeroutput", {})
+    MSSQL_CHECK.compiled.update(output.get("mssql_compiled", {}))
+    MSSQL_CHECK.failures.update(output.get("mssql_failures", {}))
+    MSSQL_CHECK.skipped += output.get("mssql_skipped", 0)
