@@ -239,9 +239,13 @@ class Chaos:
             time.sleep(0.05)
 
     # --- faults ---------------------------------------------------------------------------
-    def inject(self, until: float, interval: tuple[float, float]) -> None:
+    def inject(self, until: float, interval: tuple[float, float], every_fault: bool) -> None:
+        """Faults in a shuffled cycle until `until`; with `every_fault`, at least one of each
+        kind however long they take (restarts are slow on a loaded machine)."""
         faults = itertools.cycle(self.rnd.sample(FAULTS, len(FAULTS)))
-        while time.monotonic() + interval[0] < until:
+        tried = 0
+        while time.monotonic() + interval[0] < until or (every_fault and tried < len(FAULTS)):
+            tried += 1
             time.sleep(self.rnd.uniform(*interval))
             fault = next(faults)
             try:
@@ -428,18 +432,24 @@ def run(
     fault_interval: tuple[float, float],
     orphan_threshold: float,
     converge_timeout: float,
+    every_fault: bool = False,
 ) -> Summary:
-    """Faults for `seconds` while the workload runs; then the plans under way finish, and
-    within `converge_timeout` everything must have settled."""
+    """Faults for `seconds` while the workload runs (with `every_fault`, longer if need be,
+    until each kind of fault has happened under the workload); then the plans under way
+    finish, and within `converge_timeout` everything must have settled."""
     chaos = Chaos(
         stack, own, seed=seed, db_prefix=db_prefix, key=key, orphan_threshold=orphan_threshold
     )
     chaos.start_recording()
     until = time.monotonic() + seconds
-    injector = threading.Thread(target=chaos.inject, args=(until, fault_interval), daemon=True)
+    injector = threading.Thread(
+        target=chaos.inject, args=(until, fault_interval, every_fault), daemon=True
+    )
     injector.start()
     with stack.client() as api:
         chaos.drive(api, until, concurrency)
+        while injector.is_alive():  # the last kinds of fault still to come: keep the load on
+            chaos.drive(api, time.monotonic() + 5, concurrency)
     injector.join()
     stack.wait_ready(timeout=120)
     chaos.wait_converged(converge_timeout)

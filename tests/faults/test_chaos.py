@@ -63,10 +63,11 @@ def test_under_faults_nothing_is_lost_duplicated_stuck_or_mismatched(
         fault_interval=(1.5, 3.0),
         orphan_threshold=ORPHAN_THRESHOLD,
         converge_timeout=180,
+        every_fault=SECONDS >= 60,
     )
     print("\n" + summary.line())
     assert summary.operations > 20
     assert not [p for p in summary.problems if p.startswith("fault ")], summary.problems
-    if SECONDS >= 60:  # long enough for every kind of fault
+    if SECONDS >= 60:  # every kind of fault, under the workload, however slow the machine
         assert set(summary.faults) == set(chaos.FAULTS), summary.line()
     assert summary.clean, "\n".join([summary.line(), *summary.problems[:40]])
