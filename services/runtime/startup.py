@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import psycopg
 from aiormq.exceptions import AMQPConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import (
@@ -17,6 +18,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from services.rules.errors import TransientError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 from services.runtime.topology import declare_topology
@@ -24,7 +26,17 @@ from services.runtime.topology import declare_topology
 log = get_logger(__name__)
 T = TypeVar("T")
 
-UNAVAILABLE = (AMQPConnectionError, ConnectionError, OSError, OperationalError, DBAPIError)
+# The admin database through SQLAlchemy, the ODS server through psycopg (PostgreSQL) or
+# aioodbc (SQL Server: its refusals come classified as TransientError), and the broker.
+UNAVAILABLE = (
+    AMQPConnectionError,
+    ConnectionError,
+    OSError,
+    OperationalError,
+    DBAPIError,
+    psycopg.OperationalError,
+    TransientError,
+)
 
 
 async def when_available(step: Callable[[], Awaitable[T]], what: str, seconds: float) -> T:
