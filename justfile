@@ -79,7 +79,7 @@ browser:
 # per module), integration and end-to-end (the services as subprocesses) against the local
 # PostgreSQL and RabbitMQ, and one fault smoke on servers of its own (tests/faults/test_smoke.py);
 # `just faults` runs them all. Two pytest-xdist workers, a test file each at a time (every worker
-# has its own admin databases, vhost and name prefix): about 5 minutes on 2 cores (README,
+# has its own admin databases, vhost and name prefix): 5 to 8 minutes on 2 cores (README,
 # Development); `uv run pytest <paths>` runs tests in one process.
 # The dashboard's browser tests keep their screenshots in test-artifacts/screenshots/.
 [doc("Run the tests (unit, contract, integration, end-to-end, one fault smoke) on the local PostgreSQL and RabbitMQ")]
