@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -130,26 +129,14 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, issuer: Issuer) -> Iterator[str]:
-    port = free_port()
-    stack.start(
+    url = stack.start_gateway(
         "gateway-dashboard-oidc",
-        "gateway",
-        EDFI_IM_GATEWAY_PORT=str(port),
+        timeout=60,
         EDFI_IM_OIDC_ISSUER=issuer.url,
         EDFI_IM_OIDC_AUDIENCE=AUDIENCE,
         EDFI_IM_OIDC_JWKS_URL=f"{issuer.url}/jwks",
         EDFI_IM_DASHBOARD_OIDC_CLIENT_ID=CLIENT_ID,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, stack.log("gateway-dashboard-oidc").read_text()[-2000:]
-        time.sleep(0.2)
     try:
         yield url
     finally:

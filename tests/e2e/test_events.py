@@ -171,18 +171,7 @@ def test_a_jobs_stream_follows_it_and_ends_with_it(stack: Stack, api: httpx.Clie
 @pytest.fixture
 def second_gateway(stack: Stack) -> Iterator[str]:
     """Another gateway replica on the same admin database and broker."""
-    port = free_port()
-    stack.start("gateway-2", "gateway", EDFI_IM_GATEWAY_PORT=str(port))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, stack.log("gateway-2").read_text()[-2000:]
-        time.sleep(0.2)
+    url = stack.start_gateway("gateway-2")
     try:
         yield url
     finally:
@@ -324,18 +313,7 @@ def test_a_stream_ends_when_its_token_expires(stack: Stack) -> None:
 def test_a_gateway_told_to_stop_ends_its_streams_and_exits_at_once(stack: Stack) -> None:
     """Streams never end by themselves: without ending them, the graceful shutdown would wait
     for them until its timeout (EDFI_IM_GRACEFUL_TIMEOUT_SECONDS, 20 s here)."""
-    port = free_port()
-    stack.start("gateway-stopping", "gateway", EDFI_IM_GATEWAY_PORT=str(port))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    url = stack.start_gateway("gateway-stopping")
     with EventStream(f"{url}/v2/events", _headers(stack)) as events:
         assert events.next() is not None
         started = time.monotonic()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.sse import EventStream
-from tests.support.stack import Stack, free_port
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -21,23 +21,7 @@ READ_ONLY = "edfi_admin_api/read_only"
 @pytest.fixture
 def beating_gateway(stack: Stack) -> Iterator[str]:
     """A gateway replica whose idle streams get a heartbeat every half second."""
-    port = free_port()
-    stack.start(
-        "gateway-beat",
-        "gateway",
-        EDFI_IM_GATEWAY_PORT=str(port),
-        EDFI_IM_EVENTS_HEARTBEAT_SECONDS="0.5",
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, stack.log("gateway-beat").read_text()[-2000:]
-        time.sleep(0.2)
+    url = stack.start_gateway("gateway-beat", EDFI_IM_EVENTS_HEARTBEAT_SECONDS="0.5")
     try:
         yield url
     finally:

@@ -108,6 +108,22 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
+    def start_gateway(self, name: str, timeout: float = 30, **extra_env: str) -> str:
+        """Another gateway process on a free port of its own (the stack's settings, plus
+        `extra_env`); its address once it answers /ready."""
+        port = free_port()
+        self.start(name, "gateway", EDFI_IM_GATEWAY_PORT=str(port), **extra_env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, self.log(name).read_text()[-2000:]
+            time.sleep(0.2)
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         proc = self.procs.pop(name)
         self.services.pop(name, None)
