@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import CONSOLE_ORIGIN, DISCOVERY_URL, unique_name
 from tests.support.inprocess import InProcessGateway
+from tests.support.polling import problem as _problem
 
 pytestmark = pytest.mark.contract
 
@@ -56,13 +57,6 @@ def console(gateway: InProcessGateway) -> Iterator[httpx.Client]:
     }
     with gateway.anonymous(15, **headers) as client:
         yield client
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = r.json()
-    return body
 
 
 # --- the browser's preflights ------------------------------------------------------------------

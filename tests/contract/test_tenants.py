@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.flows import create
 from tests.support.inprocess import AdminTemplate, InProcessGateway, gateway_on, settings_from
+from tests.support.polling import problem as _problem
+from tests.support.polling import until as _until
 
 pytestmark = pytest.mark.contract
 
@@ -74,23 +76,6 @@ def tenants(
     finally:
         for database in admin.values():
             admin_template.drop_later(database)
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"condition not met in {timeout}s")
 
 
 def _forged(tenants: Tenants, claim: object) -> httpx.Client:

@@ -18,6 +18,7 @@ from services.rules.crypto import decrypt
 from services.runtime.settings import Settings
 from tests.conftest import CONSOLE_ORIGIN, DISCOVERY_URL, unique_name
 from tests.support import pg
+from tests.support.polling import problem as _problem
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +57,6 @@ def console(stack: Stack) -> Iterator[httpx.Client]:
     }
     with httpx.Client(base_url=stack.url, headers=headers, timeout=15) as client:
         yield client
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = r.json()
-    return body
 
 
 def _until_status(console: httpx.Client, instance_id: int, timeout: float = 60) -> dict[str, Any]:

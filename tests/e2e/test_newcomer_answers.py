@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
 
 from services.runtime.settings import Settings
+from tests.support.polling import until as _until
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +24,6 @@ def _iso(t: datetime) -> str:
 
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"condition not met in {timeout}s")
 
 
 def _paused_past_its_occurrence(

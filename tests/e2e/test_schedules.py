@@ -10,7 +10,6 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from services.runtime.settings import Settings
 from tests.conftest import unique_name
 from tests.support import pg
+from tests.support.polling import until as _until
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.e2e
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met in {timeout}s")
 
 
 def _schedule(api: httpx.Client, **body: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import psycopg
@@ -20,6 +19,7 @@ from services.rules.marker import Marker
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.flows import create, create_completed
+from tests.support.polling import problem as _problem
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack, free_port
 
@@ -47,13 +47,6 @@ def gateway(stack: Stack, name: str, **env: str) -> Iterator[httpx.Client]:
             yield client
     finally:
         stack.stop(name)
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = r.json()
-    return body
 
 
 # --- the kill switch -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,8 @@ from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE,
 from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.flows import create
+from tests.support.polling import problem as _problem
+from tests.support.polling import until as _until
 from tests.support.polling import wait_for_instance
 from tests.support.stack import ROOT, Stack
 
@@ -120,23 +122,6 @@ def tenants(
         rabbit.delete_vhost(vhost)
         for database in admin.values():
             pg.drop_later(database)
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"condition not met in {timeout}s")
 
 
 def _completed(api: httpx.Client, instance_id: int) -> dict[str, Any]:

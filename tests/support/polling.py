@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,3 +23,22 @@ def wait_for_instance(
             return body, seen
         time.sleep(interval)
     raise TimeoutError(f"instance {instance_id} still {seen[-1]} after {timeout}s; saw {seen}")
+
+
+def until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    """The first truthy value `check` returns, asked every `interval` for up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met in {timeout}s")
+
+
+def problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem document of an answer that must have this status."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    return body
