@@ -10,7 +10,7 @@ from services.runtime.settings import Settings
 from tests.support.stack import Stack, free_port
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def stack(
     settings_env: dict[str, str],
     settings: Settings,
@@ -18,6 +18,10 @@ def stack(
     vhost: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
+    """The four services as subprocesses, started once per test process (each pytest-xdist
+    worker). Session scope, not package scope: a worker runs e2e files between contract and
+    integration files, and a package fixture is torn down and started again (about ten seconds)
+    each time the worker comes back to tests/e2e/."""
     s = Stack(
         env=settings_env,
         log_dir=Path(tmp_path_factory.mktemp("logs")),

@@ -155,7 +155,7 @@ def test_two_scheduler_replicas_never_fire_the_same_occurrence_twice(
     finally:
         for name in replicas:
             stack.stop(name)
-        stack.start("scheduler")
+        stack.restart("scheduler")
         stack.wait_ready()
     for sid in ids:
         schedule = api.get(f"/v2/schedules/{sid}").json()

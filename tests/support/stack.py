@@ -44,6 +44,8 @@ class Stack:
     log_offsets: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     health_ports: dict[str, int] = field(default_factory=dict)
+    # How each name was last started (service, extra environment), for restart().
+    started: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -99,6 +101,7 @@ class Stack:
             self.health_ports[name] = int(extra_env["EDFI_IM_HEALTH_PORT"])
         handle = self.log(name).open("ab")
         self.services[name] = service or name
+        self.started[name] = (service or name, dict(extra_env))
         self.log_offsets[name] = handle.tell()
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", service or name],
@@ -107,6 +110,13 @@ class Stack:
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
+
+    def restart(self, name: str) -> None:
+        """Start `name` again as it was last started (the same service, health port and
+        settings): the stack is shared by the e2e files of a test process, so a test that stops
+        one of its services leaves it as it found it."""
+        service, extra_env = self.started[name]
+        self.start(name, service, **extra_env)
 
     def start_gateway(self, name: str, timeout: float = 30, **extra_env: str) -> str:
         """Another gateway process on a free port of its own (the stack's settings, plus
