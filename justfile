@@ -76,7 +76,7 @@ browser:
     bash infra/scripts/browser.sh
 
 # Run the tests: unit (no servers), contract (the gateway in-process, an admin database cloned
-# per module), integration and end-to-end (the services as subprocesses) against the local
+# per module), integration and end-to-end (the services as processes of their own) against the local
 # PostgreSQL and RabbitMQ, and one fault smoke on servers of its own (tests/faults/test_smoke.py);
 # `just faults` runs them all. Two pytest-xdist workers, a test file each at a time (every worker
 # has its own admin databases, vhost and name prefix): 5 to 8 minutes on 2 cores (README,

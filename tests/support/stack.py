@@ -1,4 +1,5 @@
-"""The services as real subprocesses, for end-to-end tests."""
+"""The services as real processes of their own (forked from a warm interpreter: tests/support/
+forked.py), for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ import aiormq
 import httpx
 
 from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_queue
-from tests.support import pg, rabbit
+from tests.support import forked, pg, rabbit
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_ACCESS = "edfi_admin_api/full_access"
@@ -39,7 +39,7 @@ class Stack:
     broker: rabbit.Broker = rabbit.LOCAL
     pg_server: pg.Server = pg.LOCAL
     port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, forked.ServiceProcess] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
     log_offsets: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -99,17 +99,12 @@ class Stack:
         env = {**os.environ, **self.env, "EDFI_IM_GATEWAY_PORT": str(self.port), **extra_env}
         if "EDFI_IM_HEALTH_PORT" in extra_env:
             self.health_ports[name] = int(extra_env["EDFI_IM_HEALTH_PORT"])
-        handle = self.log(name).open("ab")
+        log = self.log(name)
         self.services[name] = service or name
         self.started[name] = (service or name, dict(extra_env))
-        self.log_offsets[name] = handle.tell()
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", service or name],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+        log.touch()
+        self.log_offsets[name] = log.stat().st_size
+        self.procs[name] = forked.start(["run", service or name], env, ROOT, log)
 
     def restart(self, name: str) -> None:
         """Start `name` again as it was last started (the same service, health port and
@@ -139,12 +134,11 @@ class Stack:
         self.services.pop(name, None)
         if proc.poll() is None:
             proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
 
     def stop_all(self, timeout: float = 30) -> None:
         """Tell every process to stop at once, then wait for each (their graceful shutdowns

@@ -1,0 +1,140 @@
+"""The services' processes started by forking a warm interpreter instead of starting a new one.
+
+Starting a service as `python -m services.cli run <service>` spends about a second of CPU on
+imports (FastAPI, SQLAlchemy, FastStream, pydantic models) before it does anything; the end-to-end
+tests start some sixty of them on two cores. Here a multiprocessing fork server imports the
+services once per test process, and each service is a fork of it: a process of its own, with its
+own pid, environment, working directory and log file, running the same `services.cli.main(["run",
+<service>])` as the console script, stopped by the same signals (SIGTERM, SIGKILL, SIGSTOP). Only
+the imports are shared. The start-up path itself (a new interpreter, the entry point, a
+configuration error's exit code 2, the Procfile) keeps its own tests, which start real
+interpreters: tests/e2e/test_startup.py, tests/e2e/test_two_stacks.py,
+tests/integration/test_configuration_errors.py, tests/integration/test_clients_cli.py.
+
+EDFI_IM_TEST_SPAWN=exec starts every service as a new interpreter again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Protocol
+
+# What the fork server imports once: every service's entry point and what it loads on start.
+PRELOAD = [
+    "services.cli.main",
+    "services.cli.preflight",
+    "services.runtime.messaging",
+    "services.gateway.app",
+    "services.provisioner.app",
+    "services.status.app",
+    "services.scheduler.app",
+    "uvicorn",
+]
+
+_context = multiprocessing.get_context("forkserver")
+_context.set_forkserver_preload(PRELOAD)
+# Process.start sends the process object over the fork server's socket: one start at a time
+# (the fault tests restart services from a thread of their own).
+_starting = threading.Lock()
+
+
+class ServiceProcess(Protocol):
+    """What the tests use of a service's process: subprocess.Popen's names for them."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def _serve(argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
+    """In the forked process: the environment, directory, output and arguments a new
+    interpreter would have had, then the console script's main; at the end, what an
+    interpreter's exit does (atexit handlers, flushed streams)."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = ["edfi-im", *argv]
+    from services.cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    raise SystemExit(code)
+
+
+class Forked:
+    """A service forked from the warm interpreter, with Popen's methods."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self._process = _context.Process(
+            target=_serve, args=(argv, env, str(cwd), str(log)), daemon=True
+        )
+        with _starting:
+            self._process.start()
+
+    @property
+    def pid(self) -> int:
+        pid = self._process.pid
+        assert pid is not None
+        return pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self._process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(["edfi-im"], timeout or 0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ServiceProcess:
+    """`edfi-im <argv>` as a process of its own, its output appended to `log`."""
+    if env.get("EDFI_IM_TEST_SPAWN", os.environ.get("EDFI_IM_TEST_SPAWN")) == "exec":
+        with log.open("ab") as handle:
+            return subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *argv],
+                cwd=cwd,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+    return Forked(argv, env, cwd, log)
