@@ -26,35 +26,48 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _paused_past_its_occurrence(
-    api: httpx.Client, settings: Settings, policy: str
-) -> tuple[str, datetime]:
-    """An interval schedule paused before its first occurrence, left paused until that is a
-    misfire (more than EDFI_IM_MISFIRE_THRESHOLD_SECONDS late). Its id and that occurrence."""
+POLICIES = ("fireOnceNow", "fireAll", "doNothing")
+
+
+@pytest.fixture(scope="module")
+def paused(stack: Stack, settings: Settings) -> dict[str, tuple[str, datetime]]:
+    """For each misfire policy, an interval schedule paused before its first occurrence and left
+    paused until that is a misfire (more than EDFI_IM_MISFIRE_THRESHOLD_SECONDS late): its id and
+    that occurrence. The three wait out the threshold together."""
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
-    r = api.post(
-        "/v2/schedules",
-        json={
-            "name": f"resume {uuid.uuid4().hex[:8]}",
-            "job": {"type": "prune", "parameters": {"olderThanDays": 3650}},
-            "trigger": {"type": "interval", "intervalSeconds": 3600, "startAt": _iso(start)},
-            "misfirePolicy": policy,
-        },
-    )
-    assert r.status_code == 201, r.text
-    sid = r.json()["id"]
-    assert api.post(f"/v2/schedules/{sid}/pause").json()["state"] == "Paused"
-    while datetime.now(UTC) < start + timedelta(seconds=settings.misfire_threshold_seconds + 1):
-        time.sleep(0.2)
-    assert api.get(f"/v2/schedules/{sid}").json()["nextFireTime"] == _iso(start)  # paused: as is
-    return sid, start
+    made: dict[str, tuple[str, datetime]] = {}
+    with stack.client() as api:
+        for policy in POLICIES:
+            r = api.post(
+                "/v2/schedules",
+                json={
+                    "name": f"resume {uuid.uuid4().hex[:8]}",
+                    "job": {"type": "prune", "parameters": {"olderThanDays": 3650}},
+                    "trigger": {
+                        "type": "interval",
+                        "intervalSeconds": 3600,
+                        "startAt": _iso(start),
+                    },
+                    "misfirePolicy": policy,
+                },
+            )
+            assert r.status_code == 201, r.text
+            sid = r.json()["id"]
+            assert api.post(f"/v2/schedules/{sid}/pause").json()["state"] == "Paused"
+            made[policy] = (sid, start)
+        while datetime.now(UTC) < start + timedelta(seconds=settings.misfire_threshold_seconds + 1):
+            time.sleep(0.2)
+        for sid, _ in made.values():
+            # paused: as it was
+            assert api.get(f"/v2/schedules/{sid}").json()["nextFireTime"] == _iso(start)
+    return made
 
 
 @pytest.mark.parametrize("policy", ["fireOnceNow", "fireAll"])
 def test_a_resumed_schedule_that_fires_what_it_missed_answers_now(
-    api: httpx.Client, settings: Settings, policy: str
+    api: httpx.Client, paused: dict[str, tuple[str, datetime]], policy: str
 ) -> None:
-    sid, start = _paused_past_its_occurrence(api, settings, policy)
+    sid, start = paused[policy]
     before = datetime.now(UTC)
     resumed = api.post(f"/v2/schedules/{sid}/resume").json()
     after = datetime.now(UTC)
@@ -69,9 +82,9 @@ def test_a_resumed_schedule_that_fires_what_it_missed_answers_now(
 
 
 def test_a_resumed_do_nothing_schedule_answers_its_next_occurrence_after_now(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, paused: dict[str, tuple[str, datetime]]
 ) -> None:
-    sid, start = _paused_past_its_occurrence(api, settings, "doNothing")
+    sid, start = paused["doNothing"]
     resumed = api.post(f"/v2/schedules/{sid}/resume").json()
     assert _at(resumed["nextFireTime"]) == start + timedelta(seconds=3600)
     for listed in api.get("/v2/schedules", params={"limit": 500}).json():
