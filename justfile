@@ -85,7 +85,7 @@ browser:
 [doc("Run the tests (unit, contract, integration, end-to-end, one fault smoke) on the local PostgreSQL and RabbitMQ")]
 test *args: sync services browser
     uv run --frozen edfi-im templates
-    uv run --frozen pytest -n 2 --dist loadfile {{args}}
+    uv run --frozen pytest -n 2 --dist loadfile --no-loadscope-reorder {{args}}
 
 # SQL Server's contract suite (level 4) against the server EDFI_IM_TEST_SQLSERVER_URL names,
 # e.g. `docker compose --profile sqlserver up -d sqlserver` and
