@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -26,7 +24,7 @@ from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.browser import launched, opened, register, shot, sign_in
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -56,15 +54,7 @@ def _publish(stack: Stack, body: bytes, routing_key: str, message_id: str | None
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "dead-letters", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return stack.cli("dead-letters", *args)
 
 
 def _listed(api: httpx.Client, match: Any, timeout: float = 30) -> dict[str, Any]:

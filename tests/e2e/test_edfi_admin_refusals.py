@@ -6,9 +6,7 @@ connection string that was the instance's own true."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -22,21 +20,13 @@ from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.flows import create_completed, rename
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 
 def _dead_letters(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "dead-letters", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return stack.cli("dead-letters", *args)
 
 
 def _dead_event_of(stack: Stack, job_id: str) -> dict[str, Any]:

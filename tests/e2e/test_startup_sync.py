@@ -3,9 +3,7 @@ imported instance is manageable through the API."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 
@@ -20,7 +18,7 @@ from services.runtime.topology import STATUS_QUEUE
 from tests.support import pg, rabbit
 from tests.support.flows import create_completed
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -87,15 +85,7 @@ def test_a_starting_status_replica_imports_foreign_rows_once_and_they_can_be_ren
     assert refused["status"] == "Rename_Failed" and "adopt it first" in refused["error"]
     assert pg.exists(database) and pg.comment(database) is None
 
-    adopted = subprocess.run(
-        [sys.executable, "-m", "services.cli", "adopt", str(iid)],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    adopted = stack.cli("adopt", str(iid))
     assert adopted.returncode == 0, adopted.stderr
     assert "adopted" in adopted.stdout
     assert f'"instanceId": {iid}' in (pg.comment(database) or "")
@@ -118,15 +108,7 @@ def test_adopt_says_what_it_cannot_do(api: httpx.Client, stack: Stack) -> None:
     system made is already its own (nothing is written)."""
 
     def adopt(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "services.cli", "adopt", *args],
-            cwd=ROOT,
-            env={**os.environ, **stack.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return stack.cli("adopt", *args)
 
     missing = adopt("2147483000")
     assert missing.returncode == 1 and "no live instance" in missing.stderr

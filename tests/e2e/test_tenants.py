@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,12 +33,12 @@ from services.rules.marker import Marker
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE, declare_topology
 from tests.conftest import unique_name
-from tests.support import pg, rabbit
+from tests.support import forked, pg, rabbit
 from tests.support.flows import create
 from tests.support.polling import problem as _problem
 from tests.support.polling import until as _until
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -99,13 +97,8 @@ def tenants(
     # migrates every one of them.
     for database in admin.values():
         pg.edfi_admin(database, migrated=False)
-    subprocess.run(
-        [sys.executable, "-m", "services.cli", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
+    migrated = forked.cli(["migrate"], {**os.environ, **env})
+    assert migrated.returncode == 0, migrated.stderr
     stack = Stack(
         env=env,
         log_dir=Path(tmp_path_factory.mktemp("tenant-logs")),

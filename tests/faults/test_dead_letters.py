@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from contracts.messages import InstanceRequested, Operation
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE
 from tests.support.own import Own
 from tests.support.polling import wait_for_instance
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.faults
 
@@ -58,15 +56,7 @@ def _publish(stack: Stack, body: bytes, type_header: str, routing_key: str) -> s
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "dead-letters", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return stack.cli("dead-letters", *args)
 
 
 def _pending_job_without_a_command_sent(stack: Stack, db_prefix: str) -> tuple[int, uuid.UUID]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
-from tests.support import pg
+from tests.support import forked, pg
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +20,7 @@ def _cli(
     settings_env: dict[str, str], *args: str, secret: str = SECRET
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env, "EDFI_IM_CLIENT_SECRET": secret}
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "clients", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return forked.cli(["clients", *args], env)
 
 
 def test_add_list_and_remove_a_client(settings_env: dict[str, str], admin_database: str) -> None:

@@ -1,4 +1,5 @@
-"""The services' processes started by forking a warm interpreter instead of starting a new one.
+"""The services' processes (and `edfi-im` commands) started by forking a warm interpreter instead
+of starting a new one.
 
 Starting a service as `python -m services.cli run <service>` spends about a second of CPU on
 imports (FastAPI, SQLAlchemy, FastStream, pydantic models) before it does anything; the end-to-end
@@ -9,7 +10,8 @@ own pid, environment, working directory and log file, running the same `services
 the imports are shared. The start-up path itself (a new interpreter, the entry point, a
 configuration error's exit code 2, the Procfile) keeps its own tests, which start real
 interpreters: tests/e2e/test_startup.py, tests/e2e/test_two_stacks.py,
-tests/integration/test_configuration_errors.py, tests/integration/test_clients_cli.py.
+tests/integration/test_configuration_errors.py. `cli()` runs a command such as `edfi-im
+dead-letters list` the same way, its output captured as subprocess.run captures it.
 
 EDFI_IM_TEST_SPAWN=exec starts every service as a new interpreter again.
 """
@@ -22,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +40,8 @@ PRELOAD = [
     "services.scheduler.app",
     "uvicorn",
 ]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
@@ -63,14 +68,14 @@ class ServiceProcess(Protocol):
     def kill(self) -> None: ...
 
 
-def _serve(argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
+def _serve(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
     """In the forked process: the environment, directory, output and arguments a new
     interpreter would have had, then the console script's main; at the end, what an
     interpreter's exit does (atexit handlers, flushed streams)."""
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    for path, target in ((out, 1), (err, 2)):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, target)
+        os.close(fd)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -91,9 +96,11 @@ def _serve(argv: list[str], env: dict[str, str], cwd: str, log: str) -> None:
 class Forked:
     """A service forked from the warm interpreter, with Popen's methods."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: Path, out: Path, err: Path
+    ) -> None:
         self._process = _context.Process(
-            target=_serve, args=(argv, env, str(cwd), str(log)), daemon=True
+            target=_serve, args=(argv, env, str(cwd), str(out), str(err)), daemon=True
         )
         with _starting:
             self._process.start()
@@ -128,7 +135,7 @@ class Forked:
 
 def start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ServiceProcess:
     """`edfi-im <argv>` as a process of its own, its output appended to `log`."""
-    if env.get("EDFI_IM_TEST_SPAWN", os.environ.get("EDFI_IM_TEST_SPAWN")) == "exec":
+    if _exec_asked(env):
         with log.open("ab") as handle:
             return subprocess.Popen(
                 [sys.executable, "-m", "services.cli", *argv],
@@ -137,4 +144,40 @@ def start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Service
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-    return Forked(argv, env, cwd, log)
+    return Forked(argv, env, cwd, log, log)
+
+
+def _exec_asked(env: dict[str, str]) -> bool:
+    return env.get("EDFI_IM_TEST_SPAWN", os.environ.get("EDFI_IM_TEST_SPAWN")) == "exec"
+
+
+def cli(
+    argv: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`edfi-im <argv>` run to its end, as subprocess.run(..., capture_output=True, text=True)
+    answers it: its exit code, standard output and standard error apart."""
+    if _exec_asked(env):
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *argv],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    with tempfile.TemporaryDirectory(prefix="edfi-im-cli-") as tmp:
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        process = Forked(argv, env, ROOT, out, err)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        return subprocess.CompletedProcess(
+            ["edfi-im", *argv],
+            code,
+            out.read_text() if out.exists() else "",
+            err.read_text() if err.exists() else "",
+        )

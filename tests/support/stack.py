@@ -113,6 +113,10 @@ class Stack:
         service, extra_env = self.started[name]
         self.start(name, service, **extra_env)
 
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`edfi-im <args>` with this stack's settings, run to its end (output captured)."""
+        return forked.cli(list(args), {**os.environ, **self.env}, timeout)
+
     def start_gateway(self, name: str, timeout: float = 30, **extra_env: str) -> str:
         """Another gateway process on a free port of its own (the stack's settings, plus
         `extra_env`); its address once it answers /ready."""
