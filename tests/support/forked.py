@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -80,6 +81,11 @@ def _serve(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = ["edfi-im", *argv]
+    # What a new interpreter makes at import and must not share with its siblings: the random
+    # signing key of a gateway started without EDFI_IM_JWT_SIGNING_KEY is its own.
+    from services.runtime import settings
+
+    settings.EPHEMERAL_JWT_SIGNING_KEY = secrets.token_urlsafe(48)
     from services.cli.main import main
 
     try:
