@@ -4,7 +4,7 @@ with its duration (`log_min_duration_statement = 0`, set on this run's own datab
 services sampled by py-spy, and each job's own timestamps. Prints a breakdown; writes JSON to
 bench/results/.
 
-    uv run --frozen python -m bench.profile --creates 40
+    uv run --frozen python -m bench.profile --creates 40 --bulk 200
 
 PostgreSQL's log must be readable (the Debian cluster's file, as root); py-spy needs ptrace.
 """
@@ -27,7 +27,7 @@ import httpx
 import psycopg
 
 from bench.common import RESULTS, write_results
-from bench.instances import TINY, Bench, drop_prefixed, summary
+from bench.instances import TINY, Bench, cpu_seconds, drop_prefixed, stages, summary
 from tests.support import pg
 
 PG_LOG = Path(os.environ.get("EDFI_IM_PG_LOG", "/var/log/postgresql/postgresql-15-main.log"))
@@ -159,6 +159,39 @@ def hot_frames(raw: Path, top: int = 25) -> dict[str, Any]:
     }
 
 
+def bulk_profile(b: Bench, count: int, tag: str) -> dict[str, Any]:
+    """`count` creates at once (50 in flight, as bench.instances' bulk), each service sampled
+    by py-spy: the wall time, each stage's spread, CPU per create and where each spent it."""
+    procs = {name: proc.pid for name, proc in b.stack.procs.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    raws = {name: Path(tempfile.gettempdir()) / f"profile-{tag}-bulk-{name}.raw" for name in procs}
+    spies = [spy(pid, raws[name]) for name, pid in procs.items()]
+    started = time.perf_counter()
+    load = b.load(
+        *("--mode", "create", "--count", str(count), "--concurrency", "50"),
+        *("--template", "Minimal", "--prefix", "Profiled bulk"),
+    )
+    accepted = time.perf_counter() - started
+    ids = set(load["ids"])
+    b.all_completed(ids)
+    wall = time.perf_counter() - started
+    for p in spies:
+        p.send_signal(signal.SIGINT)
+    for p in spies:
+        p.wait(timeout=30)
+    return {
+        "creates": count,
+        "wallSeconds": round(wall, 2),
+        "allAcceptedSeconds": round(accepted, 2),
+        "cpuMsPerCreate": {
+            name: round((cpu_seconds(pid) - cpu_before[name]) * 1000 / count, 2)
+            for name, pid in procs.items()
+        },
+        "stages": stages(b, ids),
+        "pySpy": {name: hot_frames(raw, 40) for name, raw in raws.items()},
+    }
+
+
 def explain(database: str, statement: str, params: tuple[object, ...] = ()) -> str:
     with psycopg.connect(pg.database_url(database), autocommit=True) as c:
         c.execute("BEGIN")
@@ -171,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--creates", type=int, default=40, help="sequential creates profiled")
     parser.add_argument("--accept-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--bulk", type=int, default=200, help="creates at once, py-spy on each service (0: none)"
+    )
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
@@ -190,6 +226,9 @@ def main() -> None:
         b.start()
         b.until_completed(b.create("Warm up", "Minimal"))
         time.sleep(1.0)
+        if args.bulk:
+            results["bulk"] = bulk_profile(b, args.bulk, tag)
+            drop_prefixed(prefix)
         owners = pids_by_service(b, databases)
         offset = PG_LOG.stat().st_size
         before = sessions(databases)
@@ -333,6 +372,19 @@ def main() -> None:
 
 
 def report(r: dict[str, Any]) -> None:
+    if "bulk" in r:
+        k = r["bulk"]
+        print(
+            f"\nbulk: {k['creates']} creates at once in {k['wallSeconds']} s (all accepted after "
+            f"{k['allAcceptedSeconds']} s); CPU ms per create {k['cpuMsPerCreate']}"
+        )
+        print("stages:", k["stages"])
+        for name, spyres in k["pySpy"].items():
+            print(f"\n{name} (bulk), py-spy ({spyres['samples']} samples, idle included):")
+            for f in spyres["selfByPackage"][:8]:
+                print(f"   self {f['share']:>6.1%}  {f['package']}")
+            for f in spyres["frames"][:30]:
+                print(f"   {f['share']:>6.1%}  {f['frame']}")
     print("\nclient:", r["client"])
     print("connections opened per create:", r["connectionsPerCreate"])
     print("job stamps (each step's transaction start, now()):")

@@ -35,12 +35,16 @@ def engine_url(url: str) -> str:
     return with_driver(url, "asyncpg")
 
 
-def create_admin_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+def create_admin_engine(url: str, pool_size: int = 5, *, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping`: a round trip before each checkout that finds a connection the server has
+    closed (a restart) before it is used. A service whose every use of the engine is retried on
+    a transient error can do without it: the failing use invalidates the pool (SQLAlchemy drops
+    every older connection on a disconnect) and its retry gets a fresh connection."""
     return create_async_engine(
         engine_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 

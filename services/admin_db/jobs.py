@@ -136,19 +136,28 @@ async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, not
     )
 
 
-async def finish(conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None) -> None:
-    """The job's outcome: Completed without a reason, Failed with one."""
+async def finish(
+    conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None
+) -> Row[Any] | None:
+    """The job's outcome: Completed without a reason, Failed with one. Returns its type, status
+    and times as they now are (for the metrics, counted once the transaction has committed)."""
     succeeded = reason is None
-    await _set(
-        conn,
-        job_id,
-        status=(JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
-        finished_at=func.now(),
-        heartbeat_at=func.now(),
-        progress_message=JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
-        progress_percent=100 if succeeded else None,
-        error=reason,
-    )
+    finished: Row[Any] | None = (
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                status=(JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
+                finished_at=func.now(),
+                heartbeat_at=func.now(),
+                progress_message=JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
+                progress_percent=100 if succeeded else None,
+                error=reason,
+            )
+            .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
+        )
+    ).first()
+    return finished
 
 
 async def fail(conn: AsyncConnection, job_id: uuid.UUID, reason: str) -> None:

@@ -1,11 +1,14 @@
 """The outbox relay: publishes each admin database's outbox rows (services/admin_db/outbox.py)
-with publisher confirms, in the order they committed, and marks them sent.
+with publisher confirms, in the order they committed, and marks them sent. A batch is published
+in order and its confirms are awaited together; each row is marked sent only once its own
+confirm has come.
 
 One relay publishes at a time per admin database (a transaction-level advisory lock), in outbox
-id order. When the broker is away it stops and tries the same row again, backing off: nothing
-could flow anyway. When the broker refuses one message (unroutable, nacked, not serialisable),
-that row is parked (and its job fails, saying why and how to requeue it) while the rows behind
-it flow: order matters only per instance, and an instance has one operation in flight at a time.
+id order. When the broker is away it stops and tries the unconfirmed rows again, backing off:
+nothing could flow anyway. When the broker refuses one message (unroutable, nacked, not
+serialisable), that row is parked (and its job fails, saying why and how to requeue it) while the
+rows behind it flow: order matters only per instance, and an instance has one operation in
+flight at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from services.runtime.metrics import (
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_RELAY_DELAY_SECONDS,
 )
-from services.runtime.publisher import ConfirmingPublisher
+from services.runtime.publisher import ConfirmingPublisher, Outgoing
 from services.runtime.settings import Settings
 
 log = get_logger(__name__)
@@ -63,11 +66,13 @@ async def relay_once(
             return 0
         rows = await outbox.next_rows(conn, batch)
         sent: list[int] = []
-        stalled = False
+        stalled = 0
         handled = 0
-        for row in rows:
-            try:
-                await publisher.publish(
+        # The batch goes out in order and its confirms are awaited together; a row is marked
+        # sent (below, in this transaction) only once its own confirm has come.
+        results = await publisher.publish_all(
+            [
+                Outgoing(
                     exchange=row.exchange,
                     routing_key=row.routing_key,
                     body=row.body,
@@ -75,34 +80,42 @@ async def relay_once(
                     message_type=row.message_type,
                     correlation_id=row.correlation_id,
                 )
-            except PermanentError as exc:
+                for row in rows
+            ]
+        )
+        for row, error in zip(rows, results, strict=True):
+            if isinstance(error, PermanentError):
                 reason = (
-                    f"its command could not be published: {exc}. Fix the cause, then "
+                    f"its command could not be published: {error}. Fix the cause, then "
                     f"`edfi-im outbox requeue {row.id}`"
                     + (f" --tenant {tenant}" if tenant != "default" else "")
                 )
-                await outbox.park(conn, row.id, str(exc))
+                await outbox.park(conn, row.id, str(error))
                 await _fail_parked_job(conn, row.body, reason)
                 OUTBOX_PARKED.labels(tenant).inc()
                 log.error(
                     "outbox row parked: the broker refused it; the rows behind it go on",
                     outbox_id=row.id,
                     message_id=str(row.message_id),
-                    error=str(exc),
+                    error=str(error),
                 )
                 handled += 1
                 continue
-            except Exception as exc:
+            if error is not None:
+                # Not confirmed (the broker is away): tried again later. Rows of the batch
+                # that were confirmed all the same are marked sent, as a parked row's
+                # followers are: order matters per instance, and an instance has one
+                # operation in flight at a time.
                 OUTBOX_PUBLISH_FAILURES.inc()
                 log.warning(
                     "outbox publish failed; will retry",
                     outbox_id=row.id,
                     message_id=str(row.message_id),
-                    error=str(exc),
+                    error=str(error),
                 )
-                await outbox.record_failure(conn, row.id, str(exc))
-                stalled = True
-                break
+                await outbox.record_failure(conn, row.id, str(error))
+                stalled += 1
+                continue
             sent.append(row.id)
             handled += 1
             OUTBOX_RELAY_DELAY_SECONDS.observe(
@@ -117,7 +130,9 @@ async def relay_once(
         OUTBOX_BACKLOG.labels(tenant).set(0 if drained else await outbox.backlog(conn))
     # Raised after the commit, so the rows that did go out stay marked sent.
     if stalled:
-        raise RelayStalledError(f"published {len(sent)} of {len(rows)} rows")
+        raise RelayStalledError(
+            f"published {len(sent)} of {len(rows)} rows; {stalled} not confirmed"
+        )
     return handled
 
 

@@ -58,11 +58,18 @@ class TenantDatabases:
     """Every tenant's admin database of one service, built once at start-up."""
 
     def __init__(
-        self, settings: Settings, publisher: ConfirmingPublisher, *, pool_size: int = 5
+        self,
+        settings: Settings,
+        publisher: ConfirmingPublisher,
+        *,
+        pool_size: int = 5,
+        pre_ping: bool = True,
     ) -> None:
         self._by_name: dict[str | None, TenantDatabase] = {}
         for name, resolved in settings.tenant_settings().items():
-            engine = create_admin_engine(resolved.admin_database_url, pool_size=pool_size)
+            engine = create_admin_engine(
+                resolved.admin_database_url, pool_size=pool_size, pre_ping=pre_ping
+            )
             relay = OutboxRelay.from_settings(engine, publisher, resolved)
             self._by_name[name] = TenantDatabase(resolved, engine, relay)
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_db import changes
 from services.admin_db.changes import Change
+from services.admin_db.engine import single_read
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -98,7 +99,9 @@ class ChangeFeed:
             return None
 
     async def _read_new(self) -> None:
-        async with self._engine.connect() as conn:
+        # Autocommit: each page is one SELECT with a snapshot of its own, as it was in a READ
+        # COMMITTED transaction, without the BEGIN and ROLLBACK around it (every wake reads).
+        async with single_read(self._engine) as conn:
             while True:
                 batch = await changes.after(conn, self.latest, PAGE)
                 if not batch:

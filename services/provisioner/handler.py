@@ -163,6 +163,9 @@ class Provisioner:
         self._progress_delay = progress_delay
         self._delayed: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._beats: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Each running job's Started, on its way to the broker: the work goes on meanwhile, and
+        # every other event of the job waits for its confirm (see _emit).
+        self._starting: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -207,7 +210,11 @@ class Provisioner:
                                     await self._drop_staging(session, cmd)
                                 return
                             started = True
-                            await self._started(cmd, attempt)
+                            # Published now, confirmed while the work begins: no other event
+                            # of the job goes out before this confirm (_emit waits for it).
+                            self._starting[cmd.job_id] = asyncio.create_task(
+                                self._started(cmd, attempt)
+                            )
                             self._beat(cmd)
                         try:
                             outcome = await steps(session, cmd)
@@ -229,6 +236,7 @@ class Provisioner:
             if beat is not None:
                 beat.cancel()
             self._end_steps(cmd)
+            await self._started_sent(cmd)
 
     def _beat(self, cmd: InstanceRequested) -> None:
         """Start the job's heartbeat (once)."""
@@ -323,7 +331,24 @@ class Provisioner:
         )
 
     async def _emit(self, event: Message) -> None:
+        """Publish an event and wait for its confirm. Any event of a job but its Started waits
+        first for the Started's confirm (and fails as it failed): the broker gets a job's
+        events in the order they happened, each only after the one before was confirmed."""
+        starting = self._starting.get(event.job_id)
+        if starting is not None and not isinstance(event, InstanceOperationStarted):
+            await asyncio.shield(starting)
         await self._send(event.model_copy(update={"worker": self._worker}))
+
+    async def _started_sent(self, cmd: InstanceRequested) -> None:
+        """At the end of a command: its Started confirmed, or why it was not (logged) when no
+        later event was there to wait for it (a job given up, a redelivery that found it ended)."""
+        starting = self._starting.pop(cmd.job_id, None)
+        if starting is None:
+            return
+        try:
+            await asyncio.shield(starting)
+        except Exception as exc:
+            log.warning("Started event not confirmed", error=repr(exc))
 
     def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
         return FAILURE_OF[cmd.operation](

@@ -73,7 +73,10 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
     warn_about_connection_strings(settings)
     broker = make_broker(settings, f"status:{os.getpid()}")
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
-    databases = TenantDatabases(settings, publisher)
+    # No pre-ping (one round trip fewer per event): every use of these engines here is retried
+    # on a transient error (in_transaction, the relay, the start-up sync), and the metrics'
+    # read after a refusal or a dead-lettered command only logs a failure.
+    databases = TenantDatabases(settings, publisher, pre_ping=False)
     status = Status.build(settings, databases, key)
     tasks = BackgroundTasks()
     document_commands(broker, "orphaned jobs' commands, sent again through the outbox")

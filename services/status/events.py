@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Literal
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import (
@@ -64,8 +65,14 @@ class ConnectionStrings:
 
 
 async def apply_event(
-    conn: AsyncConnection, event: Message, message_id: str, strings: ConnectionStrings
+    conn: AsyncConnection,
+    event: Message,
+    message_id: str,
+    strings: ConnectionStrings,
+    finished: Callable[[Row[Any]], None] | None = None,
 ) -> Outcome:
+    """Apply one event in the caller's transaction. `finished` is given the job's type, status
+    and times when an outcome ends it (the caller counts it once the transaction commits)."""
     if not await inbox.claim(conn, CONSUMER, message_id, message_type(event)):
         return "duplicate"
     # Instance first, then job: every writer locks them in that order.
@@ -94,7 +101,9 @@ async def apply_event(
             f"{event.retry_in_seconds:.1f}s",
         )
     elif type(event) in OUTCOMES:
-        await _outcome(conn, instance, event, strings)
+        ended = await _outcome(conn, instance, event, strings)
+        if ended is not None and finished is not None:
+            finished(ended)
     else:
         log.warning("event type not handled", event_type=type(event).__name__)
         return "stale"
@@ -103,7 +112,7 @@ async def apply_event(
 
 async def _outcome(
     conn: AsyncConnection, instance: Any, event: Message, strings: ConnectionStrings
-) -> None:
+) -> Row[Any] | None:
     operation, succeeded = OUTCOMES[type(event)]
     instance_status, _ = outcome(operation, succeeded)
     reason = event.reason if isinstance(event, OperationFailed) else None
@@ -141,8 +150,9 @@ async def _outcome(
             api_clients=clients,
         )
     await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
-    await jobs.finish(conn, event.job_id, reason=reason)
+    ended = await jobs.finish(conn, event.job_id, reason=reason)
     if succeeded:
         log.info("job completed", operation=operation.value, status=instance_status.value)
     else:
         log.warning("job failed", operation=operation.value, reason=reason)
+    return ended

@@ -11,15 +11,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from faststream.rabbit import RabbitMessage
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from contracts.messages import OUTCOMES, Message, parse_event
+from contracts.messages import Message, parse_event
 from services.admin_db import inbox, jobs
 from services.admin_db.dbo_import import import_ods_instances
 from services.admin_db.engine import single_read
@@ -47,7 +47,7 @@ from services.runtime.metrics import (
 )
 from services.runtime.settings import Settings
 from services.runtime.topology import DEAD_COMMANDS_QUEUE, STATUS_QUEUE
-from services.status.events import ConnectionStrings, apply_event
+from services.status.events import ConnectionStrings, Outcome, apply_event
 from services.status.recovery import (
     fail_dead_lettered,
     record_refusal,
@@ -122,10 +122,16 @@ async def on_event(status: Status, message: RabbitMessage) -> None:
             return
         strings = status.strings[db.tenant]
         MESSAGES_CONSUMED.labels(STATUS_QUEUE).inc()
+        # The ended job's type, status and times, from the transaction that ended it (counted
+        # below, once it has committed; a retried transaction starts the list again).
+        ended: list[Row[Any]] = []
+
+        async def work(conn: AsyncConnection) -> Outcome:
+            ended.clear()
+            return await apply_event(conn, event, message_key(message), strings, ended.append)
+
         try:
-            outcome = await in_transaction(
-                status, db, lambda conn: apply_event(conn, event, message_key(message), strings)
-            )
+            outcome = await in_transaction(status, db, work)
         except Exception as exc:
             if dberrors.is_transient(exc):
                 raise  # still unreachable after its retries: back to the broker
@@ -135,8 +141,8 @@ async def on_event(status: Status, message: RabbitMessage) -> None:
             EVENT_APPLY_DELAY_SECONDS.labels(type(event).__name__).observe(
                 max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
             )
-            if type(event) in OUTCOMES:
-                await record_finished(db, event.job_id)
+            for job in ended:
+                job_finished(job.type, job.status, job.created_at, job.finished_at)
         log.debug("event processed", event_type=type(event).__name__, outcome=outcome)
 
 

@@ -1555,3 +1555,67 @@ async def test_a_mark_made_before_deployments_were_named_is_still_ours(
     await _provisioner(server, emit, deployment=_here).handle(delete, attempt=1)
     assert _only_outcome(emit, delete, InstanceDeleted).dropped
     assert TARGET not in server.databases
+
+
+class SlowConfirms(Recorder):
+    """A broker whose confirm of each Started takes `delay` seconds; the log says when each
+    event was handed over and when it was confirmed, beside the server's calls."""
+
+    def __init__(self, server: FakeOdsServer, delay: float) -> None:
+        super().__init__()
+        self.server = server
+        self.delay = delay
+        self.log: list[str] = []
+
+    async def __call__(self, message: Message) -> None:
+        name = type(message).__name__
+        self.log.append(f"send {name} (server calls so far: {len(self.server.calls)})")
+        if isinstance(message, InstanceOperationStarted):
+            await asyncio.sleep(self.delay)
+        self.events.append(message)
+        self.log.append(f"confirmed {name} (server calls so far: {len(self.server.calls)})")
+
+
+async def test_the_work_begins_while_started_is_confirmed_and_nothing_overtakes_it(
+    server: FakeOdsServer,
+) -> None:
+    emit = SlowConfirms(server, delay=0.2)
+    server.clone_delay = 0.05
+    cmd = _command()
+
+    await _provisioner(server, emit, progress_delay=0.5).handle(cmd, attempt=1)
+
+    # The server was at work (the look-ups, the clone) between Started's send and its confirm ...
+    def calls_at(prefix: str) -> tuple[int, int]:
+        k = next(i for i, line in enumerate(emit.log) if line.startswith(prefix))
+        return k, int(emit.log[k].rsplit(" ", 1)[1].rstrip(")"))
+
+    assert emit.log[0].startswith("send InstanceOperationStarted")
+    _, at_send = calls_at("send InstanceOperationStarted")
+    confirmed, at_confirm = calls_at("confirmed InstanceOperationStarted")
+    assert at_confirm > at_send, emit.log
+    assert "clone" in [c[0] for c in server.calls[:at_confirm]], emit.log
+    # ... and every other event went out only after it: in the order they happened.
+    sends = [line for line in emit.log if line.startswith("send ")]
+    assert all(emit.log.index(line) > confirmed for line in sends[1:])
+    assert isinstance(emit.events[0], InstanceOperationStarted)
+    assert [type(e) for e in emit.events][-1] is InstanceCreated
+    assert len(emit.of(InstanceOperationStarted)) == 1
+
+
+async def test_a_started_that_is_never_confirmed_fails_the_events_after_it(
+    server: FakeOdsServer,
+) -> None:
+    class Refusing(Recorder):
+        async def __call__(self, message: Message) -> None:
+            if isinstance(message, InstanceOperationStarted):
+                raise ConnectionError("broker gone")
+            await super().__call__(message)
+
+    emit = Refusing()
+    cmd = _command()
+
+    with pytest.raises(ConnectionError):
+        await _provisioner(server, emit).handle(cmd, attempt=1)
+    # No outcome overtook the Started that never went out: the command goes back to the broker.
+    assert not emit.outcomes
