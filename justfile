@@ -76,11 +76,12 @@ browser:
     bash infra/scripts/browser.sh
 
 # Run the tests: unit (no servers), contract (the gateway in-process, an admin database cloned
-# per module), integration and end-to-end (the services as processes of their own) against the local
-# PostgreSQL and RabbitMQ, and one fault smoke on servers of its own (tests/faults/test_smoke.py);
-# `just faults` runs them all. Two pytest-xdist workers, a test file each at a time (every worker
-# has its own admin databases, vhost and name prefix): 5 to 8 minutes on 2 cores (README,
-# Development); `uv run pytest <paths>` runs tests in one process.
+# per module), integration and end-to-end (the services as processes of their own) against the
+# local PostgreSQL and RabbitMQ, and one fault smoke on servers of its own
+# (tests/faults/test_smoke.py); `just faults` runs them all. Two pytest-xdist workers, a test file
+# each at a time, longest first (every worker has its own admin databases, vhost and name prefix):
+# about 3 minutes on 2 cores (README, Development); `uv run pytest <paths>` runs tests in one
+# process.
 # The dashboard's browser tests keep their screenshots in test-artifacts/screenshots/.
 [doc("Run the tests (unit, contract, integration, end-to-end, one fault smoke) on the local PostgreSQL and RabbitMQ")]
 test *args: sync services browser
