@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.own import Own
-from tests.support.polling import wait_for_instance
+from tests.support.polling import until, wait_for_instance
 
 pytestmark = pytest.mark.faults
 
@@ -36,7 +36,12 @@ def test_sigterm_finishes_the_operation_in_hand_and_exits_0(
             threading.Timer(2.0, slots.release).start()
             code = stack.stop("provisioner-0", sig=signal.SIGTERM, timeout=60)
             assert code == 0
-            job = api.get(f"/v2/jobs/{job_id}").json()
+            # Its outcome went out (confirmed) before it exited; the status service applies it
+            # a moment later: the job leaves Running without any provisioner running.
+            job = until(
+                lambda: (j := api.get(f"/v2/jobs/{job_id}").json())["status"] != "Running" and j,
+                timeout=10,
+            )
             assert job["status"] == "Completed", job
             assert job["attempts"] == 1  # finished by the same worker, not redelivered
             assert wait_for_instance(api, r.json()["id"])[0]["status"] == "Completed"
