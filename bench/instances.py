@@ -154,6 +154,9 @@ class Bench:
             "EDFI_IM_STANDBY_DELAY_SECONDS": "1",
             "EDFI_IM_LOG_FORMAT": "json",
             "EDFI_IM_LOG_LEVEL": "WARNING",
+            # The services as production runs them: new interpreters, not the tests' forks of
+            # a warm one (tests/support/forked.py), so memory and start-up are their own.
+            "EDFI_IM_TEST_SPAWN": "exec",
         }
         rabbit.create_vhost(self.vhost)
         pg.edfi_admin(self.database)
