@@ -10,24 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import unique_name
-from tests.support import pg
+from tests.support.hostile import counts, refused
 
 pytestmark = pytest.mark.contract
-
-
-def _counts(admin_database: str) -> tuple[int, int, int]:
-    return (
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.dbinstances")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.jobs")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.schedules")[0][0],
-    )
-
-
-def _refused(r: httpx.Response, field: str) -> None:
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    problem: dict[str, Any] = r.json()
-    assert field in problem["errors"], problem
 
 
 @pytest.mark.parametrize(
@@ -45,10 +30,10 @@ def _refused(r: httpx.Response, field: str) -> None:
 def test_wrong_shapes_are_refused_and_change_nothing(
     api: httpx.Client, admin_database: str, body: Any
 ) -> None:
-    before = _counts(admin_database)
+    before = counts(admin_database)
     r = api.post("/v2/dbInstances", json=body)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-    assert _counts(admin_database) == before
+    assert counts(admin_database) == before
 
 
 NUL = "District\u0000Specific"
@@ -59,16 +44,16 @@ def test_a_nul_in_any_free_text_field_is_a_422_naming_it_and_writes_nothing(
 ) -> None:
     """NUL characters gave 500s (PostgreSQL cannot store them): in an instance type (/v2, the
     Admin Console, a schedule's parameters), in a schedule's name, its cron or time zone."""
-    before = _counts(admin_database)
+    before = counts(admin_database)
     create = {"name": unique_name("Nul"), "databaseTemplate": "Minimal", "instanceType": NUL}
-    _refused(api.post("/v2/dbInstances", json=create), "instanceType")
-    _refused(
+    refused(api.post("/v2/dbInstances", json=create), "instanceType")
+    refused(
         api.post(
             "/adminconsole/odsInstances", json={"name": unique_name("Nul"), "instanceType": NUL}
         ),
         "instanceType",
     )
-    _refused(
+    refused(
         api.post(
             "/adminconsole/odsInstances", json={"name": unique_name("Nul"), "tenantName": NUL}
         ),
@@ -79,17 +64,17 @@ def test_a_nul_in_any_free_text_field_is_a_422_naming_it_and_writes_nothing(
         "job": {"type": "createInstance", "parameters": create},
         "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
     }
-    _refused(api.post("/v2/schedules", json=schedule), "job.parameters.instanceType")
+    refused(api.post("/v2/schedules", json=schedule), "job.parameters.instanceType")
     named = schedule | {"name": "Nightly\u0000", "job": {"type": "prune"}}
-    _refused(api.post("/v2/schedules", json=named), "name")
+    refused(api.post("/v2/schedules", json=named), "name")
     cron = named | {
         "name": unique_name("Nul"),
         "trigger": {"type": "cron", "cron": "0 0 9 *\u0000 * ?"},
     }
-    _refused(api.post("/v2/schedules", json=cron), "trigger.cron")
+    refused(api.post("/v2/schedules", json=cron), "trigger.cron")
     zone = cron | {"trigger": {"type": "cron", "cron": "0 0 9 * * ?", "timeZone": "UTC\u0000"}}
-    _refused(api.post("/v2/schedules", json=zone), "trigger.timeZone")
-    assert _counts(admin_database) == before
+    refused(api.post("/v2/schedules", json=zone), "trigger.timeZone")
+    assert counts(admin_database) == before
 
 
 @pytest.mark.parametrize(
@@ -116,10 +101,10 @@ def test_instants_at_the_edges_of_the_calendar_are_a_422_naming_the_field(
     api: httpx.Client, admin_database: str, trigger: dict[str, Any], field: str
 ) -> None:
     """They overflowed the trigger maths (500)."""
-    before = _counts(admin_database)
+    before = counts(admin_database)
     r = api.post(
         "/v2/schedules",
         json={"name": unique_name("Edge"), "job": {"type": "prune"}, "trigger": trigger},
     )
-    _refused(r, field)
-    assert _counts(admin_database) == before
+    refused(r, field)
+    assert counts(admin_database) == before

@@ -7,7 +7,6 @@ test-artifacts/screenshots/ for people to look at."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,17 +16,15 @@ from pathlib import Path
 
 import aio_pika
 import httpx
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from contracts.messages import InstanceRequested, Operation
 from services.runtime.settings import Settings
 from services.runtime.topology import REQUESTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg
 from tests.support.browser import READ_ONLY, SHOTS, launched, opened, register, shot, sign_in
-from tests.support.flows import create
+from tests.support.flows import create, pending_create
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -147,29 +144,10 @@ def test_pause_and_resume_a_schedule(page: Page, stack: Stack, api: httpx.Client
 def _poisoned_create(stack: Stack, db_prefix: str) -> tuple[int, str]:
     """An accepted create whose command reaches the provisioner in a contract version it does
     not know: dead-lettered, its job failed. Returns the instance id and the message id."""
-    job_id = uuid.uuid4()
-    name = unique_name("Poisoned")
-    database = db_prefix + name.replace(" ", "_")
-    with psycopg.connect(stack.env["EDFI_IM_ADMIN_DATABASE_URL"], autocommit=True) as c:
-        row = c.execute(
-            "INSERT INTO edfi_im.dbinstances (name, status, databasetemplate, databasename, "
-            "currentjobid) VALUES (%s, 'Pending', 'Minimal', %s, %s) RETURNING id",
-            (name, database, job_id),
-        ).fetchone()
-        assert row is not None
-        instance_id = int(row[0])
-        command = InstanceRequested(
-            job_id=job_id,
-            instance_id=instance_id,
-            operation=Operation.CREATE,
-            database_name=database,
-            database_template="EdFi_Ods_Minimal_Template",
-        )
-        c.execute(
-            "INSERT INTO edfi_im.jobs (id, type, instance_id, status, data, command) "
-            "VALUES (%s, 'createInstance', %s, 'Pending', '{}', %s)",
-            (job_id, instance_id, json.dumps(command.model_dump(mode="json"))),
-        )
+    command = pending_create(
+        stack.env["EDFI_IM_ADMIN_DATABASE_URL"], db_prefix, unique_name("Poisoned")
+    )
+    instance_id = command.instance_id
     message_id = str(uuid.uuid4())
 
     async def publish() -> None:

@@ -14,15 +14,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import psycopg
 import pytest
 from playwright.sync_api import expect
 
-from contracts.messages import InstanceRequested, Operation
 from services.runtime.topology import REQUESTS_EXCHANGE
 from tests.conftest import unique_name
 from tests.support import pg, rabbit
 from tests.support.browser import launched, opened, register, shot, sign_in
+from tests.support.flows import pending_create
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -75,39 +74,15 @@ def _ids(api: httpx.Client) -> set[str]:
     return {letter["messageId"] for letter in r.json()}
 
 
-def _pending_create(stack: Stack, db_prefix: str) -> tuple[int, InstanceRequested]:
-    """An accepted create whose command the test sends itself."""
-    job_id = uuid.uuid4()
-    name = unique_name("By hand")
-    database = db_prefix + name.replace(" ", "_")
-    with psycopg.connect(stack.env["EDFI_IM_ADMIN_DATABASE_URL"], autocommit=True) as c:
-        row = c.execute(
-            "INSERT INTO edfi_im.dbinstances (name, status, databasetemplate, databasename, "
-            "currentjobid) VALUES (%s, 'Pending', 'Minimal', %s, %s) RETURNING id",
-            (name, database, job_id),
-        ).fetchone()
-        assert row is not None
-        command = InstanceRequested(
-            job_id=job_id,
-            instance_id=int(row[0]),
-            operation=Operation.CREATE,
-            database_name=database,
-            database_template="EdFi_Ods_Minimal_Template",
-        )
-        c.execute(
-            "INSERT INTO edfi_im.jobs (id, type, instance_id, status, data, command) "
-            "VALUES (%s, 'createInstance', %s, 'Pending', '{}', %s)",
-            (job_id, command.instance_id, json.dumps(command.model_dump(mode="json"))),
-        )
-    return command.instance_id, command
-
-
 def test_a_failed_job_names_the_id_its_dead_command_is_requeued_by(
     stack: Stack, api: httpx.Client, db_prefix: str
 ) -> None:
     """Sent without a message id (a contract version the provisioner does not know): the job's
     error gives the id the listing shows, and requeueing by it completes the instance."""
-    instance_id, command = _pending_create(stack, db_prefix)
+    command = pending_create(
+        stack.env["EDFI_IM_ADMIN_DATABASE_URL"], db_prefix, unique_name("By hand")
+    )
+    instance_id = command.instance_id
     _publish(stack, command.model_dump_json().encode(), str(instance_id), message_id=None)
     failed, _ = wait_for_instance(api, instance_id, timeout=30)
     assert failed["status"] == "Error"

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import unique_name
 from tests.support import pg
+from tests.support.hostile import counts, refused
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
 
@@ -46,21 +47,6 @@ HOSTILE_NAMES = [
 ]
 
 
-def _counts(admin_database: str) -> tuple[int, int, int]:
-    return (
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.dbinstances")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.jobs")[0][0],
-        pg.query(admin_database, "SELECT count(*) FROM edfi_im.schedules")[0][0],
-    )
-
-
-def _refused(r: httpx.Response, field: str) -> None:
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    problem: dict[str, Any] = r.json()
-    assert field in problem["errors"], problem
-
-
 @pytest.fixture(scope="module")
 def target(stack: Stack) -> dict[str, Any]:
     """One completed instance the renames aim at."""
@@ -76,13 +62,11 @@ def test_hostile_names_are_refused_everywhere_and_change_nothing(
     api: httpx.Client, admin_database: str, db_prefix: str, target: dict[str, Any], name: str
 ) -> None:
     assert target["status"] == "Completed"
-    before = _counts(admin_database)
+    before = counts(admin_database)
     databases = set(pg.databases_like(db_prefix.replace("_", r"\_") + "%"))
 
-    _refused(
-        api.post("/v2/dbInstances", json={"name": name, "databaseTemplate": "Minimal"}), "name"
-    )
-    _refused(api.put(f"/v2/dbInstances/{target['id']}", json={"name": name}), "name")
+    refused(api.post("/v2/dbInstances", json={"name": name, "databaseTemplate": "Minimal"}), "name")
+    refused(api.put(f"/v2/dbInstances/{target['id']}", json={"name": name}), "name")
     for job in (
         {"type": "createInstance", "parameters": {"name": name, "databaseTemplate": "Minimal"}},
         {"type": "renameInstance", "parameters": {"id": target["id"], "name": name}},
@@ -95,7 +79,7 @@ def test_hostile_names_are_refused_everywhere_and_change_nothing(
                 "trigger": {"type": "cron", "cron": "0 0 9 * * ?"},
             },
         )
-        _refused(r, "job.parameters.name")
+        refused(r, "job.parameters.name")
     r = api.post(
         "/v2/schedules",
         json={
@@ -106,6 +90,6 @@ def test_hostile_names_are_refused_everywhere_and_change_nothing(
     )
     assert r.status_code == 422  # a schedule's own name may be any text, but this body is bad
 
-    assert _counts(admin_database) == before
+    assert counts(admin_database) == before
     assert set(pg.databases_like(db_prefix.replace("_", r"\_") + "%")) == databases
     assert api.get(f"/v2/dbInstances/{target['id']}").json()["name"] == target["name"]
