@@ -69,7 +69,12 @@ class ServiceProcess(Protocol):
     def kill(self) -> None: ...
 
 
-def _serve(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
+def _command(argv: list[str]) -> list[str]:
+    """`edfi-im <argv>` as a new interpreter runs it."""
+    return [sys.executable, "-m", "services.cli", *argv]
+
+
+def _serve(argv: list[str], env: dict[str, str], out: str, err: str) -> None:
     """In the forked process: the environment, directory, output and arguments a new
     interpreter would have had, then the console script's main; at the end, what an
     interpreter's exit does (atexit handlers, flushed streams)."""
@@ -79,7 +84,7 @@ def _serve(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
         os.close(fd)
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(cwd)
+    os.chdir(ROOT)
     sys.argv = ["edfi-im", *argv]
     # What a new interpreter makes at import and must not share with its siblings: the random
     # signing key of a gateway started without EDFI_IM_JWT_SIGNING_KEY is its own.
@@ -102,11 +107,9 @@ def _serve(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -
 class Forked:
     """A service forked from the warm interpreter, with Popen's methods."""
 
-    def __init__(
-        self, argv: list[str], env: dict[str, str], cwd: Path, out: Path, err: Path
-    ) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], out: Path, err: Path) -> None:
         self._process = _context.Process(
-            target=_serve, args=(argv, env, str(cwd), str(out), str(err)), daemon=True
+            target=_serve, args=(argv, env, str(out), str(err)), daemon=True
         )
         with _starting:
             self._process.start()
@@ -139,18 +142,19 @@ class Forked:
         self.send_signal(signal.SIGKILL)
 
 
-def start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> ServiceProcess:
-    """`edfi-im <argv>` as a process of its own, its output appended to `log`."""
+def start(argv: list[str], env: dict[str, str], log: Path) -> ServiceProcess:
+    """`edfi-im <argv>` as a process of its own (working directory: the repository), its output
+    appended to `log`."""
     if _exec_asked(env):
         with log.open("ab") as handle:
             return subprocess.Popen(
-                [sys.executable, "-m", "services.cli", *argv],
-                cwd=cwd,
+                _command(argv),
+                cwd=ROOT,
                 env=env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-    return Forked(argv, env, cwd, log, log)
+    return Forked(argv, env, log, log)
 
 
 def _exec_asked(env: dict[str, str]) -> bool:
@@ -164,7 +168,7 @@ def cli(
     answers it: its exit code, standard output and standard error apart."""
     if _exec_asked(env):
         return subprocess.run(
-            [sys.executable, "-m", "services.cli", *argv],
+            _command(argv),
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -174,7 +178,7 @@ def cli(
         )
     with tempfile.TemporaryDirectory(prefix="edfi-im-cli-") as tmp:
         out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
-        process = Forked(argv, env, ROOT, out, err)
+        process = Forked(argv, env, out, err)
         try:
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:

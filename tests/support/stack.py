@@ -17,8 +17,8 @@ import httpx
 
 from services.runtime.topology import MAINTENANCE_QUEUE, STATUS_QUEUE, shard_queue
 from tests.support import forked, pg, rabbit
+from tests.support.forked import ROOT as ROOT  # where the tests run edfi-im from
 
-ROOT = Path(__file__).resolve().parents[2]
 FULL_ACCESS = "edfi_admin_api/full_access"
 
 
@@ -104,7 +104,7 @@ class Stack:
         self.started[name] = (service or name, dict(extra_env))
         log.touch()
         self.log_offsets[name] = log.stat().st_size
-        self.procs[name] = forked.start(["run", service or name], env, ROOT, log)
+        self.procs[name] = forked.start(["run", service or name], env, log)
 
     def restart(self, name: str) -> None:
         """Start `name` again as it was last started (the same service, health port and
