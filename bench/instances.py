@@ -48,6 +48,7 @@ import psycopg
 from psycopg import sql
 
 from bench.common import percentile, write_results
+from services.runtime.templates import ensure_templates
 from tests.support import pg, rabbit
 from tests.support.stack import ROOT, Stack
 
@@ -158,6 +159,8 @@ class Bench:
             # a warm one (tests/support/forked.py), so memory and start-up are their own.
             "EDFI_IM_TEST_SPAWN": "exec",
         }
+        # The development template, as `just setup` makes it: a fresh machine has none yet.
+        ensure_templates(pg.SERVER, {"Minimal": TINY})
         rabbit.create_vhost(self.vhost)
         pg.edfi_admin(self.database)
         self.stack = Stack(

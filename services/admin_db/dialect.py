@@ -18,9 +18,22 @@ every executed statement for the other dialect knows they are made per engine on
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import DateTime, Float, bindparam, exists, func, insert, literal, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -118,12 +131,26 @@ async def xact_locks(conn: AsyncConnection, *keys: tuple[int, ...]) -> None:
     """Wait for several transaction locks, taken in the order given: in one statement on
     PostgreSQL (one round trip; its select list is evaluated left to right), one statement
     each on SQL Server."""
-    if conn.dialect.name == "mssql" or len(keys) < 2:
+    if conn.dialect.name == "mssql":
         for key in keys:
             await xact_lock(conn, *key)
         return
-    statement = select(*(func.pg_advisory_xact_lock(*key) for key in keys))
-    await conn.execute(statement.execution_options(**ENGINE_SPECIFIC))
+    values = {f"k{i}_{j}": part for i, key in enumerate(keys) for j, part in enumerate(key)}
+    await conn.execute(_pg_locks(tuple(len(key) for key in keys)), values)
+
+
+@functools.cache
+def _pg_locks(shape: tuple[int, ...]) -> Any:
+    """`SELECT pg_advisory_xact_lock(…), …`: one lock per entry of `shape`, each of that many
+    parts (1: a bigint key; 2: a class and a key, both int), all bound parameters: built once
+    per shape, so a request only binds values (no statement to build and key for the cache)."""
+    calls = (
+        func.pg_advisory_xact_lock(
+            *(bindparam(f"k{i}_{j}", type_=BigInteger if n == 1 else Integer) for j in range(n))
+        )
+        for i, n in enumerate(shape)
+    )
+    return select(*calls).execution_options(**ENGINE_SPECIFIC)
 
 
 async def try_xact_lock(conn: AsyncConnection, key: int) -> bool:

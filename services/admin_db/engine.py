@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import quote_plus
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from services.runtime.odbc import connection_string
 
@@ -40,13 +44,33 @@ def create_admin_engine(url: str, pool_size: int = 5, *, pre_ping: bool = True) 
     closed (a restart) before it is used. A service whose every use of the engine is retried on
     a transient error can do without it: the failing use invalidates the pool (SQLAlchemy drops
     every older connection on a disconnect) and its retry gets a fresh connection."""
-    return create_async_engine(
+    postgres = make_url(url).get_backend_name() == "postgresql"
+    engine = create_async_engine(
         engine_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=pre_ping,
+        # PostgreSQL's ping is our own (below); SQLAlchemy's sends three statements.
+        pool_pre_ping=pre_ping and not postgres,
         pool_recycle=1800,
     )
+    if pre_ping and postgres:
+        event.listen(engine.sync_engine.pool, "checkout", _ping_postgres)
+    return engine
+
+
+def _ping_postgres(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """The pre-ping on PostgreSQL in one round trip: `SELECT 1` in the simple protocol
+    (SQLAlchemy's asyncpg ping wraps `;` in BEGIN … ROLLBACK, three round trips, so that it
+    passes a transaction-mode pgbouncer; a simple query passes it too). A connection the server
+    ended is thrown away and the pool checks out another (DisconnectionError: a fresh one is
+    tried, up to three times); any other error is raised as it is."""
+    conn = dbapi_connection.driver_connection
+    try:
+        await_only(conn.execute("SELECT 1"))
+    except Exception as error:
+        if conn.is_closed() or isinstance(error, OSError):
+            raise DisconnectionError(f"a pooled connection was closed: {error}") from error
+        raise
 
 
 @asynccontextmanager

@@ -6,12 +6,13 @@ keeps, so none waits for another in a circle)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Row, delete, exists, func, insert, select, update
+from sqlalchemy import Integer, Row, String, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -89,25 +90,38 @@ async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> No
     await xact_locks(conn, *((NAME_LOCK_CLASS, key) for key in keys))
 
 
-async def conflict(
-    conn: AsyncConnection, name: str, database_name: str, exclude_id: int | None = None
-) -> ConflictError | None:
-    """A live instance that has, or is being renamed to, this name or database name."""
+@functools.cache
+def _conflict_query(exclude: bool) -> Any:
+    """Built once (bound parameters `name`, `database_name`, lower-cased, and `exclude_id`):
+    a request binds values only."""
     d = db_instances.c
+    name = bindparam("name", type_=String)
+    database = bindparam("database_name", type_=String)
     query = (
         select(d.id, d.name, d.databasename, d.pendingname, d.pendingdatabasename)
         .where(live())
         .where(
-            (func.lower(d.name) == name.lower())
-            | (func.lower(d.databasename) == database_name.lower())
-            | (func.lower(d.pendingname) == name.lower())
-            | (func.lower(d.pendingdatabasename) == database_name.lower())
+            (func.lower(d.name) == name)
+            | (func.lower(d.databasename) == database)
+            | (func.lower(d.pendingname) == name)
+            | (func.lower(d.pendingdatabasename) == database)
         )
         .limit(1)
     )
+    if exclude:
+        query = query.where(d.id != bindparam("exclude_id", type_=Integer))
+    return query
+
+
+async def conflict(
+    conn: AsyncConnection, name: str, database_name: str, exclude_id: int | None = None
+) -> ConflictError | None:
+    """A live instance that has, or is being renamed to, this name or database name."""
+    values: dict[str, Any] = {"name": name.lower(), "database_name": database_name.lower()}
     if exclude_id is not None:
-        query = query.where(d.id != exclude_id)
-    row = (await conn.execute(query)).first()
+        values["exclude_id"] = exclude_id
+    query = _conflict_query(exclude_id is not None)
+    row = (await conn.execute(query, values)).first()
     if row is None:
         return None
     if row.name.lower() == name.lower():
@@ -145,6 +159,33 @@ async def retire_failed_create(conn: AsyncConnection, instance_id: int, reason: 
 # --- transitions ---------------------------------------------------------------------------------
 
 
+# A new instance's fixed values; the rest are bound per create (built once).
+_ADD_PENDING = (
+    insert(db_instances)
+    .values(
+        status=InstanceStatus.PENDING.value,
+        lastrefreshed=func.now(),
+        lastmodifieddate=func.now(),
+        createdat=func.now(),
+        imported=False,
+    )
+    .returning(db_instances)
+)
+_PG_ADD_PENDING = (
+    pg_insert(db_instances)
+    .values(
+        status=InstanceStatus.PENDING.value,
+        lastrefreshed=func.now(),
+        lastmodifieddate=func.now(),
+        createdat=func.now(),
+        imported=False,
+    )
+    .on_conflict_do_nothing()
+    .returning(db_instances)
+    .execution_options(**ENGINE_SPECIFIC)
+)
+
+
 async def add_pending(
     conn: AsyncConnection,
     *,
@@ -159,37 +200,25 @@ async def add_pending(
     ConflictError naming the holder."""
     values: dict[str, Any] = {
         "name": name,
-        "status": InstanceStatus.PENDING.value,
         "databasetemplate": template_key,
         "databasename": database_name,
         "currentjobid": job_id,
-        "lastrefreshed": func.now(),
-        "lastmodifieddate": func.now(),
-        "createdat": func.now(),
-        "imported": False,
+        "instancetype": None,
+        "contexts": [],
+        "derivatives": [],
         **details,
     }
     if conn.dialect.name == "postgresql":
         # ON CONFLICT DO NOTHING: a refusal leaves the transaction usable without a savepoint
         # (two round trips fewer on every create).
-        inserted: Row[Any] | None = (
-            await conn.execute(
-                pg_insert(db_instances)
-                .values(**values)
-                .on_conflict_do_nothing()
-                .returning(db_instances)
-                .execution_options(**ENGINE_SPECIFIC)
-            )
-        ).first()
+        inserted: Row[Any] | None = (await conn.execute(_PG_ADD_PENDING, values)).first()
         if inserted is None:
             found = await conflict(conn, name, database_name)
             raise found or ConflictError(f"{name!r} is taken")
         return inserted
     try:
         async with conn.begin_nested():
-            row: Row[Any] = (
-                await conn.execute(insert(db_instances).values(**values).returning(db_instances))
-            ).one()
+            row: Row[Any] = (await conn.execute(_ADD_PENDING, values)).one()
     except IntegrityError:
         found = await conflict(conn, name, database_name)
         raise found or ConflictError(f"{name!r} is taken") from None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BeforeValidator, TypeAdapter
-from sqlalchemy import Row, select
+from sqlalchemy import Integer, Row, String, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
@@ -191,17 +192,30 @@ async def list_db_instances(
     status: Annotated[InstanceStatus | None, Query(description="Only this status")] = None,
 ) -> Response:
     state = request_tenant(request)
-    d = db_instances.c
-    # The page's ids first (an index-only scan of the primary key skips the offset's rows
-    # without reading them), then those rows: the same rows, in the same order, as
-    # `SELECT * … ORDER BY id OFFSET … LIMIT …`, which reads every row it skips.
-    ids = select(d.id).order_by(d.id).offset(offset).limit(page_limit(state, limit))
+    values: dict[str, Any] = {"offset": offset, "limit": page_limit(state, limit)}
     if status is not None:
-        ids = ids.where(d.status == status.value)
-    query = select(db_instances).where(d.id.in_(ids)).order_by(d.id)
+        values["status"] = status.value
     async with single_read(state.engine) as conn:
-        rows = (await conn.execute(query)).all()
+        rows = (await conn.execute(_instance_page(status is not None), values)).all()
     return page_response(INSTANCES, [instance_out(r) for r in rows])
+
+
+@functools.cache
+def _instance_page(by_status: bool) -> Any:
+    """The page's ids first (an index-only scan of the primary key skips the offset's rows
+    without reading them), then those rows: the same rows, in the same order, as
+    `SELECT * … ORDER BY id OFFSET … LIMIT …`, which reads every row it skips. Built once
+    (bound `offset`, `limit`, `status`): a request only binds values."""
+    d = db_instances.c
+    ids = (
+        select(d.id)
+        .order_by(d.id)
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if by_status:
+        ids = ids.where(d.status == bindparam("status", type_=String))
+    return select(db_instances).where(d.id.in_(ids)).order_by(d.id)
 
 
 @router.get(

@@ -1,0 +1,51 @@
+"""The admin database's engine checks a pooled connection before it is used (one round trip on
+PostgreSQL, services/admin_db/engine.py): a connection the server has ended (a restart, an
+administrator) is replaced, and the request that checks it out never sees it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from services.admin_db.engine import create_admin_engine
+from tests.support import pg
+
+pytestmark = pytest.mark.integration
+
+
+async def _pid(engine: object) -> int:
+    async with engine.begin() as conn:  # type: ignore[attr-defined]
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_before_use(
+    admin_database: str,
+) -> None:
+    url = pg.database_url(admin_database)
+    engine = create_admin_engine(url, pool_size=1)
+    try:
+        first = await _pid(engine)
+        assert await _pid(engine) == first  # kept in the pool between uses
+        with psycopg.connect(url, autocommit=True) as admin:  # our own engine's session only
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        second = await _pid(engine)
+        assert second != first
+        assert await _pid(engine) == second
+    finally:
+        await engine.dispose()
+
+
+async def test_an_error_other_than_a_closed_connection_is_not_hidden(
+    admin_database: str,
+) -> None:
+    """A statement the server refuses still fails as itself (the ping only replaces closed
+    connections), and the pool goes on serving."""
+    engine = create_admin_engine(pg.database_url(admin_database), pool_size=1)
+    try:
+        with pytest.raises(Exception, match="division by zero"):
+            async with engine.begin() as conn:
+                await conn.execute(text("SELECT 1 / 0"))
+        assert await _pid(engine) > 0
+    finally:
+        await engine.dispose()
