@@ -5,13 +5,14 @@ the triggers of migration 0012_changes.sql, whoever changes the rows), read here
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import ENGINE_SPECIFIC
@@ -51,10 +52,26 @@ async def after(
     conn: AsyncConnection, cursor: int, limit: int, entity_id: str | None = None
 ) -> list[Change]:
     """Changes after `cursor`, oldest first (only one job's or instance's, if given)."""
-    query = select(changes).where(changes.c.id > cursor).order_by(changes.c.id).limit(limit)
+    values: dict[str, Any] = {"p_cursor": cursor, "p_limit": limit}
     if entity_id is not None:
-        query = query.where(changes.c.entity_id == entity_id)
-    return [_change(r) for r in (await conn.execute(query)).all()]
+        values["p_entity_id"] = entity_id
+    rows = (await conn.execute(_after(entity_id is not None), values)).all()
+    return [_change(r) for r in rows]
+
+
+@functools.cache
+def _after(of_one: bool) -> Any:
+    """Built once (bound values): the gateway reads at every commit's NOTIFY."""
+    c = changes.c
+    query = (
+        select(changes)
+        .where(c.id > bindparam("p_cursor", type_=c.id.type))
+        .order_by(c.id)
+        .limit(bindparam("p_limit", type_=Integer))
+    )
+    if of_one:
+        query = query.where(c.entity_id == bindparam("p_entity_id", type_=c.entity_id.type))
+    return query
 
 
 async def history(conn: AsyncConnection, entity_id: str, limit: int) -> list[tuple[Any, Change]]:

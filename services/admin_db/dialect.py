@@ -122,9 +122,13 @@ def try_lock_statement(dialect: str, key: int) -> ClauseElement:
 
 async def xact_lock(conn: AsyncConnection, *key: int) -> None:
     """Wait for the lock; it is released when the transaction ends."""
-    await conn.execute(
-        lock_statement(conn.dialect.name, *key).execution_options(**ENGINE_SPECIFIC)  # type: ignore[attr-defined]
-    )
+    await conn.execute(_statement(lock_statement, conn.dialect.name, *key))
+
+
+@functools.cache
+def _statement(build: Any, dialect: str, *key: int) -> Any:
+    """A lock statement built once per dialect and key (a hot path only sends it)."""
+    return build(dialect, *key).execution_options(**ENGINE_SPECIFIC)
 
 
 async def xact_locks(conn: AsyncConnection, *keys: tuple[int, ...]) -> None:
@@ -155,8 +159,7 @@ def _pg_locks(shape: tuple[int, ...]) -> Any:
 
 async def try_xact_lock(conn: AsyncConnection, key: int) -> bool:
     """Take the lock if it is free; it is released when the transaction ends."""
-    statement = try_lock_statement(conn.dialect.name, key)
-    return bool(await conn.scalar(statement.execution_options(**ENGINE_SPECIFIC)))  # type: ignore[attr-defined]
+    return bool(await conn.scalar(_statement(try_lock_statement, conn.dialect.name, key)))
 
 
 def _value(value: Any, type_: Any) -> Any:

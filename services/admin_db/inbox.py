@@ -3,9 +3,10 @@ it handled in the transaction of its effects, so a redelivered message changes n
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import bindparam, delete, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.admin_db.dialect import ENGINE_SPECIFIC, insert_if_absent
@@ -15,17 +16,26 @@ from services.admin_db.tables import inbox
 async def claim(conn: AsyncConnection, consumer: str, message_id: str, kind: str) -> bool:
     """True the first time this message id is seen by this consumer (in this transaction's
     view)."""
+    result = await conn.execute(
+        _claim_statement(conn.dialect.name),
+        {"p_consumer": consumer, "p_message_id": message_id, "p_message_type": kind},
+    )
+    return bool(result.rowcount == 1)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """Built once per dialect (bound values): each event applied binds values only."""
+    c = inbox.c
     values = {
-        "consumer": consumer,
-        "message_id": message_id,
-        "message_type": kind,
+        "consumer": bindparam("p_consumer", type_=c.consumer.type),
+        "message_id": bindparam("p_message_id", type_=c.message_id.type),
+        "message_type": bindparam("p_message_type", type_=c.message_type.type),
         "processed_at": func.now(),
     }
-    statement = insert_if_absent(
-        conn.dialect.name, inbox, values, ["consumer", "message_id"]
-    ).execution_options(**ENGINE_SPECIFIC)
-    result = await conn.execute(statement)
-    return bool(result.rowcount == 1)
+    return insert_if_absent(dialect, inbox, values, ["consumer", "message_id"]).execution_options(
+        **ENGINE_SPECIFIC
+    )
 
 
 async def prune(conn: AsyncConnection, cutoff: Any) -> int:

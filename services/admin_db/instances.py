@@ -66,15 +66,20 @@ async def lock(conn: AsyncConnection, instance_id: int, *, shared: bool = False)
     """The instance's row, locked for the rest of the transaction (`shared`: others may read
     and share-lock it, no one may change it)."""
     row: Row[Any] | None = (
-        await conn.execute(
-            locked(
-                select(db_instances).where(db_instances.c.id == instance_id),
-                db_instances,
-                shared=shared,
-            )
-        )
+        await conn.execute(_lock_statement(shared), {"p_id": instance_id})
     ).first()
     return row
+
+
+@functools.cache
+def _lock_statement(shared: bool) -> Any:
+    """Built once (the bound `p_id`): a hot path binds values only (building a statement and
+    its cache key costs more than sending it)."""
+    return locked(
+        select(db_instances).where(db_instances.c.id == bindparam("p_id", type_=Integer)),
+        db_instances,
+        shared=shared,
+    )
 
 
 def _name_key(value: str) -> int:
@@ -226,15 +231,26 @@ async def add_pending(
 
 
 async def _set(conn: AsyncConnection, instance_id: int, **values: Any) -> Row[Any]:
-    row: Row[Any] = (
-        await conn.execute(
-            update(db_instances)
-            .where(db_instances.c.id == instance_id)
-            .values(lastmodifieddate=func.now(), lastrefreshed=func.now(), **values)
-            .returning(db_instances)
-        )
-    ).one()
+    """The instance's columns set to `values` (plain values, bound), its times to now."""
+    params = {f"p_{key}": value for key, value in values.items()} | {"p_id": instance_id}
+    row: Row[Any] = (await conn.execute(_set_statement(tuple(sorted(values))), params)).one()
     return row
+
+
+@functools.cache
+def _set_statement(columns: tuple[str, ...]) -> Any:
+    """`UPDATE … SET <columns> = bound values … RETURNING *`, built once per set of columns."""
+    c = db_instances.c
+    return (
+        update(db_instances)
+        .where(c.id == bindparam("p_id", type_=Integer))
+        .values(
+            lastmodifieddate=func.now(),
+            lastrefreshed=func.now(),
+            **{name: bindparam(f"p_{name}", type_=c[name].type) for name in columns},
+        )
+        .returning(db_instances)
+    )
 
 
 async def begin_operation(
@@ -382,11 +398,15 @@ async def write_details(
     contexts: list[dict[str, str]] | None,
     derivatives: list[dict[str, str]] | None,
     connection_string: str,
+    *,
+    new: bool = False,
 ) -> None:
-    """The instance's contexts and derivatives in dbo, replacing what was there. A derivative
-    gets the instance's own connection string until its real one is set by whoever runs it."""
-    for table in (ods_instance_contexts, ods_instance_derivatives):
-        await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
+    """The instance's contexts and derivatives in dbo, replacing what was there (`new`: a row
+    this transaction has just inserted, which has none yet). A derivative gets the instance's
+    own connection string until its real one is set by whoever runs it."""
+    if not new:
+        for table in (ods_instance_contexts, ods_instance_derivatives):
+            await conn.execute(delete(table).where(table.c.odsinstance_odsinstanceid == ods_id))
     if contexts:
         await conn.execute(
             insert(ods_instance_contexts),
@@ -415,17 +435,23 @@ async def write_details(
 
 async def add_to_dbo(conn: AsyncConnection, instance: Any, encrypted: Callable[[], str]) -> int:
     """The created instance's dbo.odsinstances row, contexts and derivatives; its id."""
+    connection_string = encrypted()
     ods_id: int = await conn.scalar(
-        insert(ods_instances)
-        .values(
-            name=instance.name,
-            instancetype=instance.instancetype,
-            connectionstring=encrypted(),
-        )
-        .returning(ods_instances.c.odsinstanceid)
+        _ADD_TO_DBO,
+        {
+            "name": instance.name,
+            "instancetype": instance.instancetype,
+            "connectionstring": connection_string,
+        },
     )
-    await write_details(conn, ods_id, instance.contexts, instance.derivatives, encrypted())
+    if instance.contexts or instance.derivatives:
+        await write_details(
+            conn, ods_id, instance.contexts, instance.derivatives, connection_string, new=True
+        )
     return ods_id
+
+
+_ADD_TO_DBO = insert(ods_instances).returning(ods_instances.c.odsinstanceid)
 
 
 async def repoint_in_dbo(

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import ago, locked
@@ -31,15 +31,64 @@ INSERT_JOB = insert(jobs).values(
 
 WAITING = "Waiting to start"
 
+# The statements of the hot paths (each event applied, each claim and fence), built once with
+# bound parameters (`p_…`): a call binds values only; building a statement and its cache key
+# costs more CPU here than sending it.
+_ID = bindparam("p_id", type_=jobs.c.id.type)
+_LOCK = locked(select(jobs).where(jobs.c.id == _ID), jobs)
+_LOCK_STATUS = locked(select(jobs.c.status, jobs.c.instance_id).where(jobs.c.id == _ID), jobs)
+_CURRENT = select(db_instances.c.currentjobid).where(
+    db_instances.c.id == bindparam("p_instance_id", type_=db_instances.c.id.type)
+)
+_MARK_RUNNING = (
+    update(jobs)
+    .where(jobs.c.id == _ID)
+    .values(
+        status=JobStatus.RUNNING.value,
+        started_at=func.coalesce(jobs.c.started_at, func.now()),
+        attempts=jobs.c.attempts + 1,
+        worker=bindparam("p_worker", type_=jobs.c.worker.type),
+        heartbeat_at=func.now(),
+        progress_message=bindparam("p_message", type_=jobs.c.progress_message.type),
+    )
+)
+_PROGRESS = (
+    update(jobs)
+    .where(jobs.c.id == _ID)
+    .values(
+        heartbeat_at=func.now(),
+        progress_message=bindparam("p_message", type_=jobs.c.progress_message.type),
+        progress_percent=bindparam("p_percent", type_=jobs.c.progress_percent.type),
+    )
+)
+_FINISH = (
+    update(jobs)
+    .where(jobs.c.id == _ID)
+    .values(
+        status=bindparam("p_status", type_=jobs.c.status.type),
+        finished_at=func.now(),
+        heartbeat_at=func.now(),
+        progress_message=bindparam("p_message", type_=jobs.c.progress_message.type),
+        progress_percent=bindparam("p_percent", type_=jobs.c.progress_percent.type),
+        error=bindparam("p_error", type_=jobs.c.error.type),
+    )
+    .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
+)
+_CLAIM = (
+    update(jobs)
+    .where(jobs.c.id == _ID)
+    .where(jobs.c.claimed_at.is_(None))
+    .values(claimed_at=func.now())
+)
+_SERVER_DONE = update(jobs).where(jobs.c.id == _ID).values(server_done_at=func.now())
+
 
 # --- reads that lock -----------------------------------------------------------------------------
 
 
 async def lock(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | None:
     """The job's row, locked for the rest of the transaction (after its instance's, if any)."""
-    row: Row[Any] | None = (
-        await conn.execute(locked(select(jobs).where(jobs.c.id == job_id), jobs))
-    ).first()
+    row: Row[Any] | None = (await conn.execute(_LOCK, {"p_id": job_id})).first()
     return row
 
 
@@ -103,15 +152,9 @@ async def mark_running(
     conn: AsyncConnection, job_id: uuid.UUID, *, worker: str | None, attempt: int
 ) -> None:
     """A worker began (or began again) the job's work."""
-    await _set(
-        conn,
-        job_id,
-        status=JobStatus.RUNNING.value,
-        started_at=func.coalesce(jobs.c.started_at, func.now()),
-        attempts=jobs.c.attempts + 1,
-        worker=worker,
-        heartbeat_at=func.now(),
-        progress_message=f"Started (attempt {attempt})",
+    await conn.execute(
+        _MARK_RUNNING,
+        {"p_id": job_id, "p_worker": worker, "p_message": f"Started (attempt {attempt})"},
     )
 
 
@@ -119,9 +162,7 @@ async def report_progress(
     conn: AsyncConnection, job_id: uuid.UUID, message: str, percent: int | None = None
 ) -> None:
     """A step, or the heartbeat that repeats it."""
-    await _set(
-        conn, job_id, heartbeat_at=func.now(), progress_message=message, progress_percent=percent
-    )
+    await conn.execute(_PROGRESS, {"p_id": job_id, "p_message": message, "p_percent": percent})
 
 
 async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, note: str) -> None:
@@ -144,17 +185,14 @@ async def finish(
     succeeded = reason is None
     finished: Row[Any] | None = (
         await conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
-                status=(JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
-                finished_at=func.now(),
-                heartbeat_at=func.now(),
-                progress_message=JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
-                progress_percent=100 if succeeded else None,
-                error=reason,
-            )
-            .returning(jobs.c.type, jobs.c.status, jobs.c.created_at, jobs.c.finished_at)
+            _FINISH,
+            {
+                "p_id": job_id,
+                "p_status": (JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
+                "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
+                "p_percent": 100 if succeeded else None,
+                "p_error": reason,
+            },
         )
     ).first()
     return finished
@@ -222,9 +260,7 @@ async def cancel(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any]:
 async def _current(conn: AsyncConnection, job_id: uuid.UUID, instance_id: int | None) -> bool:
     if instance_id is None:
         return True
-    current = await conn.scalar(
-        select(db_instances.c.currentjobid).where(db_instances.c.id == instance_id)
-    )
+    current = await conn.scalar(_CURRENT, {"p_instance_id": instance_id})
     return bool(current == job_id)
 
 
@@ -233,23 +269,14 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     lock): a cancelled job, one that has ended (given up, failed, done) or that is no longer its
     instance's, is skipped; once claimed it can no longer be cancelled."""
     async with engine.begin() as conn:
-        job = (
-            await conn.execute(
-                locked(select(jobs.c.status, jobs.c.instance_id).where(jobs.c.id == job_id), jobs)
-            )
-        ).first()
+        job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
         if job.status == JobStatus.CANCELLED.value:
             return Claimed.CANCELLED
         if is_terminal(job.status) or not await _current(conn, job_id, job.instance_id):
             return Claimed.ENDED
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .where(jobs.c.claimed_at.is_(None))
-            .values(claimed_at=func.now())
-        )
+        await conn.execute(_CLAIM, {"p_id": job_id})
         return Claimed.CLAIMED
 
 
@@ -259,18 +286,14 @@ async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
     step's length (the orphan sweep skips it meanwhile), the step is taken only if the job may
     still act (yields False otherwise), and once it is done the job records so."""
     async with engine.begin() as conn:
-        job = (
-            await conn.execute(
-                locked(select(jobs.c.status, jobs.c.instance_id).where(jobs.c.id == job_id), jobs)
-            )
-        ).first()
+        job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:  # a command sent by hand: nothing recorded to fence
             yield True
             return
         live = not is_terminal(job.status) and await _current(conn, job_id, job.instance_id)
         yield live
         if live:
-            await _set(conn, job_id, server_done_at=func.now())
+            await conn.execute(_SERVER_DONE, {"p_id": job_id})
 
 
 async def claim_maintenance(engine: AsyncEngine, job_id: uuid.UUID, worker: str) -> str | None:

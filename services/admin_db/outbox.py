@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Envelope, message_type
@@ -57,19 +57,23 @@ async def lead(conn: AsyncConnection) -> bool:
 
 async def next_rows(conn: AsyncConnection, batch: int) -> list[Row[Any]]:
     """Up to `batch` rows still to publish, in the order they committed."""
-    return list(
-        (
-            await conn.execute(select(outbox).where(waiting()).order_by(outbox.c.id).limit(batch))
-        ).all()
-    )
+    return list((await conn.execute(_NEXT_ROWS, {"p_batch": batch})).all())
 
 
 async def mark_sent(conn: AsyncConnection, ids: list[int]) -> None:
-    await conn.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(ids))
-        .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
-    )
+    await conn.execute(_MARK_SENT, {"p_ids": ids})
+
+
+# The relay's statements, built once (bound values): each batch only binds them.
+_NEXT_ROWS = (
+    select(outbox).where(waiting()).order_by(outbox.c.id).limit(bindparam("p_batch", type_=Integer))
+)
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(sent_at=func.now(), attempts=outbox.c.attempts + 1)
+)
+_BACKLOG = select(func.count()).select_from(outbox).where(waiting())
 
 
 async def record_failure(conn: AsyncConnection, outbox_id: int, error: str) -> None:
@@ -117,7 +121,7 @@ async def parked(conn: AsyncConnection) -> list[Row[Any]]:
 
 async def backlog(conn: AsyncConnection) -> int:
     """Rows still to publish (the partial index on them makes the count cheap)."""
-    return int(await conn.scalar(select(func.count()).select_from(outbox).where(waiting())) or 0)
+    return int(await conn.scalar(_BACKLOG) or 0)
 
 
 async def prune(conn: AsyncConnection, cutoff: Any) -> int:

@@ -112,6 +112,11 @@ class ChangeFeed:
                     self._buffer.append(change)
                 self.latest = batch[-1].id
                 self._announce()
+                if len(batch) < PAGE:
+                    # All there was as of this read. A change committed after it NOTIFYs
+                    # after its commit, and so wakes the feed again (changes are numbered in
+                    # commit order: none can appear below `latest` later).
+                    return
 
     def _announce(self) -> None:
         arrived, self._arrived = self._arrived, asyncio.Event()
