@@ -150,6 +150,10 @@ async def register_client(
     )
 
 
+# How many verified own tokens a gateway remembers (each a few hundred bytes).
+VERIFIED_TOKENS = 4096
+
+
 class Authenticator:
     """Issues the gateway's own tokens and verifies them (or an OIDC issuer's)."""
 
@@ -157,6 +161,8 @@ class Authenticator:
         self._settings = settings
         self._engine = engine
         self._key = settings.signing_key()
+        # Tokens signed with `_key` already verified: the caller each names, and from when.
+        self._verified: dict[str, tuple[Caller, float]] = {}
         self.throttle = Throttle(settings.token_max_failures, settings.token_lockout_seconds)
         self._jwks: JwksCache | None = None
         if settings.oidc_issuer:
@@ -199,6 +205,12 @@ class Authenticator:
 
     async def verify(self, token: str) -> Caller:
         """The caller a valid token names; 401 for anything else (without saying more)."""
+        known = self._verified.get(token)
+        if known is not None:
+            caller, valid_from = known
+            if valid_from <= time.time() < (caller.expires_at or 0):
+                return caller
+            del self._verified[token]  # expired: verified again below, refused as such
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") == "HS256":
@@ -248,12 +260,24 @@ class Authenticator:
             log.info("token refused", reason=str(exc))
             raise unauthorized("The access token is missing, invalid or expired.") from None
         expiry = claims.get("exp")
-        return Caller(
+        caller = Caller(
             client_id=str(claims.get("client_id") or claims.get("sub") or "?"),
             scopes=scopes,
             tenants=tenants,
             expires_at=float(expiry) if isinstance(expiry, int | float) else None,
         )
+        if header.get("alg") == "HS256" and caller.expires_at is not None:
+            self._remember(token, caller, claims)
+        return caller
+
+    def _remember(self, token: str, caller: Caller, claims: dict[str, Any]) -> None:
+        """A token signed with this gateway's own key, verified: later requests with it skip
+        the signature (it cannot change, nor can the key while the process runs) but not the
+        clock (it is taken only between its `nbf`/`iat` and its `exp`)."""
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest first
+        starts = [v for v in (claims.get("nbf"), claims.get("iat")) if isinstance(v, int | float)]
+        self._verified[token] = (caller, float(max(starts, default=0)))
 
 
 def tenant_claim(claims: dict[str, Any]) -> tuple[str, ...] | None:

@@ -20,7 +20,7 @@ from services.gateway.facts import facts_of
 from services.gateway.problems import ProblemError, validation_problem
 from services.gateway.schemas import CreateDbInstance, DbInstance, Job, RenameDbInstance
 from services.gateway.state import request_tenant
-from services.gateway.views import instance_out, job_out
+from services.gateway.views import instance_out, instance_page_json, job_out
 from services.rules.parameters import checked_database_name, create_names
 from services.rules.states import JOB_TYPE, InstanceStatus, JobStatus, JobType
 from services.runtime.logging import get_logger
@@ -50,7 +50,6 @@ Limit = Annotated[
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
-INSTANCES = TypeAdapter(list[DbInstance])
 JOBS = TypeAdapter(list[Job])
 
 
@@ -197,7 +196,7 @@ async def list_db_instances(
         values["status"] = status.value
     async with single_read(state.engine) as conn:
         rows = (await conn.execute(_instance_page(status is not None), values)).all()
-    return page_response(INSTANCES, [instance_out(r) for r in rows])
+    return Response(instance_page_json(rows), media_type="application/json")
 
 
 @functools.cache

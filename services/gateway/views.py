@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Row
 
 from services.gateway.schemas import DbInstance, Job
+
+# A page's fields in DbInstance's order: (its JSON name, the dbinstances column it shows).
+_PAGE_FIELDS = (
+    ("id", "id"),
+    ("name", "name"),
+    ("status", "status"),
+    ("databaseTemplate", "databasetemplate"),
+    ("databaseName", "databasename"),
+    ("jobId", "currentjobid"),
+    ("odsInstanceId", "odsinstanceid"),
+    ("odsInstanceName", "odsinstancename"),
+    ("error", "error"),
+    ("pendingName", "pendingname"),
+    ("imported", "imported"),
+    ("createdDate", "createdat"),
+    ("lastModifiedDate", "lastmodifieddate"),
+    ("lastRefreshed", "lastrefreshed"),
+    ("instanceType", "instancetype"),
+    ("odsInstanceContexts", "contexts"),
+    ("odsInstanceDerivatives", "derivatives"),
+)
+_NAMES = tuple(name for name, _ in _PAGE_FIELDS)
+
+
+def instance_page_json(rows: Sequence[Row[Any]]) -> bytes:
+    """A page of instances as JSON: the bytes `list[DbInstance]` serialises to (camelCase, in
+    its field order; tests/unit/test_views.py holds them equal), without building and
+    validating a model per row, and reading each row by position (the page's largest costs
+    after its SELECT)."""
+    if not rows:
+        return b"[]"
+    position = {column: i for i, column in enumerate(rows[0]._fields)}
+    values = itemgetter(*(position[column] for _, column in _PAGE_FIELDS))
+    page = []
+    for row in rows:
+        item = dict(zip(_NAMES, values(row), strict=True))
+        item["odsInstanceContexts"] = item["odsInstanceContexts"] or []
+        item["odsInstanceDerivatives"] = item["odsInstanceDerivatives"] or []
+        item["database"] = None
+        page.append(item)
+    return to_json(page)
 
 
 def instance_out(row: Row[Any]) -> DbInstance:

@@ -209,6 +209,29 @@ def test_an_expired_or_foreign_token_is_refused(
     _is_problem(r, 401)
 
 
+def test_a_token_taken_before_is_refused_once_it_expires(
+    gateway: InProcessGateway, settings_env: dict[str, str]
+) -> None:
+    """The gateway remembers the own tokens it verified (it skips their signature the next
+    time), never past their `exp`: the same token is refused, as expired, the moment it is."""
+    now = int(time.time())
+    claims = {
+        "iss": "edfi-instance-manager",
+        "aud": "edfi-instance-manager",
+        "sub": "x",
+        "scope": FULL,
+        "iat": now,
+        "exp": now + 2,
+    }
+    token = jwt.encode(claims, settings_env["EDFI_IM_JWT_SIGNING_KEY"], algorithm="HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):  # verified, then remembered
+        assert gateway.http.get("/v2/dbInstances", headers=headers).status_code == 200
+    time.sleep(max(0.0, now + 2.1 - time.time()))
+    body = _is_problem(gateway.http.get("/v2/dbInstances", headers=headers), 401)
+    assert "expired" in body["detail"]
+
+
 @pytest.fixture
 def jwks() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
     """A tiny OpenID Connect issuer: its JWKS over HTTP, its private key for the test."""
