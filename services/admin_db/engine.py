@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote_plus
 
-from sqlalchemy import event
+from sqlalchemy import Row, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
@@ -64,6 +65,8 @@ def _ping_postgres(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     passes a transaction-mode pgbouncer; a simple query passes it too). A connection the server
     ended is thrown away and the pool checks out another (DisconnectionError: a fresh one is
     tried, up to three times); any other error is raised as it is."""
+    if _UNPINGED.get():
+        return
     conn = dbapi_connection.driver_connection
     try:
         await_only(conn.execute("SELECT 1"))
@@ -71,6 +74,32 @@ def _ping_postgres(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if conn.is_closed() or isinstance(error, OSError):
             raise DisconnectionError(f"a pooled connection was closed: {error}") from error
         raise
+
+
+# Set while `read_all` checks a connection out: its read is retried instead of pinged first.
+_UNPINGED: ContextVar[bool] = ContextVar("edfi_im_unpinged", default=False)
+
+
+async def read_all(
+    engine: AsyncEngine, statement: Any, params: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
+    """The rows of one SELECT, in autocommit, without the pre-ping: a read changes nothing, so
+    one that meets a connection the server has ended (a restart) is sent once more, on a new
+    connection (SQLAlchemy drops the pool's older connections at a disconnect). The round trip
+    of the ping is saved on every other read."""
+    unpinged = _UNPINGED.set(True)
+    try:
+        for attempt in (1, 2):
+            try:
+                async with engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return (await conn.execute(statement, params)).all()
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        _UNPINGED.reset(unpinged)
 
 
 @asynccontextmanager

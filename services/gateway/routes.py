@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
 from services.admin_db.accept import accept_create, accept_operation, cancel_job
-from services.admin_db.engine import single_read
+from services.admin_db.engine import read_all
 from services.admin_db.tables import db_instances, jobs
 from services.admin_db.tenants import TenantDatabase
 from services.gateway.facts import facts_of
@@ -48,6 +48,12 @@ Limit = Annotated[
 ]
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+# One instance, one job (built once: a request binds the id).
+_INSTANCE = select(db_instances).where(
+    db_instances.c.id == bindparam("p_id", type_=db_instances.c.id.type)
+)
+_JOB = select(jobs).where(jobs.c.id == bindparam("p_id", type_=jobs.c.id.type))
 
 
 JOBS = TypeAdapter(list[Job])
@@ -194,8 +200,7 @@ async def list_db_instances(
     values: dict[str, Any] = {"offset": offset, "limit": page_limit(state, limit)}
     if status is not None:
         values["status"] = status.value
-    async with single_read(state.engine) as conn:
-        rows = (await conn.execute(_instance_page(status is not None), values)).all()
+    rows = await read_all(state.engine, _instance_page(status is not None), values)
     return Response(instance_page_json(rows), media_type="application/json")
 
 
@@ -226,10 +231,8 @@ def _instance_page(by_status: bool) -> Any:
 )
 async def get_db_instance(instance_id: InstanceId, request: Request) -> DbInstance:
     state = request_tenant(request)
-    async with single_read(state.engine) as conn:
-        row = (
-            await conn.execute(select(db_instances).where(db_instances.c.id == instance_id))
-        ).first()
+    found = await read_all(state.engine, _INSTANCE, {"p_id": instance_id})
+    row = found[0] if found else None
     if row is None:
         raise ProblemError(404, "Not found", f"no instance with id {instance_id}")
     out = instance_out(row)
@@ -260,15 +263,14 @@ async def list_jobs(
         query = query.where(jobs.c.type == type.value)
     if schedule_id is not None:
         query = query.where(jobs.c.schedule_id == schedule_id)
-    async with single_read(state.engine) as conn:
-        rows = (await conn.execute(query)).all()
+    rows = await read_all(state.engine, query)
     return page_response(JOBS, [job_out(r) for r in rows])
 
 
 @router.get("/jobs/{job_id}", response_model=Job, responses={404: PROBLEM})
 async def get_job(job_id: uuid.UUID, request: Request) -> Job:
-    async with single_read(request_tenant(request).engine) as conn:
-        row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    found = await read_all(request_tenant(request).engine, _JOB, {"p_id": job_id})
+    row = found[0] if found else None
     if row is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")
     return job_out(row)

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from services.admin_db.engine import create_admin_engine
+from services.admin_db.engine import create_admin_engine, read_all
 from tests.support import pg
 
 pytestmark = pytest.mark.integration
@@ -47,5 +47,26 @@ async def test_an_error_other_than_a_closed_connection_is_not_hidden(
             async with engine.begin() as conn:
                 await conn.execute(text("SELECT 1 / 0"))
         assert await _pid(engine) > 0
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_meeting_a_connection_the_server_ended_is_sent_again(
+    admin_database: str,
+) -> None:
+    """Reads skip the ping (`read_all`): the one that meets the ended connection is sent once
+    more on a new one, and answers as if nothing had happened."""
+    url = pg.database_url(admin_database)
+    engine = create_admin_engine(url, pool_size=1)
+    pid = text("SELECT pg_backend_pid()")
+    try:
+        (first,) = (await read_all(engine, pid))[0]
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        (second,) = (await read_all(engine, pid))[0]
+        assert second != first
+        with pytest.raises(Exception, match="division by zero"):  # not a disconnect: as is
+            await read_all(engine, text("SELECT 1 / 0"))
+        assert (await read_all(engine, text("SELECT CAST(:v AS integer) AS v"), {"v": 7}))[0].v == 7
     finally:
         await engine.dispose()
