@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
 from sqlalchemy import Row, event
@@ -76,7 +76,10 @@ def _ping_postgres(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise
 
 
-# Set while `read_all` checks a connection out: its read is retried instead of pinged first.
+T = TypeVar("T")
+
+# Set while `read_all` or `unit_of_work` checks a connection out: its work is retried
+# instead of its connection pinged first.
 _UNPINGED: ContextVar[bool] = ContextVar("edfi_im_unpinged", default=False)
 
 
@@ -96,6 +99,30 @@ async def read_all(
                     return (await conn.execute(statement, params)).all()
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        _UNPINGED.reset(unpinged)
+
+
+async def unit_of_work(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`work` in one transaction, without the pre-ping. A statement that meets a connection the
+    server has ended fails before COMMIT is sent, and the server keeps nothing of a transaction
+    it never saw committed: the whole of `work` runs once more on a new connection. Only a
+    failure of the COMMIT itself is ambiguous (it may have been applied), and is raised as it
+    is. `work` must do nothing outside the transaction (whatever follows the commit belongs
+    after this call)."""
+    unpinged = _UNPINGED.set(True)
+    try:
+        for attempt in (1, 2):
+            committing = False
+            try:
+                async with engine.connect() as conn, conn.begin():
+                    result = await work(conn)
+                    committing = True  # the block's end sends COMMIT
+                return result
+            except DBAPIError as exc:
+                if attempt == 2 or committing or not exc.connection_invalidated:
                     raise
         raise AssertionError("unreachable")
     finally:

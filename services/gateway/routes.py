@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Operation
 from services.admin_db.accept import accept_create, accept_operation, cancel_job
-from services.admin_db.engine import read_all
+from services.admin_db.engine import read_all, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.admin_db.tenants import TenantDatabase
 from services.gateway.facts import facts_of
@@ -121,10 +121,12 @@ async def create_db_instance(
     body: CreateDbInstance, request: Request, response: Response
 ) -> DbInstance:
     state = request_tenant(request)
-    async with state.engine.begin() as conn:
-        row = await accept_new_instance(
+    row = await unit_of_work(
+        state.engine,
+        lambda conn: accept_new_instance(
             conn, state, request, body.name, body.database_template, body.stored()
-        )
+        ),
+    )
     accepted(state, Operation.CREATE, "api", row, name=row.name, database_name=row.databasename)
     response.headers["Location"] = f"/v2/dbInstances/{row.id}"
     return instance_out(row)
@@ -173,8 +175,9 @@ async def _accept(
     new_database_name: str | None = None,
 ) -> DbInstance:
     state = request_tenant(request)
-    async with state.engine.begin() as conn:
-        row = await accept_operation(
+    row = await unit_of_work(
+        state.engine,
+        lambda conn: accept_operation(
             conn,
             instance_id,
             operation,
@@ -183,7 +186,8 @@ async def _accept(
             new_name=new_name,
             new_database_name=new_database_name,
             switch=state.settings.switch,
-        )
+        ),
+    )
     accepted(state, operation, "api", row, new_name=new_name)
     response.headers["Location"] = f"/v2/dbInstances/{instance_id}"
     return instance_out(row)

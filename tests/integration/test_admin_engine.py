@@ -4,11 +4,14 @@ administrator) is replaced, and the request that checks it out never sees it."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.admin_db.engine import create_admin_engine, read_all
+from services.admin_db.engine import create_admin_engine, read_all, unit_of_work
 from tests.support import pg
 
 pytestmark = pytest.mark.integration
@@ -68,5 +71,37 @@ async def test_a_read_meeting_a_connection_the_server_ended_is_sent_again(
         with pytest.raises(Exception, match="division by zero"):  # not a disconnect: as is
             await read_all(engine, text("SELECT 1 / 0"))
         assert (await read_all(engine, text("SELECT CAST(:v AS integer) AS v"), {"v": 7}))[0].v == 7
+    finally:
+        await engine.dispose()
+
+
+async def test_a_unit_of_work_meeting_a_connection_the_server_ended_runs_once_more(
+    admin_database: str,
+) -> None:
+    """Accepts skip the ping (`unit_of_work`): a transaction whose statement meets the ended
+    connection never reached COMMIT, so it runs again on a new connection and is kept once."""
+    url = pg.database_url(admin_database)
+    table = "uow_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (pid integer NOT NULL)")
+    engine = create_admin_engine(url, pool_size=1)
+
+    async def work(conn: AsyncConnection) -> int:
+        pid = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        await conn.execute(text(f"INSERT INTO {table} VALUES (:pid)"), {"pid": pid})
+        return pid
+
+    try:
+        first = await unit_of_work(engine, work)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        second = await unit_of_work(engine, work)
+        assert second != first
+        with pytest.raises(Exception, match="division by zero"):  # not a disconnect: as is
+            await unit_of_work(engine, lambda conn: conn.execute(text("SELECT 1 / 0")))
+        with psycopg.connect(url, autocommit=True) as admin:
+            kept = admin.execute(f"SELECT pid FROM {table} ORDER BY pid").fetchall()
+            admin.execute(f"DROP TABLE {table}")
+        assert sorted(kept) == sorted([(first,), (second,)])
     finally:
         await engine.dispose()
