@@ -128,19 +128,31 @@ async def accept_create(
     details = details or {}
     job_id = uuid.uuid4()
     await instances.lock_names(conn, name, database_name)
-    await _free_names(conn, name, database_name, job_id)
     data = {"name": name, "databaseTemplate": template_key} | _detail_data(details)
-    if source is not None:
-        template_database = await _copy_source(conn, source)
-        data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
-    row = await instances.add_pending(
-        conn,
-        name=name,
-        template_key=template_key,
-        database_name=database_name,
-        job_id=job_id,
-        details=details,
-    )
+    # Both names free (the common case): checked and taken in one statement.
+    row = None
+    if source is None:
+        row = await instances.add_pending_if_free(
+            conn,
+            name=name,
+            template_key=template_key,
+            database_name=database_name,
+            job_id=job_id,
+            details=details,
+        )
+    if row is None:
+        await _free_names(conn, name, database_name, job_id)
+        if source is not None:
+            template_database = await _copy_source(conn, source)
+            data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
+        row = await instances.add_pending(
+            conn,
+            name=name,
+            template_key=template_key,
+            database_name=database_name,
+            job_id=job_id,
+            details=details,
+        )
     await _start_instance_job(
         conn,
         InstanceRequested(

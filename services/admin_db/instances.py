@@ -12,7 +12,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Integer, Row, String, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -189,6 +201,85 @@ _PG_ADD_PENDING = (
     .returning(db_instances)
     .execution_options(**ENGINE_SPECIFIC)
 )
+
+
+@functools.cache
+def _pg_add_pending_if_free() -> Any:
+    """`INSERT … SELECT … WHERE NOT EXISTS (a live holder of either name) ON CONFLICT DO
+    NOTHING RETURNING *`: the name check and the insert in one statement (PostgreSQL)."""
+    d = db_instances.c
+    name = bindparam("p_name_lower", type_=String)
+    database = bindparam("p_database_lower", type_=String)
+    holder = (
+        select(d.id)
+        .where(live())
+        .where(
+            (func.lower(d.name) == name)
+            | (func.lower(d.databasename) == database)
+            | (func.lower(d.pendingname) == name)
+            | (func.lower(d.pendingdatabasename) == database)
+        )
+    )
+    values = {
+        "name": bindparam("p_name", type_=d.name.type),
+        "status": literal(InstanceStatus.PENDING.value, d.status.type),
+        "databasetemplate": bindparam("p_template", type_=d.databasetemplate.type),
+        "databasename": bindparam("p_database", type_=d.databasename.type),
+        "currentjobid": bindparam("p_job", type_=d.currentjobid.type),
+        "lastrefreshed": func.now(),
+        "lastmodifieddate": func.now(),
+        "createdat": func.now(),
+        "imported": literal(False, d.imported.type),
+        "instancetype": bindparam("p_instancetype", type_=d.instancetype.type),
+        "contexts": bindparam("p_contexts", type_=d.contexts.type),
+        "derivatives": bindparam("p_derivatives", type_=d.derivatives.type),
+    }
+    source = select(*(value.label(column) for column, value in values.items())).where(
+        ~exists(holder)
+    )
+    return (
+        pg_insert(db_instances)
+        .from_select(list(values), source)
+        .on_conflict_do_nothing()
+        .returning(db_instances)
+        .execution_options(**ENGINE_SPECIFIC)
+    )
+
+
+async def add_pending_if_free(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    template_key: str,
+    database_name: str,
+    job_id: uuid.UUID,
+    details: dict[str, Any],
+) -> Row[Any] | None:
+    """A new instance, Pending its create, when no live instance has or is being renamed to
+    either name (the caller holds its name locks, so the statement's snapshot, taken after
+    them, sees every holder): one round trip where `conflict` then `add_pending` take two.
+    None when a name is held (the caller then finds out by whom, as without it). PostgreSQL;
+    SQL Server (and a copy, whose source is checked between the two) take the two steps."""
+    if conn.dialect.name != "postgresql":
+        return None
+    details = {"instancetype": None, "contexts": [], "derivatives": []} | details
+    row: Row[Any] | None = (
+        await conn.execute(
+            _pg_add_pending_if_free(),
+            {
+                "p_name_lower": name.lower(),
+                "p_database_lower": database_name.lower(),
+                "p_name": name,
+                "p_template": template_key,
+                "p_database": database_name,
+                "p_job": job_id,
+                "p_instancetype": details["instancetype"],
+                "p_contexts": details["contexts"],
+                "p_derivatives": details["derivatives"],
+            },
+        )
+    ).first()
+    return row
 
 
 async def add_pending(
