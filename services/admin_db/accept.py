@@ -57,9 +57,8 @@ async def _start_job(
     exchange: str,
     routing_key: str,
 ) -> None:
-    """The job row (Pending) and its command in the outbox."""
-    await jobs.start(
-        conn,
+    """The job row (Pending) and its command in the outbox (one statement on PostgreSQL)."""
+    job = jobs.new_job(
         job_id=command.job_id,
         job_type=job_type,
         instance_id=instance_id,
@@ -69,7 +68,12 @@ async def _start_job(
         schedule_id=schedule_id,
     )
     await outbox.enqueue(
-        conn, command, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+        conn,
+        command,
+        exchange=exchange,
+        routing_key=routing_key,
+        correlation_id=correlation_id,
+        along=job,
     )
 
 

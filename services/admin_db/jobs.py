@@ -19,17 +19,54 @@ from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_
 
 TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
 
-# Built once: the hot paths (a request, a schedule's fire) only bind values to it.
-INSERT_JOB = insert(jobs).values(
-    status=JobStatus.PENDING.value,
-    progress_message="Accepted",
-    progress_percent=0,
-    attempts=0,
-    created_at=func.now(),
-    recoveries=0,
+WAITING = "Waiting to start"
+
+# A new job, Pending, with the command that carries it out (to send it again later), as a CTE
+# that the outbox's INSERT of that command carries (services/admin_db/outbox.py `enqueue(…,
+# along=…)`): one statement on PostgreSQL; the job's INSERT on its own before it elsewhere.
+_J = jobs.c
+NEW_JOB = (
+    insert(jobs)
+    .values(
+        id=bindparam("j_id", type_=_J.id.type),
+        type=bindparam("j_type", type_=_J.type.type),
+        instance_id=bindparam("j_instance_id", type_=_J.instance_id.type),
+        status=JobStatus.PENDING.value,
+        progress_message="Accepted",
+        progress_percent=0,
+        attempts=0,
+        created_at=func.now(),
+        recoveries=0,
+        correlation_id=bindparam("j_correlation_id", type_=_J.correlation_id.type),
+        data=bindparam("j_data", type_=_J.data.type),
+        command=bindparam("j_command", type_=_J.command.type),
+        schedule_id=bindparam("j_schedule_id", type_=_J.schedule_id.type),
+    )
+    .cte("new_job")
 )
 
-WAITING = "Waiting to start"
+
+def new_job(
+    *,
+    job_id: uuid.UUID,
+    job_type: str,
+    instance_id: int | None,
+    data: dict[str, Any],
+    command: dict[str, Any],
+    correlation_id: str,
+    schedule_id: uuid.UUID | None,
+) -> tuple[Any, dict[str, Any]]:
+    """A new job, Pending, as `start` writes it, for a statement to carry (`NEW_JOB`, values)."""
+    return NEW_JOB, {
+        "j_id": job_id,
+        "j_type": job_type,
+        "j_instance_id": instance_id,
+        "j_correlation_id": correlation_id,
+        "j_data": data,
+        "j_command": command,
+        "j_schedule_id": schedule_id,
+    }
+
 
 # The statements of the hot paths (each event applied, each claim and fence), built once with
 # bound parameters (`p_…`): a call binds values only; building a statement and its cache key
@@ -116,32 +153,6 @@ async def stale_running(conn: AsyncConnection, threshold_seconds: float) -> list
 
 
 # --- transitions ---------------------------------------------------------------------------------
-
-
-async def start(
-    conn: AsyncConnection,
-    *,
-    job_id: uuid.UUID,
-    job_type: str,
-    instance_id: int | None,
-    data: dict[str, Any],
-    command: dict[str, Any],
-    correlation_id: str,
-    schedule_id: uuid.UUID | None,
-) -> None:
-    """A new job, Pending, with the command that carries it out (to send it again later)."""
-    await conn.execute(
-        INSERT_JOB,
-        {
-            "id": job_id,
-            "type": job_type,
-            "instance_id": instance_id,
-            "correlation_id": correlation_id,
-            "data": data,
-            "command": command,
-            "schedule_id": schedule_id,
-        },
-    )
 
 
 async def _set(conn: AsyncConnection, job_id: uuid.UUID, **values: Any) -> None:

@@ -4,6 +4,7 @@ publishes the rows in order and marks them sent, or parks one the broker refuses
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, up
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.messages import Envelope, message_type
-from services.admin_db.dialect import try_xact_lock
+from services.admin_db.dialect import ENGINE_SPECIFIC, try_xact_lock
 from services.admin_db.tables import outbox
 
 # pg advisory lock key: "edfi-im outbox relay".
@@ -33,21 +34,50 @@ async def enqueue(
     exchange: str,
     routing_key: str,
     correlation_id: str | None,
+    along: tuple[Any, dict[str, Any]] | None = None,
 ) -> uuid.UUID:
-    """Add a message to the outbox inside the caller's transaction."""
+    """Add a message to the outbox inside the caller's transaction. `along`: another table's
+    INSERT as a CTE and its values (jobs.new_job), sent in the same statement on PostgreSQL
+    (one round trip fewer per accept), before it elsewhere."""
     message_id = uuid.uuid4()
-    await conn.execute(
-        INSERT,
-        {
-            "message_id": message_id,
-            "exchange": exchange,
-            "routing_key": routing_key,
-            "message_type": message_type(message),
-            "body": message.model_dump(mode="json"),
-            "correlation_id": correlation_id,
-        },
-    )
+    values = {
+        "o_message_id": message_id,
+        "o_exchange": exchange,
+        "o_routing_key": routing_key,
+        "o_message_type": message_type(message),
+        "o_body": message.model_dump(mode="json"),
+        "o_correlation_id": correlation_id,
+    }
+    if along is not None and conn.dialect.name == "postgresql":
+        cte, along_values = along
+        await conn.execute(_insert_along(cte), values | along_values)
+        return message_id
+    if along is not None:
+        cte, along_values = along
+        await conn.execute(insert_of(cte), along_values)
+    await conn.execute(_INSERT_BOUND, values)
     return message_id
+
+
+def insert_of(cte: Any) -> Any:
+    """The INSERT a CTE of `along` wraps, to send on its own."""
+    return cte.element
+
+
+_OUTBOX_VALUES = {
+    "message_id": bindparam("o_message_id", type_=outbox.c.message_id.type),
+    "exchange": bindparam("o_exchange", type_=outbox.c.exchange.type),
+    "routing_key": bindparam("o_routing_key", type_=outbox.c.routing_key.type),
+    "message_type": bindparam("o_message_type", type_=outbox.c.message_type.type),
+    "body": bindparam("o_body", type_=outbox.c.body.type),
+    "correlation_id": bindparam("o_correlation_id", type_=outbox.c.correlation_id.type),
+}
+_INSERT_BOUND = INSERT.values(**_OUTBOX_VALUES)
+
+
+@functools.cache
+def _insert_along(cte: Any) -> Any:
+    return _INSERT_BOUND.add_cte(cte).execution_options(**ENGINE_SPECIFIC)
 
 
 async def lead(conn: AsyncConnection) -> bool:
