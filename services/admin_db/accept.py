@@ -133,30 +133,21 @@ async def accept_create(
     job_id = uuid.uuid4()
     await instances.lock_names(conn, name, database_name)
     data = {"name": name, "databaseTemplate": template_key} | _detail_data(details)
+    pending: dict[str, Any] = {
+        "name": name,
+        "template_key": template_key,
+        "database_name": database_name,
+        "job_id": job_id,
+        "details": details,
+    }
     # Both names free (the common case): checked and taken in one statement.
-    row = None
-    if source is None:
-        row = await instances.add_pending_if_free(
-            conn,
-            name=name,
-            template_key=template_key,
-            database_name=database_name,
-            job_id=job_id,
-            details=details,
-        )
+    row = None if source is not None else await instances.add_pending_if_free(conn, **pending)
     if row is None:
         await _free_names(conn, name, database_name, job_id)
         if source is not None:
             template_database = await _copy_source(conn, source)
             data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
-        row = await instances.add_pending(
-            conn,
-            name=name,
-            template_key=template_key,
-            database_name=database_name,
-            job_id=job_id,
-            details=details,
-        )
+        row = await instances.add_pending(conn, **pending)
     await _start_instance_job(
         conn,
         InstanceRequested(

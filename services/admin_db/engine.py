@@ -90,19 +90,13 @@ async def read_all(
     one that meets a connection the server has ended (a restart) is sent once more, on a new
     connection (SQLAlchemy drops the pool's older connections at a disconnect). The round trip
     of the ping is saved on every other read."""
-    unpinged = _UNPINGED.set(True)
-    try:
-        for attempt in (1, 2):
-            try:
-                async with engine.connect() as conn:
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    return (await conn.execute(statement, params)).all()
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
-    finally:
-        _UNPINGED.reset(unpinged)
+
+    async def read() -> Sequence[Row[Any]]:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await conn.execute(statement, params)).all()
+
+    return await _unpinged(read, safe_again=lambda: True)
 
 
 async def unit_of_work(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -112,19 +106,31 @@ async def unit_of_work(engine: AsyncEngine, work: Callable[[AsyncConnection], Aw
     failure of the COMMIT itself is ambiguous (it may have been applied), and is raised as it
     is. `work` must do nothing outside the transaction (whatever follows the commit belongs
     after this call)."""
+    committing = False
+
+    async def transaction() -> T:
+        nonlocal committing
+        committing = False
+        async with engine.connect() as conn, conn.begin():
+            result = await work(conn)
+            committing = True  # the block's end sends COMMIT
+        return result
+
+    return await _unpinged(transaction, safe_again=lambda: not committing)
+
+
+async def _unpinged(attempt: Callable[[], Awaitable[T]], *, safe_again: Callable[[], bool]) -> T:
+    """`attempt` with its connection checked out without the pre-ping, made once more when it
+    met a connection the server had ended and `safe_again()` says nothing of it can have
+    been applied; any other error, or a second one, is raised as it is."""
     unpinged = _UNPINGED.set(True)
     try:
-        for attempt in (1, 2):
-            committing = False
-            try:
-                async with engine.connect() as conn, conn.begin():
-                    result = await work(conn)
-                    committing = True  # the block's end sends COMMIT
-                return result
-            except DBAPIError as exc:
-                if attempt == 2 or committing or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await attempt()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or not safe_again():
+                raise
+        return await attempt()
     finally:
         _UNPINGED.reset(unpinged)
 

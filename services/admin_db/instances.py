@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Operation
 from services.admin_db.dialect import ENGINE_SPECIFIC, locked, xact_lock, xact_locks
@@ -107,22 +108,28 @@ async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> No
     await xact_locks(conn, *((NAME_LOCK_CLASS, key) for key in keys))
 
 
+def _holds(name: str, database: str) -> Any:
+    """A live instance that has, or is being renamed to, the name or the database name bound
+    (lower-cased) as `name` and `database`."""
+    d = db_instances.c
+    name_value = bindparam(name, type_=String)
+    database_value = bindparam(database, type_=String)
+    return live() & (
+        (func.lower(d.name) == name_value)
+        | (func.lower(d.databasename) == database_value)
+        | (func.lower(d.pendingname) == name_value)
+        | (func.lower(d.pendingdatabasename) == database_value)
+    )
+
+
 @functools.cache
 def _conflict_query(exclude: bool) -> Any:
     """Built once (bound parameters `name`, `database_name`, lower-cased, and `exclude_id`):
     a request binds values only."""
     d = db_instances.c
-    name = bindparam("name", type_=String)
-    database = bindparam("database_name", type_=String)
     query = (
         select(d.id, d.name, d.databasename, d.pendingname, d.pendingdatabasename)
-        .where(live())
-        .where(
-            (func.lower(d.name) == name)
-            | (func.lower(d.databasename) == database)
-            | (func.lower(d.pendingname) == name)
-            | (func.lower(d.pendingdatabasename) == database)
-        )
+        .where(_holds("name", "database_name"))
         .limit(1)
     )
     if exclude:
@@ -176,27 +183,21 @@ async def retire_failed_create(conn: AsyncConnection, instance_id: int, reason: 
 # --- transitions ---------------------------------------------------------------------------------
 
 
-# A new instance's fixed values; the rest are bound per create (built once).
-_ADD_PENDING = (
-    insert(db_instances)
-    .values(
-        status=InstanceStatus.PENDING.value,
-        lastrefreshed=func.now(),
-        lastmodifieddate=func.now(),
-        createdat=func.now(),
-        imported=False,
-    )
-    .returning(db_instances)
-)
+# A new instance's fixed values (a create Pending, now); the rest are bound per create.
+_PENDING: dict[str, Any] = {
+    "status": InstanceStatus.PENDING.value,
+    "lastrefreshed": func.now(),
+    "lastmodifieddate": func.now(),
+    "createdat": func.now(),
+    "imported": False,
+}
+# The details of an instance created without any (the columns' defaults).
+_NO_DETAILS: dict[str, Any] = {"instancetype": None, "contexts": [], "derivatives": []}
+# Built once: a create binds values only.
+_ADD_PENDING = insert(db_instances).values(**_PENDING).returning(db_instances)
 _PG_ADD_PENDING = (
     pg_insert(db_instances)
-    .values(
-        status=InstanceStatus.PENDING.value,
-        lastrefreshed=func.now(),
-        lastmodifieddate=func.now(),
-        createdat=func.now(),
-        imported=False,
-    )
+    .values(**_PENDING)
     .on_conflict_do_nothing()
     .returning(db_instances)
     .execution_options(**ENGINE_SPECIFIC)
@@ -208,31 +209,12 @@ def _pg_add_pending_if_free() -> Any:
     """`INSERT … SELECT … WHERE NOT EXISTS (a live holder of either name) ON CONFLICT DO
     NOTHING RETURNING *`: the name check and the insert in one statement (PostgreSQL)."""
     d = db_instances.c
-    name = bindparam("p_name_lower", type_=String)
-    database = bindparam("p_database_lower", type_=String)
-    holder = (
-        select(d.id)
-        .where(live())
-        .where(
-            (func.lower(d.name) == name)
-            | (func.lower(d.databasename) == database)
-            | (func.lower(d.pendingname) == name)
-            | (func.lower(d.pendingdatabasename) == database)
-        )
-    )
-    values = {
-        "name": bindparam("p_name", type_=d.name.type),
-        "status": literal(InstanceStatus.PENDING.value, d.status.type),
-        "databasetemplate": bindparam("p_template", type_=d.databasetemplate.type),
-        "databasename": bindparam("p_database", type_=d.databasename.type),
-        "currentjobid": bindparam("p_job", type_=d.currentjobid.type),
-        "lastrefreshed": func.now(),
-        "lastmodifieddate": func.now(),
-        "createdat": func.now(),
-        "imported": literal(False, d.imported.type),
-        "instancetype": bindparam("p_instancetype", type_=d.instancetype.type),
-        "contexts": bindparam("p_contexts", type_=d.contexts.type),
-        "derivatives": bindparam("p_derivatives", type_=d.derivatives.type),
+    holder = select(d.id).where(_holds("p_name_lower", "p_database_lower"))
+    bound = ("name", "databasetemplate", "databasename", "currentjobid", *_NO_DETAILS)
+    values: dict[str, ColumnElement[Any]] = {
+        c: bindparam(f"p_{c}", type_=d[c].type) for c in bound
+    } | {
+        c: v if isinstance(v, ColumnElement) else literal(v, d[c].type) for c, v in _PENDING.items()
     }
     source = select(*(value.label(column) for column, value in values.items())).where(
         ~exists(holder)
@@ -262,24 +244,25 @@ async def add_pending_if_free(
     SQL Server (and a copy, whose source is checked between the two) take the two steps."""
     if conn.dialect.name != "postgresql":
         return None
-    details = {"instancetype": None, "contexts": [], "derivatives": []} | details
-    row: Row[Any] | None = (
-        await conn.execute(
-            _pg_add_pending_if_free(),
-            {
-                "p_name_lower": name.lower(),
-                "p_database_lower": database_name.lower(),
-                "p_name": name,
-                "p_template": template_key,
-                "p_database": database_name,
-                "p_job": job_id,
-                "p_instancetype": details["instancetype"],
-                "p_contexts": details["contexts"],
-                "p_derivatives": details["derivatives"],
-            },
-        )
-    ).first()
+    values = _pending_values(name, template_key, database_name, job_id, details)
+    params = {f"p_{column}": value for column, value in values.items()}
+    params |= {"p_name_lower": name.lower(), "p_database_lower": database_name.lower()}
+    row: Row[Any] | None = (await conn.execute(_pg_add_pending_if_free(), params)).first()
     return row
+
+
+def _pending_values(
+    name: str, template_key: str, database_name: str, job_id: uuid.UUID, details: dict[str, Any]
+) -> dict[str, Any]:
+    """A new instance's bound columns."""
+    return {
+        "name": name,
+        "databasetemplate": template_key,
+        "databasename": database_name,
+        "currentjobid": job_id,
+        **_NO_DETAILS,
+        **details,
+    }
 
 
 async def add_pending(
@@ -294,16 +277,7 @@ async def add_pending(
     """A new instance, Pending its create (the caller holds its name locks). A unique index
     that refuses it (a name taken by a writer that does not hold the name locks) is a
     ConflictError naming the holder."""
-    values: dict[str, Any] = {
-        "name": name,
-        "databasetemplate": template_key,
-        "databasename": database_name,
-        "currentjobid": job_id,
-        "instancetype": None,
-        "contexts": [],
-        "derivatives": [],
-        **details,
-    }
+    values = _pending_values(name, template_key, database_name, job_id, details)
     if conn.dialect.name == "postgresql":
         # ON CONFLICT DO NOTHING: a refusal leaves the transaction usable without a savepoint
         # (two round trips fewer on every create).

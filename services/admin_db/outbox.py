@@ -48,20 +48,16 @@ async def enqueue(
         "o_body": message.model_dump(mode="json"),
         "o_correlation_id": correlation_id,
     }
-    if along is not None and conn.dialect.name == "postgresql":
-        cte, along_values = along
-        await conn.execute(_insert_along(cte), values | along_values)
+    if along is None:
+        await conn.execute(_INSERT_BOUND, values)
         return message_id
-    if along is not None:
-        cte, along_values = along
-        await conn.execute(insert_of(cte), along_values)
-    await conn.execute(_INSERT_BOUND, values)
+    cte, along_values = along
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_insert_along(cte), values | along_values)
+    else:  # the INSERT the CTE wraps, on its own
+        await conn.execute(cte.element, along_values)
+        await conn.execute(_INSERT_BOUND, values)
     return message_id
-
-
-def insert_of(cte: Any) -> Any:
-    """The INSERT a CTE of `along` wraps, to send on its own."""
-    return cte.element
 
 
 _OUTBOX_VALUES = {

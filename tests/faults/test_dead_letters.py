@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
-import psycopg
 import pytest
 
-from contracts.messages import InstanceRequested, Operation
 from services.runtime.topology import PROVISIONER_DEAD_QUEUE, REQUESTS_EXCHANGE
+from tests.support.flows import pending_create
 from tests.support.own import Own
 from tests.support.polling import wait_for_instance
 from tests.support.stack import Stack
@@ -59,39 +58,14 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return stack.cli("dead-letters", *args)
 
 
-def _pending_job_without_a_command_sent(stack: Stack, db_prefix: str) -> tuple[int, uuid.UUID]:
-    """An accepted create whose command (for the test) was never published."""
-    admin = stack.env["EDFI_IM_ADMIN_DATABASE_URL"]
-    job_id = uuid.uuid4()
-    name = f"Poisoned {uuid.uuid4().hex[:6]}"
-    database = db_prefix + name.replace(" ", "_")
-    with psycopg.connect(admin, autocommit=True) as c:
-        row = c.execute(
-            "INSERT INTO edfi_im.dbinstances (name, status, databasetemplate, databasename, "
-            "currentjobid) VALUES (%s, 'Pending', 'Minimal', %s, %s) RETURNING id",
-            (name, database, job_id),
-        ).fetchone()
-        assert row is not None
-        instance_id = int(row[0])
-        command = InstanceRequested(
-            job_id=job_id,
-            instance_id=instance_id,
-            operation=Operation.CREATE,
-            database_name=database,
-            database_template="EdFi_Ods_Minimal_Template",
-        )
-        c.execute(
-            "INSERT INTO edfi_im.jobs (id, type, instance_id, status, data, command) "
-            "VALUES (%s, 'createInstance', %s, 'Pending', '{}', %s)",
-            (job_id, instance_id, json.dumps(command.model_dump(mode="json"))),
-        )
-    return instance_id, job_id
-
-
 def test_a_poison_command_fails_its_job_and_a_requeue_after_the_fix_completes_it(
     system: Stack, db_prefix: str
 ) -> None:
-    instance_id, job_id = _pending_job_without_a_command_sent(system, db_prefix)
+    # An accepted create whose command (for the test) was never published.
+    pending = pending_create(
+        system.env["EDFI_IM_ADMIN_DATABASE_URL"], db_prefix, f"Poisoned {uuid.uuid4().hex[:6]}"
+    )
+    instance_id, job_id = pending.instance_id, pending.job_id
     body = json.dumps(
         {
             "job_id": str(job_id),
