@@ -31,7 +31,7 @@ from services.provisioner.shards import ShardConsumers
 from services.runtime.asyncapi import document_publisher, specification
 from services.runtime.logging import get_logger
 from services.runtime.messaging import consumer_app, make_broker, publish_event
-from services.runtime.ods_server import PostgresOdsServer
+from services.runtime.ods_server import KEEP_AT_MOST, PostgresOdsServer
 from services.runtime.ods_servers import OdsServerEngine, open_ods_server
 from services.runtime.settings import Settings
 from services.runtime.startup import (
@@ -108,10 +108,17 @@ class Provisioning:
             server = servers.setdefault(
                 resolved.ods_server_url,
                 open_ods_server(
-                    resolved, clone_slots=resolved.clone_concurrency, deployment=deployment
+                    resolved,
+                    clone_slots=resolved.clone_concurrency,
+                    deployment=deployment,
+                    operations=settings.shard_count,
                 ),
             )
-            engine = create_admin_engine(resolved.admin_database_url, pool_size=2)
+            # A claim and a fence per command in hand, one per shard at most: a smaller pool
+            # opens and closes connections under a bulk.
+            engine = create_admin_engine(
+                resolved.admin_database_url, pool_size=min(settings.shard_count, KEEP_AT_MOST)
+            )
             engines.append(engine)
             protected = settings.protected_databases(resolved.ods_server_url)
             provisioners[tenant] = Provisioner(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from faststream import AckPolicy
-from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
+from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import WithJsonSchema
@@ -24,7 +24,12 @@ from contracts.messages import InstanceRequested, parse_command
 from services.admin_db.tenants import UnknownTenantError
 from services.runtime.asyncapi import contract_schema
 from services.runtime.logging import get_logger
-from services.runtime.messaging import delivery_attempt, message_context, parse_or_dead_letter
+from services.runtime.messaging import (
+    Delivery,
+    delivery_attempt,
+    message_context,
+    parse_or_dead_letter,
+)
 from services.runtime.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
 from services.runtime.topology import shard_queue
 
@@ -54,7 +59,7 @@ class ShardConsumers:
         handle = self._handle
 
         @sub
-        async def on_request(body: CommandBody, message: RabbitMessage) -> None:
+        async def on_request(body: CommandBody, message: Delivery) -> None:
             # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
             command = await parse_or_dead_letter(
                 message, parse_command, "poison command dead-lettered"

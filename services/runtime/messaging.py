@@ -8,13 +8,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import structlog
 import uvicorn
 from faststream import FastStream
+from faststream._internal.context import Context  # the class `faststream.Context()` builds
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.rabbit import RabbitBroker, RabbitMessage
+from faststream.rabbit.message import RabbitMessage as RabbitDelivery
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
@@ -31,6 +33,20 @@ log = get_logger(__name__)
 
 # The correlation id of the message being handled, carried onto the events it causes.
 current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
+
+
+class _OnTheLoop(Context):
+    """FastStream's `Context("message")`, resolved on the event loop. fast_depends runs a custom
+    field's synchronous `use` in a worker thread (anyio.to_thread), once for every message
+    handled: a thread hop and its locks for a dictionary lookup."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        resolved: dict[str, Any] = Context.use(self, **kwargs)
+        return resolved
+
+
+# A handler's `message` parameter: the delivery, as `RabbitMessage` gives it, without the hop.
+Delivery = Annotated[RabbitDelivery, _OnTheLoop("message")]
 
 
 # FastStream's own lines go through the root handler, so they are structlog lines too.

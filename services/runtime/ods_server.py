@@ -213,6 +213,9 @@ class PostgresSession:
 # Idle connections kept beyond the clone slots (each operation holds one for its instance's
 # lock, and a clone one more for its slot).
 IDLE_EXTRA = 2
+# At most this many sessions kept for operations (beside one per clone slot), however many
+# shards a provisioner runs: beyond it, an idle backend costs the server more than a new one.
+KEEP_AT_MOST = 16
 # An idle connection older than this is closed rather than used (servers and proxies end idle
 # sessions of their own accord).
 IDLE_SECONDS = 30.0
@@ -281,6 +284,7 @@ class PostgresOdsServer:
         clone_slots: int,
         lock_poll_seconds: float = 0.2,
         deployment: str = "",
+        operations: int = IDLE_EXTRA,
     ) -> None:
         self._url = url
         self._clone_slots = clone_slots
@@ -290,7 +294,12 @@ class PostgresOdsServer:
         # This process's own clones queue here and take a freed slot at once; the advisory
         # locks then share the slots with other replicas.
         self._local_slots = asyncio.Semaphore(clone_slots)
-        self._idle = IdleConnections(url, keep=clone_slots + IDLE_EXTRA)
+        # As many kept as this process uses at once: a session per operation in hand (at most
+        # `operations`, its shards) and a connection per clone slot. Fewer, and a bulk of creates
+        # opens and closes a backend for most of them.
+        self._idle = IdleConnections(
+            url, keep=clone_slots + min(max(operations, IDLE_EXTRA), KEEP_AT_MOST)
+        )
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:

@@ -28,14 +28,17 @@ def sqlserver_options(settings: Settings) -> SqlServerOptions:
     )
 
 
-def open_ods_server(settings: Settings, *, clone_slots: int, deployment: str) -> OdsServerEngine:
-    """The tenant's (or the deployment's) ODS server, as `settings` resolve it."""
+def open_ods_server(
+    settings: Settings, *, clone_slots: int, deployment: str, operations: int = 1
+) -> OdsServerEngine:
+    """The tenant's (or the deployment's) ODS server, as `settings` resolve it; `operations`:
+    how many operations this process runs on it at once (connections kept between them)."""
     url = settings.ods_server_url
     if is_sqlserver(url):
         return MssqlOdsServer(
             url, clone_slots, deployment=deployment, options=sqlserver_options(settings)
         )
-    return PostgresOdsServer(url, clone_slots, deployment=deployment)
+    return PostgresOdsServer(url, clone_slots, deployment=deployment, operations=operations)
 
 
 async def server_databases(settings: Settings) -> dict[str, Marker | None]:

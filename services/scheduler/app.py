@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
+from faststream.rabbit import Channel, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from faststream.specification import AsyncAPI
 from pydantic import WithJsonSchema
@@ -18,7 +18,7 @@ from contracts.messages import MaintenanceRequested, parse_maintenance
 from services.admin_db.tenants import TenantDatabases, outbox_consumer_app, tenant_or_dead_letter
 from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
-from services.runtime.messaging import make_broker, message_context, parse_or_dead_letter
+from services.runtime.messaging import Delivery, make_broker, message_context, parse_or_dead_letter
 from services.runtime.metrics import MESSAGES_CONSUMED
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=MAINTENANCE_QUEUE,
         description="Maintenance jobs (reconcile, prune), one at a time per replica",
     )
-    async def on_maintenance(body: MaintenanceBody, message: RabbitMessage) -> None:
+    async def on_maintenance(body: MaintenanceBody, message: Delivery) -> None:
         cmd = await parse_or_dead_letter(
             message, parse_maintenance, "unreadable maintenance command dead-lettered"
         )

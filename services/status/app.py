@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from faststream import AckPolicy, FastStream
 from faststream.asgi import AsgiFastStream
-from faststream.rabbit import Channel, RabbitMessage, RabbitQueue
+from faststream.rabbit import Channel, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 from faststream.specification import AsyncAPI
 from pydantic import WithJsonSchema
@@ -20,7 +20,7 @@ from services.admin_db.tenants import TenantDatabases, outbox_consumer_app
 from services.rules.connection_strings import quoting_warning, shared_credentials_warning
 from services.runtime.asyncapi import contract_schema, document_commands, specification
 from services.runtime.logging import get_logger
-from services.runtime.messaging import make_broker
+from services.runtime.messaging import Delivery, make_broker
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from services.runtime.startup import (
@@ -88,7 +88,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=STATUS_QUEUE,
         description="Progress and outcome events, applied in one transaction each",
     )
-    async def on_event(body: EventBody, message: RabbitMessage) -> None:
+    async def on_event(body: EventBody, message: Delivery) -> None:
         # `body` is FastStream's decoded copy; the contract is parsed from the raw bytes.
         await handlers.on_event(status, message)
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> FastStream | AsgiFastStream:
         title=DEAD_COMMANDS_QUEUE,
         description="Copies of dead-lettered commands: their jobs are failed, visibly",
     )
-    async def on_dead_command(body: CommandBody, message: RabbitMessage) -> None:
+    async def on_dead_command(body: CommandBody, message: Delivery) -> None:
         await handlers.on_dead_command(status, message)
 
     async def on_startup() -> None:

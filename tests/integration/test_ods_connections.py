@@ -108,3 +108,38 @@ async def test_a_kept_connection_the_server_ended_is_not_trusted(settings: Setti
             assert await s.database("postgres") is not None
     finally:
         await server.close()
+
+
+async def test_operations_at_once_keep_their_sessions_for_the_next_ones(settings: Settings) -> None:
+    """A provisioner runs one operation per shard at once, each in its own session, the clones
+    among them in a clone slot's: after a round of them, the next round finds every session it
+    needs kept (a bulk of creates does not open and close a backend per create)."""
+    import asyncio
+
+    shards, slots = 6, 2
+    server = PostgresOdsServer(settings.ods_server_url, clone_slots=slots, operations=shards)
+    scope = _scope()
+
+    def kept() -> set[int]:
+        return {conn.info.backend_pid for conn, _ in server._idle._idle}
+
+    async def round_of_operations() -> None:
+        together = asyncio.Barrier(shards)
+
+        async def operation(instance_id: int) -> None:
+            async with server.session(instance_id, scope=scope):
+                await together.wait()  # all of them in hand at once
+                if instance_id % 3 == 0:
+                    async with server.clone_slot():
+                        await asyncio.sleep(0.05)  # both slots in use at once
+
+        await asyncio.gather(*(operation(k) for k in range(shards)))
+
+    try:
+        await round_of_operations()
+        first = kept()
+        assert len(first) == shards + slots  # every session and slot connection kept
+        await round_of_operations()
+        assert kept() == first  # the next round used those, and opened none
+    finally:
+        await server.close()
