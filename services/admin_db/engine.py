@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
@@ -133,6 +133,34 @@ async def _unpinged(attempt: Callable[[], Awaitable[T]], *, safe_again: Callable
         return await attempt()
     finally:
         _UNPINGED.reset(unpinged)
+
+
+@asynccontextmanager
+async def begun(
+    engine: AsyncEngine, first: Callable[[AsyncConnection], Awaitable[T]]
+) -> AsyncIterator[tuple[AsyncConnection, T]]:
+    """A transaction that stays open around the caller's block, without the pre-ping: its first
+    statements (`first`) are sent once more on a new connection when they meet a connection the
+    server has ended (nothing of them was committed). The block and the COMMIT after it are
+    never sent again: a failure there is raised as it is. Yields the connection and what
+    `first` returned."""
+    for attempt in (1, 2):
+        ready = False
+        try:
+            async with AsyncExitStack() as stack:
+                unpinged = _UNPINGED.set(True)
+                try:
+                    conn = await stack.enter_async_context(engine.connect())
+                finally:
+                    _UNPINGED.reset(unpinged)  # only this checkout: not the caller's block
+                await stack.enter_async_context(conn.begin())
+                value = await first(conn)
+                ready = True
+                yield conn, value
+            return
+        except DBAPIError as exc:
+            if ready or attempt == 2 or not exc.connection_invalidated:
+                raise
 
 
 @asynccontextmanager

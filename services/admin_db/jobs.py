@@ -14,6 +14,7 @@ from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import ago, locked
+from services.admin_db.engine import begun, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
 
@@ -279,7 +280,8 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     """A worker takes the job before working on it (the gateway's cancel takes the same row
     lock): a cancelled job, one that has ended (given up, failed, done) or that is no longer its
     instance's, is skipped; once claimed it can no longer be cancelled."""
-    async with engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Claimed:
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
@@ -290,19 +292,23 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
         await conn.execute(_CLAIM, {"p_id": job_id})
         return Claimed.CLAIMED
 
+    return await unit_of_work(engine, work)
+
 
 @asynccontextmanager
 async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
     """Around the step that changes the server for good: the job's row stays locked for the
     step's length (the orphan sweep skips it meanwhile), the step is taken only if the job may
     still act (yields False otherwise), and once it is done the job records so."""
-    async with engine.begin() as conn:
+
+    async def lock_job(conn: AsyncConnection) -> bool | None:
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:  # a command sent by hand: nothing recorded to fence
-            yield True
-            return
-        live = not is_terminal(job.status) and await _current(conn, job_id, job.instance_id)
-        yield live
+            return None
+        return not is_terminal(job.status) and await _current(conn, job_id, job.instance_id)
+
+    async with begun(engine, lock_job) as (conn, live):
+        yield live is not False
         if live:
             await conn.execute(_SERVER_DONE, {"p_id": job_id})
 

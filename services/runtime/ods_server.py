@@ -342,13 +342,12 @@ class PostgresOdsServer:
 
     @asynccontextmanager
     async def clone_slot(self) -> AsyncIterator[int]:
-        """Hold one of N server-wide clone slots (advisory locks), across all replicas."""
+        """Hold one of N server-wide clone slots (advisory locks), across all replicas. The
+        slot's lock goes with its connection's end: `pg_advisory_unlock_all()` before the
+        connection is kept, or the connection closed (before the local semaphore lets the
+        next clone of this process try)."""
         async with self._local_slots, self._connect() as conn:
-            slot = await self._acquire_slot(conn)
-            try:
-                yield slot
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (self.slot_key(slot),))
+            yield await self._acquire_slot(conn)
 
     async def _acquire_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
         delay = 0.05

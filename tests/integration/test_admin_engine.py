@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.admin_db.engine import create_admin_engine, read_all, unit_of_work
+from services.admin_db.engine import begun, create_admin_engine, read_all, unit_of_work
 from tests.support import pg
 
 pytestmark = pytest.mark.integration
@@ -103,5 +103,51 @@ async def test_a_unit_of_work_meeting_a_connection_the_server_ended_runs_once_mo
             kept = admin.execute(f"SELECT pid FROM {table} ORDER BY pid").fetchall()
             admin.execute(f"DROP TABLE {table}")
         assert sorted(kept) == sorted([(first,), (second,)])
+    finally:
+        await engine.dispose()
+
+
+async def test_a_transaction_begun_on_a_connection_the_server_ended_starts_again(
+    admin_database: str,
+) -> None:
+    """The provisioner's fence skips the ping (`begun`): its first statement meets the ended
+    connection, so the transaction starts again on a new one; a failure in the caller's block
+    is never retried (it is raised, and nothing of the transaction is kept)."""
+    url = pg.database_url(admin_database)
+    table = "begun_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (pid integer NOT NULL)")
+    engine = create_admin_engine(url, pool_size=1)
+    firsts = 0
+
+    async def first(conn: AsyncConnection) -> int:
+        nonlocal firsts
+        firsts += 1
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    try:
+        async with begun(engine, first) as (conn, pid):
+            await conn.execute(text(f"INSERT INTO {table} VALUES (:pid)"), {"pid": pid})
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        firsts = 0
+        async with begun(engine, first) as (conn, again):
+            await conn.execute(text(f"INSERT INTO {table} VALUES (:pid)"), {"pid": again})
+        assert again != pid
+        assert firsts == 2  # the ended connection's try, then the new one's
+        firsts = 0
+
+        async def failing_block() -> None:
+            async with begun(engine, first) as (conn, _):
+                await conn.execute(text(f"INSERT INTO {table} VALUES (0)"))
+                await conn.execute(text("SELECT 1 / 0"))
+
+        with pytest.raises(Exception, match="division by zero"):
+            await failing_block()
+        assert firsts == 1  # the block's failure: not sent again
+        with psycopg.connect(url, autocommit=True) as admin:
+            kept = admin.execute(f"SELECT pid FROM {table} ORDER BY pid").fetchall()
+            admin.execute(f"DROP TABLE {table}")
+        assert sorted(kept) == sorted([(pid,), (again,)])
     finally:
         await engine.dispose()

@@ -141,5 +141,16 @@ async def test_operations_at_once_keep_their_sessions_for_the_next_ones(settings
         assert len(first) == shards + slots  # every session and slot connection kept
         await round_of_operations()
         assert kept() == first  # the next round used those, and opened none
+        async with await psycopg.AsyncConnection.connect(
+            settings.ods_server_url, autocommit=True
+        ) as admin:
+            held = await (
+                await admin.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY(%s)",
+                    (list(first),),
+                )
+            ).fetchone()
+        assert held is not None
+        assert int(str(held[0])) == 0  # no instance lock, no clone slot kept with them
     finally:
         await server.close()
