@@ -50,6 +50,7 @@ log = get_logger(__name__)
 
 class OdsSession(Protocol):
     async def database(self, name: str) -> DatabaseInfo | None: ...
+    async def databases(self, names: list[str]) -> dict[str, DatabaseInfo | None]: ...
     async def staging_of(
         self, tenant: str | None, instance_id: int, deployment: str | None = None
     ) -> list[str]: ...
@@ -410,7 +411,15 @@ class Provisioner:
         target = cmd.database_name
         done = InstanceCreated(**_about(cmd), database_name=target)
         await self._progress(cmd, f"Checking whether {target} exists", 10)
-        existing = await s.database(target)
+        template = cmd.database_template
+        source = cmd.source_instance_id
+        staging = staging_name(cmd.job_id)
+        # A create from a template reads the target, the template and its staging clone at one
+        # moment (one round trip); a copy reads its source only once it holds the source's lock.
+        known = await s.databases(
+            [target] if source is not None or not template else [target, template, staging]
+        )
+        existing = known[target]
         if existing is not None:
             if self._ours(existing, cmd):
                 await self._progress(cmd, f"{target} already created for this instance", 90)
@@ -419,11 +428,11 @@ class Provisioner:
                 f"database {target!r} already exists on the ODS server and was not created by "
                 "this system for this instance; it was left untouched"
             )
-        template = cmd.database_template
-        source = cmd.source_instance_id
         if source is not None:
             await self._hold_source(s, cmd, source)
-        found = await s.database(template) if template else None
+        found = None
+        if template:
+            found = known[template] if template in known else await s.database(template)
         if not template or found is None:
             raise TemplateMissingError(
                 f"template database {template!r} does not exist on the ODS server"
@@ -439,8 +448,7 @@ class Provisioner:
                     f"database {template!r} carries no mark of instance {source}: its sessions "
                     "were not ended and it was not copied (adopt it first: `edfi-im adopt`)"
                 )
-        staging = staging_name(cmd.job_id)
-        staged = await s.database(staging)
+        staged = known[staging] if staging in known else await s.database(staging)
         if staged is not None and not staged.online:
             # A restore or copy of an earlier attempt that never finished: this job's own.
             await s.drop(staging)
@@ -502,7 +510,8 @@ class Provisioner:
             new_name=cmd.new_name,
         )
         await self._progress(cmd, f"Checking {source} and {target}", 10)
-        old, new = await s.database(source), await s.database(target)
+        known = await s.databases([source, target])
+        old, new = known[source], known[target]
         self._refuse_protected(old)
         self._refuse_protected(new)
         if old is None:

@@ -117,6 +117,11 @@ class MssqlSession:
             return DatabaseInfo(str(rows[0][0]), None, online=False)
         return DatabaseInfo(str(rows[0][0]), await self._marker(name))
 
+    async def databases(self, names: list[str]) -> dict[str, DatabaseInfo | None]:
+        """What `database` says of each name (one after the other: a marker is read per
+        database)."""
+        return {name: await self.database(name) for name in names}
+
     async def _marker(self, name: str) -> Marker | None:
         if self.azure:
             async with self._server.connection(database=name) as conn:

@@ -104,6 +104,23 @@ class PostgresSession:
         comment = None if row[1] is None else str(row[1])
         return DatabaseInfo(str(row[0]), Marker.parse(comment), bool(row[2]))
 
+    async def databases(self, names: list[str]) -> dict[str, DatabaseInfo | None]:
+        """What `database` says of each name, read in one statement (one moment)."""
+        try:
+            cur = await self._conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database'), datistemplate "
+                "FROM pg_database WHERE datname = ANY(%s)",
+                (names,),
+            )
+            rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        found: dict[str, DatabaseInfo | None] = dict.fromkeys(names)
+        for name, comment, is_template in rows:
+            marker = Marker.parse(None if comment is None else str(comment))
+            found[str(name)] = DatabaseInfo(str(name), marker, bool(is_template))
+        return found
+
     async def staging_of(
         self, tenant: str | None, instance_id: int, deployment: str | None = None
     ) -> list[str]:

@@ -182,3 +182,31 @@ async def test_a_template_with_a_session_on_it_says_whose_session_it_is(
         assert not pg.exists(cmd.database_name)
     finally:
         pg.drop(template)
+
+
+async def test_databases_reads_several_names_at_one_moment(
+    settings: Settings, db_prefix: str
+) -> None:
+    """What a create reads before it clones (target, template, staging clone) in one
+    statement: each name answered as `database` answers it, a missing one as None."""
+    provisioner, _ = _provisioner(settings)
+    cmd = _command(db_prefix)
+    await provisioner.handle(cmd, attempt=1)
+    missing = f"{db_prefix}missing"
+    server = PostgresOdsServer(settings.ods_server_url, clone_slots=1)
+    try:
+        async with server.session(cmd.instance_id, scope=f"tests-{RUN_ID}-dbs") as s:
+            known = await s.databases([cmd.database_name, MINIMAL, missing])
+            one_by_one = [await s.database(n) for n in (cmd.database_name, MINIMAL, missing)]
+    finally:
+        await server.close()
+    assert list(known) == [cmd.database_name, MINIMAL, missing]
+    assert [known[cmd.database_name], known[MINIMAL], known[missing]] == one_by_one
+    created = known[cmd.database_name]
+    assert created is not None
+    assert created.marker == Marker(cmd.instance_id, cmd.job_id)
+    assert not created.is_template
+    template = known[MINIMAL]
+    assert template is not None
+    assert template.is_template
+    assert known[missing] is None

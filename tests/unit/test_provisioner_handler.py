@@ -202,6 +202,9 @@ class FakeOdsSession:
         found = self._server.databases.get(name)
         return None if found is None else DatabaseInfo(name, found.marker, online=found.online)
 
+    async def databases(self, names: list[str]) -> dict[str, DatabaseInfo | None]:
+        return {name: await self.database(name) for name in names}
+
     async def staging_of(
         self, tenant: str | None, instance_id: int, deployment: str | None = None
     ) -> list[str]:
