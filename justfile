@@ -116,7 +116,7 @@ chaos seconds="300": sync
 # Benchmarks (not tests): instances (clone concurrency sweep, clone overhead, bulk, sustained
 # pipeline, paging, accept path; each against its hand-made baseline, each ratio of issue 18
 # beside its goal), then scheduler fire lateness. Tables printed; JSON and markdown in
-# bench/results/. About 12 minutes; `just bench-quick` about 5.
+# bench/results/. About 13 minutes; `just bench-quick` about 5.
 [doc("Benchmarks: clone concurrency, one create, bulk, pipeline, paging, accept path (each ratio beside its goal), then scheduler fire lateness")]
 bench: bench-instances bench-scheduler
 
