@@ -46,8 +46,12 @@ def timed(module: Any, name: str, label: str) -> None:
 
 
 def instrument() -> None:
-    timed(instances, "lock_names", "accept: name locks (with BEGIN)")
-    timed(instances, "add_pending_if_free", "accept: names checked + instance inserted")
+    timed(instances, "lock_names", "accept: name locks (with BEGIN; now with the id reserved)")
+    timed(
+        instances,
+        "add_pending_if_free",
+        "accept: names checked + instance inserted (now with its job and command)",
+    )
     timed(accept, "_free_names", "accept: conflict SELECT (who holds a name)")
     timed(instances, "add_pending", "accept: instance inserted")
     timed(jobs, "start", "accept: job inserted (before: a statement of its own)")

@@ -131,7 +131,9 @@ async def accept_create(
     switch.check(Operation.CREATE)
     details = details or {}
     job_id = uuid.uuid4()
-    await instances.lock_names(conn, name, database_name)
+    # PostgreSQL: the new instance's id comes with the name locks (not for a copy: its source
+    # is checked between the name check and the insert).
+    reserved = await instances.lock_names(conn, name, database_name, reserve_id=source is None)
     data = {"name": name, "databaseTemplate": template_key} | _detail_data(details)
     pending: dict[str, Any] = {
         "name": name,
@@ -140,31 +142,65 @@ async def accept_create(
         "job_id": job_id,
         "details": details,
     }
-    # Both names free (the common case): checked and taken in one statement.
-    row = None if source is not None else await instances.add_pending_if_free(conn, **pending)
-    if row is None:
-        await _free_names(conn, name, database_name, job_id)
-        if source is not None:
-            template_database = await _copy_source(conn, source)
-            data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
-        row = await instances.add_pending(conn, **pending)
-    await _start_instance_job(
-        conn,
-        InstanceRequested(
+
+    def command(instance_id: int) -> InstanceRequested:
+        return InstanceRequested(
             job_id=job_id,
             tenant=tenant,
-            instance_id=row.id,
+            instance_id=instance_id,
             operation=Operation.CREATE,
             database_name=database_name,
             database_template=template_database,
             source_instance_id=source,
             end_source_sessions=end_source_sessions,
-        ),
-        correlation_id=correlation_id,
-        data=data,
-        schedule_id=schedule_id,
+        )
+
+    if reserved is not None:
+        # Both names free (the common case): checked, and the instance, its job and its
+        # command written, in one statement; nothing of them when a name is held.
+        along = _job_and_command(
+            command(reserved), correlation_id=correlation_id, data=data, schedule_id=schedule_id
+        )
+        row = await instances.add_pending_if_free(
+            conn, instance_id=reserved, **pending, along=along
+        )
+        if row is not None:
+            return row
+    await _free_names(conn, name, database_name, job_id)
+    if source is not None:
+        template_database = await _copy_source(conn, source)
+        data |= {"copyOf": source, "endSourceSessions": end_source_sessions}
+    row = await instances.add_pending(conn, **pending)
+    await _start_instance_job(
+        conn, command(row.id), correlation_id=correlation_id, data=data, schedule_id=schedule_id
     )
     return row
+
+
+def _job_and_command(
+    command: InstanceRequested,
+    *,
+    correlation_id: str,
+    data: dict[str, Any],
+    schedule_id: uuid.UUID | None,
+) -> tuple[instances.Along, ...]:
+    """An instance job's row and its command, for the statement that writes the instance."""
+    _, job_values = jobs.new_job(
+        job_id=command.job_id,
+        job_type=JOB_TYPE[command.operation].value,
+        instance_id=command.instance_id,
+        data=data,
+        command=command.model_dump(mode="json"),
+        correlation_id=correlation_id,
+        schedule_id=schedule_id,
+    )
+    message = outbox.message_values(
+        command,
+        exchange=REQUESTS_EXCHANGE,
+        routing_key=instance_routing_key(command.tenant, command.instance_id),
+        correlation_id=correlation_id,
+    )
+    return (jobs.new_job_with, job_values), (outbox.enqueue_with, message)
 
 
 async def _free_names(

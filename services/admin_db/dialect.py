@@ -131,29 +131,35 @@ def _statement(build: Any, dialect: str, *key: int) -> Any:
     return build(dialect, *key).execution_options(**ENGINE_SPECIFIC)
 
 
-async def xact_locks(conn: AsyncConnection, *keys: tuple[int, ...]) -> None:
+async def xact_locks(conn: AsyncConnection, *keys: tuple[int, ...], then: Any = None) -> Any:
     """Wait for several transaction locks, taken in the order given: in one statement on
     PostgreSQL (one round trip; its select list is evaluated left to right), one statement
-    each on SQL Server."""
+    each on SQL Server. `then`: an expression evaluated after the locks in the same statement
+    (PostgreSQL only; a module-level expression, so that the statement is built once), whose
+    value is returned (None without it, and on SQL Server)."""
     if conn.dialect.name == "mssql":
         for key in keys:
             await xact_lock(conn, *key)
-        return
+        return None
     values = {f"k{i}_{j}": part for i, key in enumerate(keys) for j, part in enumerate(key)}
-    await conn.execute(_pg_locks(tuple(len(key) for key in keys)), values)
+    row = (await conn.execute(_pg_locks(tuple(len(key) for key in keys), then), values)).one()
+    return None if then is None else row[-1]
 
 
 @functools.cache
-def _pg_locks(shape: tuple[int, ...]) -> Any:
+def _pg_locks(shape: tuple[int, ...], then: Any = None) -> Any:
     """`SELECT pg_advisory_xact_lock(…), …`: one lock per entry of `shape`, each of that many
     parts (1: a bigint key; 2: a class and a key, both int), all bound parameters: built once
-    per shape, so a request only binds values (no statement to build and key for the cache)."""
-    calls = (
+    per shape, so a request only binds values (no statement to build and key for the cache);
+    `then` last."""
+    calls = [
         func.pg_advisory_xact_lock(
             *(bindparam(f"k{i}_{j}", type_=BigInteger if n == 1 else Integer) for j in range(n))
         )
         for i, n in enumerate(shape)
-    )
+    ]
+    if then is not None:
+        calls.append(then)
     return select(*calls).execution_options(**ENGINE_SPECIFIC)
 
 

@@ -101,11 +101,24 @@ def _name_key(value: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def lock_names(conn: AsyncConnection, name: str, database_name: str) -> None:
+# The id the next instance takes (its SERIAL's sequence), reserved with the name locks.
+_NEXT_ID = func.nextval(func.pg_get_serial_sequence(db_instances.fullname, "id"))
+
+
+async def lock_names(
+    conn: AsyncConnection, name: str, database_name: str, *, reserve_id: bool = False
+) -> int | None:
     """Transaction locks on the name and the database name (ignoring case), taken in one order
-    so that two operations never wait for each other in a circle."""
+    so that two operations never wait for each other in a circle. `reserve_id`: on PostgreSQL,
+    also the id a new instance will be inserted with (`add_pending_if_free`), in the same round
+    trip; None elsewhere (an id not used is a gap in the ids, as a rolled-back insert leaves)."""
     keys = sorted({_name_key(name), _name_key(database_name)})
-    await xact_locks(conn, *((NAME_LOCK_CLASS, key) for key in keys))
+    reserved = await xact_locks(
+        conn,
+        *((NAME_LOCK_CLASS, key) for key in keys),
+        then=_NEXT_ID if reserve_id else None,
+    )
+    return None if reserved is None else int(reserved)
 
 
 def _holds(name: str, database: str) -> Any:
@@ -204,13 +217,20 @@ _PG_ADD_PENDING = (
 )
 
 
+# A statement of another table that a new instance's INSERT carries: the builder of its CTE,
+# given the instance's (inserting only when the instance was), and the CTE's bound values.
+Along = tuple[Callable[[Any], Any], dict[str, Any]]
+
+
 @functools.cache
-def _pg_add_pending_if_free() -> Any:
-    """`INSERT … SELECT … WHERE NOT EXISTS (a live holder of either name) ON CONFLICT DO
-    NOTHING RETURNING *`: the name check and the insert in one statement (PostgreSQL)."""
+def _pg_add_pending_if_free(along: tuple[Callable[[Any], Any], ...]) -> Any:
+    """`INSERT … (id, …) SELECT … WHERE NOT EXISTS (a live holder of either name) ON CONFLICT
+    DO NOTHING RETURNING *`: the name check and the insert in one statement (PostgreSQL),
+    with the id reserved by `lock_names`; with `along`, a CTE whose main query returns the new
+    row, and each of the other CTEs (built once per set of builders)."""
     d = db_instances.c
     holder = select(d.id).where(_holds("p_name_lower", "p_database_lower"))
-    bound = ("name", "databasetemplate", "databasename", "currentjobid", *_NO_DETAILS)
+    bound = ("id", "name", "databasetemplate", "databasename", "currentjobid", *_NO_DETAILS)
     values: dict[str, ColumnElement[Any]] = {
         c: bindparam(f"p_{c}", type_=d[c].type) for c in bound
     } | {
@@ -219,11 +239,18 @@ def _pg_add_pending_if_free() -> Any:
     source = select(*(value.label(column) for column, value in values.items())).where(
         ~exists(holder)
     )
-    return (
+    insert_row = (
         pg_insert(db_instances)
         .from_select(list(values), source)
         .on_conflict_do_nothing()
         .returning(db_instances)
+    )
+    if not along:
+        return insert_row.execution_options(**ENGINE_SPECIFIC)
+    new_instance = insert_row.cte("new_instance")
+    return (
+        select(new_instance)
+        .add_cte(*(build(new_instance) for build in along))
         .execution_options(**ENGINE_SPECIFIC)
     )
 
@@ -231,23 +258,30 @@ def _pg_add_pending_if_free() -> Any:
 async def add_pending_if_free(
     conn: AsyncConnection,
     *,
+    instance_id: int,
     name: str,
     template_key: str,
     database_name: str,
     job_id: uuid.UUID,
     details: dict[str, Any],
+    along: tuple[Along, ...] = (),
 ) -> Row[Any] | None:
-    """A new instance, Pending its create, when no live instance has or is being renamed to
-    either name (the caller holds its name locks, so the statement's snapshot, taken after
-    them, sees every holder): one round trip where `conflict` then `add_pending` take two.
-    None when a name is held (the caller then finds out by whom, as without it). PostgreSQL;
-    SQL Server (and a copy, whose source is checked between the two) take the two steps."""
-    if conn.dialect.name != "postgresql":
-        return None
+    """A new instance (`instance_id`: reserved by `lock_names`), Pending its create, when no
+    live instance has or is being renamed to either name (the caller holds its name locks, so
+    the statement's snapshot, taken after them, sees every holder): one round trip where
+    `conflict` then `add_pending` take two. `along`: rows of other tables written in the same
+    statement, only with the instance (its job and command: one round trip more saved). None
+    when a name is held: nothing was written (the caller then finds out by whom and takes the
+    two steps). PostgreSQL only (SQL Server, and a copy, whose source is checked between the
+    two, take the two steps)."""
     values = _pending_values(name, template_key, database_name, job_id, details)
     params = {f"p_{column}": value for column, value in values.items()}
-    params |= {"p_name_lower": name.lower(), "p_database_lower": database_name.lower()}
-    row: Row[Any] | None = (await conn.execute(_pg_add_pending_if_free(), params)).first()
+    params |= {"p_id": instance_id, "p_name_lower": name.lower()}
+    params |= {"p_database_lower": database_name.lower()}
+    for _, along_values in along:
+        params |= along_values
+    statement = _pg_add_pending_if_free(tuple(build for build, _ in along))
+    row: Row[Any] | None = (await conn.execute(statement, params)).first()
     return row
 
 

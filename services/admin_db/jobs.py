@@ -4,14 +4,16 @@ rows of its unit of work: its instance, its outbox message, its inbox row)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.admin_db.dialect import ago, locked
 from services.admin_db.engine import begun, unit_of_work
@@ -26,25 +28,42 @@ WAITING = "Waiting to start"
 # that the outbox's INSERT of that command carries (services/admin_db/outbox.py `enqueue(…,
 # along=…)`): one statement on PostgreSQL; the job's INSERT on its own before it elsewhere.
 _J = jobs.c
-NEW_JOB = (
-    insert(jobs)
-    .values(
-        id=bindparam("j_id", type_=_J.id.type),
-        type=bindparam("j_type", type_=_J.type.type),
-        instance_id=bindparam("j_instance_id", type_=_J.instance_id.type),
-        status=JobStatus.PENDING.value,
-        progress_message="Accepted",
-        progress_percent=0,
-        attempts=0,
-        created_at=func.now(),
-        recoveries=0,
-        correlation_id=bindparam("j_correlation_id", type_=_J.correlation_id.type),
-        data=bindparam("j_data", type_=_J.data.type),
-        command=bindparam("j_command", type_=_J.command.type),
-        schedule_id=bindparam("j_schedule_id", type_=_J.schedule_id.type),
+
+
+def _new_job_values() -> dict[str, Any]:
+    """A new job's columns: Pending, its values bound (`j_…`)."""
+    return {
+        "id": bindparam("j_id", type_=_J.id.type),
+        "type": bindparam("j_type", type_=_J.type.type),
+        "instance_id": bindparam("j_instance_id", type_=_J.instance_id.type),
+        "status": JobStatus.PENDING.value,
+        "progress_message": "Accepted",
+        "progress_percent": 0,
+        "attempts": 0,
+        "created_at": func.now(),
+        "recoveries": 0,
+        "correlation_id": bindparam("j_correlation_id", type_=_J.correlation_id.type),
+        "data": bindparam("j_data", type_=_J.data.type),
+        "command": bindparam("j_command", type_=_J.command.type),
+        "schedule_id": bindparam("j_schedule_id", type_=_J.schedule_id.type),
+    }
+
+
+NEW_JOB = insert(jobs).values(**_new_job_values()).cte("new_job")
+
+
+@functools.cache
+def new_job_with(row: Any) -> Any:
+    """NEW_JOB as a CTE that inserts only when `row` (another CTE, an INSERT … RETURNING) has
+    returned a row: the job of an instance written in the same statement, or none with it."""
+    values = {
+        column: value if isinstance(value, ColumnElement) else literal(value, _J[column].type)
+        for column, value in _new_job_values().items()
+    }
+    source = select(*(value.label(column) for column, value in values.items())).where(
+        exists(select(literal(1)).select_from(row))
     )
-    .cte("new_job")
-)
+    return insert(jobs).from_select(list(values), source).cte("new_job")
 
 
 def new_job(

@@ -8,8 +8,20 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Integer, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Envelope, message_type
 from services.admin_db.dialect import ENGINE_SPECIFIC, try_xact_lock
@@ -39,15 +51,10 @@ async def enqueue(
     """Add a message to the outbox inside the caller's transaction. `along`: another table's
     INSERT as a CTE and its values (jobs.new_job), sent in the same statement on PostgreSQL
     (one round trip fewer per accept), before it elsewhere."""
-    message_id = uuid.uuid4()
-    values = {
-        "o_message_id": message_id,
-        "o_exchange": exchange,
-        "o_routing_key": routing_key,
-        "o_message_type": message_type(message),
-        "o_body": message.model_dump(mode="json"),
-        "o_correlation_id": correlation_id,
-    }
+    values = message_values(
+        message, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+    )
+    message_id: uuid.UUID = values["o_message_id"]
     if along is None:
         await conn.execute(_INSERT_BOUND, values)
         return message_id
@@ -60,7 +67,37 @@ async def enqueue(
     return message_id
 
 
-_OUTBOX_VALUES = {
+def message_values(
+    message: Envelope, *, exchange: str, routing_key: str, correlation_id: str | None
+) -> dict[str, Any]:
+    """A message's row, as values bound to the outbox's INSERT (`o_…`), under a new id."""
+    return {
+        "o_message_id": uuid.uuid4(),
+        "o_exchange": exchange,
+        "o_routing_key": routing_key,
+        "o_message_type": message_type(message),
+        "o_body": message.model_dump(mode="json"),
+        "o_correlation_id": correlation_id,
+    }
+
+
+@functools.cache
+def enqueue_with(row: Any) -> Any:
+    """The outbox's INSERT as a CTE that adds the message only when `row` (another CTE, an
+    INSERT … RETURNING) has returned a row: the command of a job written in the same
+    statement, or none with it. Its values: `message_values`."""
+    values: dict[str, ColumnElement[Any]] = {
+        **_OUTBOX_VALUES,
+        "created_at": func.now(),
+        "attempts": literal(0, Integer),
+    }
+    source = select(*(value.label(column) for column, value in values.items())).where(
+        exists(select(literal(1)).select_from(row))
+    )
+    return insert(outbox).from_select(list(values), source).cte("new_command")
+
+
+_OUTBOX_VALUES: dict[str, ColumnElement[Any]] = {
     "message_id": bindparam("o_message_id", type_=outbox.c.message_id.type),
     "exchange": bindparam("o_exchange", type_=outbox.c.exchange.type),
     "routing_key": bindparam("o_routing_key", type_=outbox.c.routing_key.type),

@@ -48,7 +48,9 @@ def test_kill_9_of_the_provisioner_mid_create_during_a_node_loss(
         stack.start("provisioner-0", "provisioner")
         own.rabbit.restart_node(lost)
         done, _ = wait_for_instance(api, created["id"], timeout=60)
-        assert done["status"] == "Completed", done
+        # On a failure, why: the instance's error and each step of its job.
+        steps = api.get(f"/v2/jobs/{created['jobId']}/history").json()
+        assert done["status"] == "Completed", (done.get("error"), steps)
         job = api.get(f"/v2/jobs/{created['jobId']}").json()
         assert job["status"] == "Completed" and job["attempts"] >= 2, job
         assert stack.pg_server.databases_like(done["databaseName"]) == [done["databaseName"]]

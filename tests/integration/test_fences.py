@@ -292,6 +292,34 @@ async def test_a_failed_create_gives_its_name_up_only_if_it_never_made_a_databas
         if retired:
             second = await create()
             assert second.id != first.id and second.status == "Pending"
+            # The one-statement create met the held name and wrote nothing; the two steps
+            # then wrote one job and one command, for the instance they inserted.
+            async with engine.connect() as conn:
+                made = (
+                    await conn.execute(
+                        select(jobs.c.id, jobs.c.instance_id).where(
+                            jobs.c.data["name"].as_string() == name
+                        )
+                    )
+                ).all()
+                commands = (
+                    await conn.execute(
+                        select(outbox.c.routing_key, outbox.c.body).where(
+                            outbox.c.body["database_name"].as_string() == database
+                        )
+                    )
+                ).all()
+            assert sorted(made) == sorted(
+                [(first.currentjobid, first.id), (second.currentjobid, second.id)]
+            )
+            assert sorted(
+                (key, body["instance_id"], body["job_id"]) for key, body in commands
+            ) == sorted(
+                [
+                    (str(first.id), first.id, str(first.currentjobid)),
+                    (str(second.id), second.id, str(second.currentjobid)),
+                ]
+            )
         else:
             with pytest.raises(ConflictError, match="already exists"):
                 await create()
