@@ -55,7 +55,9 @@ def instrument() -> None:
     timed(accept, "_free_names", "accept: conflict SELECT (who holds a name)")
     timed(instances, "add_pending", "accept: instance inserted")
     timed(jobs, "start", "accept: job inserted (before: a statement of its own)")
-    timed(outbox, "enqueue", "accept: command in the outbox (after: with the job)")
+    # `add` since the review of this stop (`enqueue` before it).
+    adds = "add" if hasattr(outbox, "add") else "enqueue"
+    timed(outbox, adds, "accept: command in the outbox (after: with the job)")
     timed(inbox, "claim", "apply: inbox row (both events)")
     timed(instances, "lock", "apply: instance locked (both events, with BEGIN)")
     timed(jobs, "lock", "apply: job locked (both events)")

@@ -45,8 +45,7 @@ from services.runtime.topology import (
 )
 
 
-async def _start_job(
-    conn: AsyncConnection,
+def _job_rows(
     command: Envelope,
     *,
     job_type: str,
@@ -56,8 +55,9 @@ async def _start_job(
     schedule_id: uuid.UUID | None,
     exchange: str,
     routing_key: str,
-) -> None:
-    """The job row (Pending) and its command in the outbox (one statement on PostgreSQL)."""
+) -> tuple[tuple[Any, dict[str, Any]], dict[str, Any]]:
+    """A new job's row, Pending (`jobs.new_job`), and its command's outbox row
+    (`outbox.message_values`)."""
     job = jobs.new_job(
         job_id=command.job_id,
         job_type=job_type,
@@ -67,13 +67,29 @@ async def _start_job(
         correlation_id=correlation_id,
         schedule_id=schedule_id,
     )
-    await outbox.enqueue(
-        conn,
+    message = outbox.message_values(
+        command, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+    )
+    return job, message
+
+
+def _instance_job_rows(
+    command: InstanceRequested,
+    *,
+    correlation_id: str,
+    data: dict[str, Any],
+    schedule_id: uuid.UUID | None,
+) -> tuple[tuple[Any, dict[str, Any]], dict[str, Any]]:
+    """An instance job's rows: its command goes to the instance's shard."""
+    return _job_rows(
         command,
-        exchange=exchange,
-        routing_key=routing_key,
+        job_type=JOB_TYPE[command.operation].value,
+        instance_id=command.instance_id,
+        data=data,
         correlation_id=correlation_id,
-        along=job,
+        schedule_id=schedule_id,
+        exchange=REQUESTS_EXCHANGE,
+        routing_key=instance_routing_key(command.tenant, command.instance_id),
     )
 
 
@@ -85,17 +101,11 @@ async def _start_instance_job(
     data: dict[str, Any],
     schedule_id: uuid.UUID | None,
 ) -> None:
-    await _start_job(
-        conn,
-        command,
-        job_type=JOB_TYPE[command.operation].value,
-        instance_id=command.instance_id,
-        data=data,
-        correlation_id=correlation_id,
-        schedule_id=schedule_id,
-        exchange=REQUESTS_EXCHANGE,
-        routing_key=instance_routing_key(command.tenant, command.instance_id),
+    """The job row (Pending) and its command in the outbox (one statement on PostgreSQL)."""
+    job, message = _instance_job_rows(
+        command, correlation_id=correlation_id, data=data, schedule_id=schedule_id
     )
+    await outbox.add(conn, message, along=job)
 
 
 def _detail_data(details: dict[str, Any]) -> dict[str, Any]:
@@ -185,20 +195,8 @@ def _job_and_command(
     schedule_id: uuid.UUID | None,
 ) -> tuple[instances.Along, ...]:
     """An instance job's row and its command, for the statement that writes the instance."""
-    _, job_values = jobs.new_job(
-        job_id=command.job_id,
-        job_type=JOB_TYPE[command.operation].value,
-        instance_id=command.instance_id,
-        data=data,
-        command=command.model_dump(mode="json"),
-        correlation_id=correlation_id,
-        schedule_id=schedule_id,
-    )
-    message = outbox.message_values(
-        command,
-        exchange=REQUESTS_EXCHANGE,
-        routing_key=instance_routing_key(command.tenant, command.instance_id),
-        correlation_id=correlation_id,
+    (_, job_values), message = _instance_job_rows(
+        command, correlation_id=correlation_id, data=data, schedule_id=schedule_id
     )
     return (jobs.new_job_with, job_values), (outbox.enqueue_with, message)
 
@@ -331,8 +329,7 @@ async def accept_maintenance(
     command = MaintenanceRequested(
         job_id=uuid.uuid4(), tenant=tenant, task=task, parameters=parameters
     )
-    await _start_job(
-        conn,
+    job, message = _job_rows(
         command,
         job_type=task.value,
         instance_id=None,
@@ -342,6 +339,7 @@ async def accept_maintenance(
         exchange=MAINTENANCE_EXCHANGE,
         routing_key=MAINTENANCE_ROUTING_KEY,
     )
+    await outbox.add(conn, message, along=job)
     return command.job_id
 
 

@@ -172,18 +172,31 @@ def _value(value: Any, type_: Any) -> Any:
     return value if isinstance(value, ClauseElement) else literal(value, type_)
 
 
+def row_where(table: Any, values: dict[str, Any], where: Any) -> tuple[list[str], Any]:
+    """`values` (expressions, or plain values as literals of their column's type) as a one-row
+    SELECT under `where`: the columns and source of an `INSERT … SELECT` (`from_select`) that
+    inserts the row only when `where` holds."""
+    columns = list(values)
+    source = select(*(_value(values[c], table.c[c].type).label(c) for c in columns))
+    return columns, source.where(where)
+
+
+def returned_a_row(cte: Any) -> Any:
+    """Whether `cte` (an INSERT … RETURNING in the same statement) returned a row."""
+    return exists(select(literal(1)).select_from(cte))
+
+
 def insert_if_absent(dialect: str, table: Any, values: dict[str, Any], key: list[str]) -> Any:
     """Insert the row unless one with the same `key` columns exists; the row count says which
     (1 inserted, 0 there already). Concurrent inserts of one key: one wins, the other waits
     and then finds it (PostgreSQL's unique index; SQL Server's key-range lock)."""
     if dialect == "mssql":
-        columns = list(values)
-        source = select(*(_value(values[c], table.c[c].type).label(c) for c in columns)).where(
-            ~exists()
+        absent = ~(
+            exists()
             .where(*(table.c[c] == values[c] for c in key))
             .select_from(table)
             .with_hint(table, "WITH (UPDLOCK, HOLDLOCK)", "mssql")
             .correlate(None)
         )
-        return insert(table).from_select(columns, source)
+        return insert(table).from_select(*row_where(table, values, absent))
     return pg_insert(table).values(**values).on_conflict_do_nothing()

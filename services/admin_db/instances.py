@@ -21,7 +21,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     select,
     update,
 )
@@ -29,10 +28,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Operation
-from services.admin_db.dialect import ENGINE_SPECIFIC, locked, xact_lock, xact_locks
+from services.admin_db.dialect import ENGINE_SPECIFIC, locked, row_where, xact_lock, xact_locks
 from services.admin_db.tables import (
     api_client_application_education_organizations,
     api_client_ods_instances,
@@ -224,30 +222,21 @@ Along = tuple[Callable[[Any], Any], dict[str, Any]]
 
 @functools.cache
 def _pg_add_pending_if_free(along: tuple[Callable[[Any], Any], ...]) -> Any:
-    """`INSERT … (id, …) SELECT … WHERE NOT EXISTS (a live holder of either name) ON CONFLICT
-    DO NOTHING RETURNING *`: the name check and the insert in one statement (PostgreSQL),
-    with the id reserved by `lock_names`; with `along`, a CTE whose main query returns the new
-    row, and each of the other CTEs (built once per set of builders)."""
+    """`WITH new_instance AS (INSERT … (id, …) SELECT … WHERE NOT EXISTS (a live holder of
+    either name) ON CONFLICT DO NOTHING RETURNING *), <along> SELECT * FROM new_instance`: the
+    name check, the insert with the id reserved by `lock_names`, and each `along` CTE in one
+    statement (PostgreSQL; built once per set of builders)."""
     d = db_instances.c
     holder = select(d.id).where(_holds("p_name_lower", "p_database_lower"))
     bound = ("id", "name", "databasetemplate", "databasename", "currentjobid", *_NO_DETAILS)
-    values: dict[str, ColumnElement[Any]] = {
-        c: bindparam(f"p_{c}", type_=d[c].type) for c in bound
-    } | {
-        c: v if isinstance(v, ColumnElement) else literal(v, d[c].type) for c, v in _PENDING.items()
-    }
-    source = select(*(value.label(column) for column, value in values.items())).where(
-        ~exists(holder)
-    )
-    insert_row = (
+    values = {c: bindparam(f"p_{c}", type_=d[c].type) for c in bound} | _PENDING
+    new_instance = (
         pg_insert(db_instances)
-        .from_select(list(values), source)
+        .from_select(*row_where(db_instances, values, ~exists(holder)))
         .on_conflict_do_nothing()
         .returning(db_instances)
+        .cte("new_instance")
     )
-    if not along:
-        return insert_row.execution_options(**ENGINE_SPECIFIC)
-    new_instance = insert_row.cte("new_instance")
     return (
         select(new_instance)
         .add_cte(*(build(new_instance) for build in along))
@@ -264,7 +253,7 @@ async def add_pending_if_free(
     database_name: str,
     job_id: uuid.UUID,
     details: dict[str, Any],
-    along: tuple[Along, ...] = (),
+    along: tuple[Along, ...],
 ) -> Row[Any] | None:
     """A new instance (`instance_id`: reserved by `lock_names`), Pending its create, when no
     live instance has or is being renamed to either name (the caller holds its name locks, so

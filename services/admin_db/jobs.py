@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
-from services.admin_db.dialect import ago, locked
+from services.admin_db.dialect import ago, locked, returned_a_row, row_where
 from services.admin_db.engine import begun, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
@@ -25,8 +24,9 @@ TERMINAL = [s.value for s in TERMINAL_JOB_STATUSES]
 WAITING = "Waiting to start"
 
 # A new job, Pending, with the command that carries it out (to send it again later), as a CTE
-# that the outbox's INSERT of that command carries (services/admin_db/outbox.py `enqueue(…,
+# that the outbox's INSERT of that command carries (services/admin_db/outbox.py `add(…,
 # along=…)`): one statement on PostgreSQL; the job's INSERT on its own before it elsewhere.
+# `new_job_with`: the same, inserted only with its instance (instances.add_pending_if_free).
 _J = jobs.c
 
 
@@ -56,14 +56,11 @@ NEW_JOB = insert(jobs).values(**_new_job_values()).cte("new_job")
 def new_job_with(row: Any) -> Any:
     """NEW_JOB as a CTE that inserts only when `row` (another CTE, an INSERT … RETURNING) has
     returned a row: the job of an instance written in the same statement, or none with it."""
-    values = {
-        column: value if isinstance(value, ColumnElement) else literal(value, _J[column].type)
-        for column, value in _new_job_values().items()
-    }
-    source = select(*(value.label(column) for column, value in values.items())).where(
-        exists(select(literal(1)).select_from(row))
+    return (
+        insert(jobs)
+        .from_select(*row_where(jobs, _new_job_values(), returned_a_row(row)))
+        .cte("new_job")
     )
-    return insert(jobs).from_select(list(values), source).cte("new_job")
 
 
 def new_job(
@@ -76,7 +73,8 @@ def new_job(
     correlation_id: str,
     schedule_id: uuid.UUID | None,
 ) -> tuple[Any, dict[str, Any]]:
-    """A new job, Pending, as `start` writes it, for a statement to carry (`NEW_JOB`, values)."""
+    """A new job, Pending, for a statement to carry: (`NEW_JOB`, its values), the values also
+    those of `new_job_with`."""
     return NEW_JOB, {
         "j_id": job_id,
         "j_type": job_type,

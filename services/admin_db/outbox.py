@@ -13,10 +13,8 @@ from sqlalchemy import (
     Row,
     bindparam,
     delete,
-    exists,
     func,
     insert,
-    literal,
     select,
     update,
 )
@@ -24,14 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Envelope, message_type
-from services.admin_db.dialect import ENGINE_SPECIFIC, try_xact_lock
+from services.admin_db.dialect import ENGINE_SPECIFIC, returned_a_row, row_where, try_xact_lock
 from services.admin_db.tables import outbox
 
 # pg advisory lock key: "edfi-im outbox relay".
 RELAY_LOCK_KEY = 0x0ED1F1_0B0C
 
+# A new row's fixed values (unsent, now).
+_NEW: dict[str, Any] = {"created_at": func.now(), "attempts": 0}
 # Built once: the hot paths (a request, a schedule's fire) only bind values to it.
-INSERT = insert(outbox).values(created_at=func.now(), attempts=0)
+INSERT = insert(outbox).values(**_NEW)
 
 
 def waiting() -> Any:
@@ -46,14 +46,25 @@ async def enqueue(
     exchange: str,
     routing_key: str,
     correlation_id: str | None,
+) -> uuid.UUID:
+    """Add a message to the outbox inside the caller's transaction."""
+    return await add(
+        conn,
+        message_values(
+            message, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
+        ),
+    )
+
+
+async def add(
+    conn: AsyncConnection,
+    values: dict[str, Any],
+    *,
     along: tuple[Any, dict[str, Any]] | None = None,
 ) -> uuid.UUID:
-    """Add a message to the outbox inside the caller's transaction. `along`: another table's
-    INSERT as a CTE and its values (jobs.new_job), sent in the same statement on PostgreSQL
-    (one round trip fewer per accept), before it elsewhere."""
-    values = message_values(
-        message, exchange=exchange, routing_key=routing_key, correlation_id=correlation_id
-    )
+    """Add a message's row (`message_values`) inside the caller's transaction. `along`: another
+    table's INSERT as a CTE and its values (jobs.new_job), sent in the same statement on
+    PostgreSQL (one round trip fewer per accept), before it elsewhere."""
     message_id: uuid.UUID = values["o_message_id"]
     if along is None:
         await conn.execute(_INSERT_BOUND, values)
@@ -86,15 +97,12 @@ def enqueue_with(row: Any) -> Any:
     """The outbox's INSERT as a CTE that adds the message only when `row` (another CTE, an
     INSERT … RETURNING) has returned a row: the command of a job written in the same
     statement, or none with it. Its values: `message_values`."""
-    values: dict[str, ColumnElement[Any]] = {
-        **_OUTBOX_VALUES,
-        "created_at": func.now(),
-        "attempts": literal(0, Integer),
-    }
-    source = select(*(value.label(column) for column, value in values.items())).where(
-        exists(select(literal(1)).select_from(row))
+    values = _OUTBOX_VALUES | _NEW
+    return (
+        insert(outbox)
+        .from_select(*row_where(outbox, values, returned_a_row(row)))
+        .cte("new_command")
     )
-    return insert(outbox).from_select(list(values), source).cte("new_command")
 
 
 _OUTBOX_VALUES: dict[str, ColumnElement[Any]] = {

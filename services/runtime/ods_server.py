@@ -90,19 +90,7 @@ class PostgresSession:
             raise classify(exc) from exc
 
     async def database(self, name: str) -> DatabaseInfo | None:
-        try:
-            cur = await self._conn.execute(
-                "SELECT datname, shobj_description(oid, 'pg_database'), datistemplate "
-                "FROM pg_database WHERE datname = %s",
-                (name,),
-            )
-            row = await cur.fetchone()
-        except psycopg.Error as exc:
-            raise classify(exc) from exc
-        if row is None:
-            return None
-        comment = None if row[1] is None else str(row[1])
-        return DatabaseInfo(str(row[0]), Marker.parse(comment), bool(row[2]))
+        return (await self.databases([name]))[name]
 
     async def databases(self, names: list[str]) -> dict[str, DatabaseInfo | None]:
         """What `database` says of each name, read in one statement (one moment)."""
