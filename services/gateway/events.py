@@ -112,6 +112,11 @@ class EventStreamResponse(StreamingResponse):
         finally:
             EVENT_STREAMS.dec()
             EventStreamResponse.open_streams -= 1
+            # Closed now, not when it is collected: it stops following its feed (feed.py).
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
 
 def jobs_query(job_id: uuid.UUID) -> Any:
@@ -236,20 +241,21 @@ async def events(
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        cursor = start
-        if cursor is None or reset is not None:
-            cursor = feed.latest
-            if reset is not None:
-                yield frame("reset", cursor, {"lastEventId": cursor, "reason": reset})
-            else:
-                yield frame("ready", cursor, {"lastEventId": cursor})
-        async for _, change in _follow(
-            feed, cursor, settings.events_heartbeat_seconds, until=_token_expiry(request)
-        ):
-            if change is None:
-                yield ": heartbeat\n\n"
-            else:
-                yield frame(change.kind, change.id, shown(change))
+        async with feed.following():
+            cursor = start
+            if cursor is None or reset is not None:
+                cursor = feed.latest
+                if reset is not None:
+                    yield frame("reset", cursor, {"lastEventId": cursor, "reason": reset})
+                else:
+                    yield frame("ready", cursor, {"lastEventId": cursor})
+            async for _, change in _follow(
+                feed, cursor, settings.events_heartbeat_seconds, until=_token_expiry(request)
+            ):
+                if change is None:
+                    yield ": heartbeat\n\n"
+                else:
+                    yield frame(change.kind, change.id, shown(change))
 
     return EventStreamResponse(stream(), settings.events_send_timeout_seconds)
 
@@ -291,19 +297,20 @@ async def job_events(
             yield frame(JOB, now, job_out(row).model_dump(mode="json", by_alias=True))
             if ended:
                 return
-        async for _, change in _follow(
-            feed,
-            cursor,
-            settings.events_heartbeat_seconds,
-            str(job_id),
-            until=_token_expiry(request),
-        ):
-            if change is None:
-                yield ": heartbeat\n\n"
-                continue
-            yield frame(change.kind, change.id, shown(change))
-            if is_terminal(change.body.get("status", "")):
-                return
+        async with feed.following():
+            async for _, change in _follow(
+                feed,
+                cursor,
+                settings.events_heartbeat_seconds,
+                str(job_id),
+                until=_token_expiry(request),
+            ):
+                if change is None:
+                    yield ": heartbeat\n\n"
+                    continue
+                yield frame(change.kind, change.id, shown(change))
+                if is_terminal(change.body.get("status", "")):
+                    return
 
     return EventStreamResponse(stream(), settings.events_send_timeout_seconds)
 

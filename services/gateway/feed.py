@@ -1,6 +1,11 @@
 """One tenant's change feed inside a gateway: it LISTENs on the tenant's admin database, reads
 each committed change once, keeps the newest in a bounded buffer and wakes the streams waiting
 for them. Every gateway replica runs its own, so a change reaches the streams of every replica.
+
+It reads only while a stream follows it: with none open, a NOTIFY only marks it behind (every
+create, rename and delete NOTIFYs a few times, and nobody would read what it read). The first
+stream to follow it again starts it from the newest change; a stream whose cursor is older
+reads what it missed from the database, as a stream resuming from far back always has.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +43,10 @@ class ChangeFeed:
         self._wake = asyncio.Event()
         self.closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._followers = 0
+        # Changes may have been committed that this feed has not read (no stream followed it).
+        self._behind = False
+        self._reading = asyncio.Lock()
 
     @property
     def floor(self) -> int:
@@ -77,7 +87,10 @@ class ChangeFeed:
                     await asyncio.wait_for(self._wake.wait(), timeout=poll)
                 self._wake.clear()
                 try:
-                    await self._read_new()
+                    if self._followers:
+                        await self._catch_up()
+                    else:
+                        self._behind = True
                     if time.monotonic() - pruned > PRUNE_EVERY_SECONDS:
                         pruned = time.monotonic()
                         await changes.prune(self._engine, self._settings.events_retention_seconds)
@@ -97,6 +110,35 @@ class ChangeFeed:
             # Polling goes on meanwhile (events_poll_interval_seconds), so nothing is missed.
             log.warning("change feed: cannot LISTEN; polling", error=repr(exc)[:300])
             return None
+
+    @contextlib.asynccontextmanager
+    async def following(self) -> AsyncIterator[None]:
+        """Around a stream that reads this feed: the feed reads every change while at least one
+        does. Entered, the feed is current (`latest` is the newest change committed)."""
+        self._followers += 1
+        try:
+            await self._catch_up()
+            yield
+        finally:
+            self._followers -= 1
+
+    async def _catch_up(self) -> None:
+        async with self._reading:
+            if self._behind:
+                await self._skip_to_newest()
+            else:
+                await self._read_new()
+
+    async def _skip_to_newest(self) -> None:
+        """After a time nobody followed the feed: start again from the newest change (not read
+        what nobody was waiting for). The buffer starts empty there; a stream at an older
+        cursor reads from the database (`read`)."""
+        async with single_read(self._engine) as conn:
+            newest = await changes.latest(conn)
+        self._buffer.clear()
+        self.latest = self._floor = max(self.latest, newest)
+        self._behind = False
+        self._announce()
 
     async def _read_new(self) -> None:
         # Autocommit: each page is one SELECT with a snapshot of its own, as it was in a READ

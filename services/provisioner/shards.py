@@ -11,6 +11,8 @@ operation per instance at a time.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -36,6 +38,18 @@ from services.runtime.topology import shard_queue
 log = get_logger(__name__)
 
 Handle = Callable[[InstanceRequested, int], Awaitable[None]]
+# The pause before a failed command is requeued: doubling from the first, at most the last.
+REDELIVERY_FIRST_SECONDS = 0.25
+REDELIVERY_MAX_SECONDS = 10.0
+
+
+def redelivery_delay(attempt: int) -> float:
+    """The pause before requeueing a command whose `attempt`-th delivery failed (jittered, so
+    replicas that failed together do not come back together)."""
+    ceiling = min(REDELIVERY_MAX_SECONDS, REDELIVERY_FIRST_SECONDS * 2.0 ** max(0, attempt - 1))
+    return float(ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - a jitter, not a secret
+
+
 # Read from the raw bytes by the handler; the schema is for the AsyncAPI document.
 CommandBody = Annotated[Any, WithJsonSchema(contract_schema(InstanceRequested))]
 
@@ -83,6 +97,22 @@ class ShardConsumers:
                     log.error("command for an unknown tenant dead-lettered", reason=str(exc))
                     MESSAGES_DEAD_LETTERED.labels("unknown tenant").inc()
                     await message.reject(requeue=False)
+                except Exception as exc:
+                    # Neither a step's transient error (retried inside, with backoff) nor a
+                    # permanent one (reported as the job's failure): most often an event the
+                    # broker would not take (a node lost, a queue's leader being elected). The
+                    # command goes back to its queue (NACK_ON_ERROR) after a pause that grows
+                    # with each delivery, so a failure that lasts a while does not use up the
+                    # delivery limit in a moment and end the job dead-lettered.
+                    delay = redelivery_delay(attempt)
+                    log.warning(
+                        "command failed; requeued after a pause",
+                        error=repr(exc)[:500],
+                        attempt=attempt,
+                        retry_in_seconds=round(delay, 2),
+                    )
+                    await asyncio.sleep(delay)
+                    raise
 
         self._subscribers[shard] = sub
         return sub

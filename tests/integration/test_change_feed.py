@@ -1,0 +1,97 @@
+"""A gateway's change feed (services/gateway/feed.py) reads the admin database's changes only
+while a stream follows it; a stream that starts later still gets every change after its cursor,
+in order, and one that follows gets each new change as it commits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from services.admin_db.engine import create_admin_engine
+from services.gateway.feed import ChangeFeed
+from services.runtime.settings import Settings
+from tests.support import pg
+
+pytestmark = pytest.mark.integration
+
+
+def _job_changes(admin_database: str, job_id: uuid.UUID, count: int) -> None:
+    """A maintenance job and `count` updates of it: 1 + count committed changes."""
+    with psycopg.connect(pg.database_url(admin_database), autocommit=True) as c:
+        c.execute(
+            "INSERT INTO edfi_im.jobs (id, type, status, data, attempts, created_at, recoveries) "
+            "VALUES (%s, 'prune', 'Running', '{}', 0, now(), 0)",
+            (job_id,),
+        )
+        for k in range(count):
+            c.execute(
+                "UPDATE edfi_im.jobs SET progress_message = %s WHERE id = %s",
+                (f"step {k}", job_id),
+            )
+
+
+def _newest(admin_database: str) -> int:
+    rows = pg.query(admin_database, "SELECT coalesce(max(id), 0) FROM edfi_im.changes")
+    return int(rows[0][0])
+
+
+@pytest.fixture
+async def feed(admin_database: str, settings: Settings) -> AsyncIterator[ChangeFeed]:
+    engine = create_admin_engine(pg.database_url(admin_database), pool_size=2)
+    fed = ChangeFeed(engine, pg.database_url(admin_database), settings)
+    await fed.start()
+    yield fed
+    await fed.stop()
+    await engine.dispose()
+
+
+async def test_with_no_stream_following_the_feed_reads_nothing_and_a_late_one_misses_nothing(
+    feed: ChangeFeed, admin_database: str
+) -> None:
+    before = feed.latest
+    job_id = uuid.uuid4()
+    await asyncio.to_thread(_job_changes, admin_database, job_id, 3)
+    newest = _newest(admin_database)
+    assert newest >= before + 4
+    # Each commit NOTIFYs; with nobody following, the feed does not read them.
+    await asyncio.sleep(1.0)
+    assert feed.latest == before
+    async with feed.following():
+        # Entered, the feed is current.
+        assert feed.latest >= newest
+        # A stream at the old cursor reads what it missed, in commit order.
+        missed = [c for c in await feed.read(before, 100) if c.entity_id == str(job_id)]
+        assert [c.body.get("progress_message") for c in missed] == [
+            None,
+            "step 0",
+            "step 1",
+            "step 2",
+        ]
+        ids = [c.id for c in missed]
+        assert ids == sorted(ids)
+
+
+async def test_a_following_stream_gets_each_change_as_it_commits(
+    feed: ChangeFeed, admin_database: str
+) -> None:
+    async with feed.following():
+        cursor = feed.latest
+        job_id = uuid.uuid4()
+        await asyncio.to_thread(_job_changes, admin_database, job_id, 1)
+        seen: list[str | None] = []
+        while len(seen) < 2:
+            assert await feed.wait(cursor, 10), "a committed change never reached the feed"
+            for change in await feed.read(cursor, 100):
+                cursor = change.id
+                if change.entity_id == str(job_id):
+                    seen.append(change.body.get("progress_message"))
+        assert seen == [None, "step 0"]
+    # Nobody follows any more: later changes are not read.
+    latest = feed.latest
+    await asyncio.to_thread(_job_changes, admin_database, uuid.uuid4(), 1)
+    await asyncio.sleep(1.0)
+    assert feed.latest == latest
