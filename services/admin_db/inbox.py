@@ -38,6 +38,13 @@ def _claim_statement(dialect: str) -> Any:
     )
 
 
+@functools.cache
+def claimed_cte() -> Any:
+    """PostgreSQL: the claim as a CTE for another statement to carry (the same bound values as
+    `claim`); it returns a row only the first time the message id is seen."""
+    return _claim_statement("postgresql").returning(inbox.c.consumer).cte("claimed")
+
+
 async def prune(conn: AsyncConnection, cutoff: Any) -> int:
     result = await conn.execute(delete(inbox).where(inbox.c.processed_at < cutoff))
     return int(result.rowcount or 0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import (
@@ -25,6 +27,7 @@ from services.rules.states import Switch
 from services.runtime.settings import Settings
 from services.status.events import ConnectionStrings, apply_event
 from tests.conftest import unique_name
+from tests.support import pg
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +151,37 @@ async def test_an_event_of_another_job_is_ignored(
     assert await _apply(engine, applier, other, str(uuid.uuid4())) == "stale"
     inst, _, _ = await _state(engine, instance_id, job_id)
     assert inst.status == "Pending"  # type: ignore[attr-defined]
+
+
+async def test_on_postgresql_the_inbox_claim_and_both_locks_are_one_statement(
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str, admin_database: str
+) -> None:
+    """Issue 18: one round trip, not three, before an event's writes; the rows stay locked
+    (instance and job) until its transaction ends."""
+    instance_id, job_id, _ = await _accepted(engine, db_prefix)
+    started = InstanceOperationStarted(
+        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, attempt=1, worker="w"
+    )
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with engine.begin() as conn:
+            assert await apply_event(conn, started, "one-statement", applier) == "applied"
+            # Both rows are held by this transaction until it ends.
+            with psycopg.connect(pg.database_url(admin_database), autocommit=True) as other:
+                for table, key in (("dbinstances", instance_id), ("jobs", job_id)):
+                    with pytest.raises(psycopg.errors.LockNotAvailable):
+                        other.execute(
+                            f"SELECT 1 FROM edfi_im.{table} WHERE id = %s FOR UPDATE NOWAIT",
+                            (key,),
+                        )
+    finally:
+        remove(engine.sync_engine, "before_cursor_execute", record)
+    first = sent[0]
+    assert "INSERT INTO edfi_im.inbox" in first and "FOR UPDATE OF" in first, first
+    assert not any("edfi_im.inbox" in s for s in sent[1:]), sent
+    assert not any("FOR UPDATE" in s for s in sent[1:]), sent
