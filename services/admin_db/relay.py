@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.messages import InstanceRequested, MaintenanceRequested
 from services.admin_db import instances, jobs, outbox
+from services.admin_db.engine import begun
 from services.rules.errors import PermanentError
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
@@ -61,8 +62,10 @@ async def relay_once(
 ) -> int:
     """Publish up to `batch` rows in order; returns how many were handled (sent or parked; 0 if
     another relay runs)."""
-    async with engine.begin() as conn:
-        if not await outbox.lead(conn):
+    # Without the pre-ping (a round trip on every create's path): the lock is sent once more
+    # on a new connection if it meets one the server ended; the publishing never is.
+    async with begun(engine, outbox.lead) as (conn, leading):
+        if not leading:
             return 0
         rows = await outbox.next_rows(conn, batch)
         sent: list[int] = []

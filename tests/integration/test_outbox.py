@@ -6,18 +6,22 @@ from __future__ import annotations
 import uuid
 
 import aio_pika
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.event import listen
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
+from services.admin_db import engine as admin_engine
 from services.admin_db import outbox as outbox_rows
 from services.admin_db import relay as outbox
+from services.admin_db.engine import create_admin_engine
 from services.admin_db.tables import outbox as outbox_table
 from services.rules.states import Switch
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
-from tests.support import rabbit
+from tests.support import pg, rabbit
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +226,37 @@ async def test_a_parked_command_fails_its_job_and_a_requeue_after_the_fix_sends_
         await publisher.close()
         await channel.exchange_delete(unrouted)
         await connection.close()
+
+
+async def test_a_relay_on_a_connection_the_server_ended_publishes_with_no_ping(
+    settings: Settings, admin_database: str, vhost: str
+) -> None:
+    """Issue 18: the relay checks its connection out without the pre-ping (a round trip on
+    every create's path); a pooled connection the server ended meanwhile costs it nothing but a
+    new connection."""
+    url = pg.database_url(admin_database)
+    engine = create_admin_engine(url, pool_size=1)
+    writer = create_admin_engine(url, pool_size=1)
+    connection, exchange, queue = await _queue_for_test(settings)
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    pinged: list[bool] = []
+
+    def checkout(*_: object) -> None:
+        pinged.append(not admin_engine._UNPINGED.get())
+
+    try:
+        async with engine.connect() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
+        jobs = await _enqueue(writer, exchange, 2)
+        listen(engine.sync_engine.pool, "checkout", checkout)
+        assert await outbox.relay_once(engine, publisher, batch=10) == 2
+        got = rabbit.take_messages(vhost, queue, count=50)
+        assert [uuid.UUID(m["body"]["job_id"]) for m in got] == jobs
+        assert pinged and not any(pinged), pinged
+    finally:
+        await publisher.close()
+        await connection.close()
+        await engine.dispose()
+        await writer.dispose()
