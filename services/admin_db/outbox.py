@@ -18,11 +18,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Envelope, message_type
 from services.admin_db.dialect import ENGINE_SPECIFIC, returned_a_row, row_where, try_xact_lock
+from services.admin_db.engine import read_all
 from services.admin_db.tables import outbox
 
 # pg advisory lock key: "edfi-im outbox relay".
@@ -188,6 +189,15 @@ async def parked(conn: AsyncConnection) -> list[Row[Any]]:
             )
         ).all()
     )
+
+
+async def any_waiting(engine: AsyncEngine) -> bool:
+    """Whether a row waits to be published: one read, without a lock, a transaction or the
+    pre-ping (a relay's poll; the partial index on waiting rows answers it)."""
+    return bool(await read_all(engine, _ANY_WAITING))
+
+
+_ANY_WAITING = select(outbox.c.id).where(waiting()).limit(1)
 
 
 async def backlog(conn: AsyncConnection) -> int:

@@ -3,13 +3,14 @@ rows go out in commit order; a broker that is down loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import aio_pika
 import psycopg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.event import listen
+from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
@@ -256,6 +257,47 @@ async def test_a_relay_on_a_connection_the_server_ended_publishes_with_no_ping(
         assert [uuid.UUID(m["body"]["job_id"]) for m in got] == jobs
         assert pinged and not any(pinged), pinged
     finally:
+        await publisher.close()
+        await connection.close()
+        await engine.dispose()
+        await writer.dispose()
+
+
+async def test_an_idle_relay_polls_with_one_read_and_still_sends_rows_nobody_woke_it_for(
+    settings: Settings, admin_database: str, vhost: str
+) -> None:
+    """Issue 18: a poll with nothing waiting is one read (no transaction, no lock); a row
+    written without a wake (another process's) still goes out at the next poll."""
+    url = pg.database_url(admin_database)
+    engine = create_admin_engine(url, pool_size=1)
+    writer = create_admin_engine(url, pool_size=1)
+    connection, exchange, queue = await _queue_for_test(settings)
+    publisher = ConfirmingPublisher(settings.rabbitmq_url)
+    relay = outbox.OutboxRelay(engine, publisher, poll_interval=0.05, batch_size=10)
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    relay.start()
+    try:
+        await asyncio.sleep(0.5)  # its first pass (at start, as if woken) is over
+        listen(engine.sync_engine, "before_cursor_execute", record)
+        await asyncio.sleep(0.5)
+        idle = list(sent)
+        assert len(idle) >= 3, idle  # it polled
+        assert not any("advisory" in s for s in idle), idle
+        jobs = await _enqueue(writer, exchange, 2)  # nobody wakes this relay
+        got: list[dict[str, object]] = []
+        for _ in range(100):
+            got += rabbit.take_messages(vhost, queue, count=50)
+            if len(got) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [uuid.UUID(str(m["body"]["job_id"])) for m in got] == jobs  # type: ignore[index]
+    finally:
+        remove(engine.sync_engine, "before_cursor_execute", record)
+        await relay.stop()
         await publisher.close()
         await connection.close()
         await engine.dispose()
