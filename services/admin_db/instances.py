@@ -380,7 +380,16 @@ async def put_back(conn: AsyncConnection, instance_id: int, previous: str | None
 
 async def mark_started(conn: AsyncConnection, instance_id: int) -> None:
     """A worker began its create: InProgress (other operations keep their pending status)."""
-    await _set(conn, instance_id, status=InstanceStatus.IN_PROGRESS.value)
+    await _set(conn, instance_id, **_started())
+
+
+def started_along(instance_id: int) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: `mark_started` as a CTE for the job's statement to carry (`jobs`' `along`)."""
+    return _set_along(instance_id, _started())
+
+
+def _started() -> dict[str, Any]:
+    return {"status": InstanceStatus.IN_PROGRESS.value}
 
 
 async def settle(
@@ -392,14 +401,46 @@ async def settle(
     **values: Any,
 ) -> None:
     """The operation's outcome: its status, the reason of a failure, no name reserved."""
-    await _set(
-        conn,
-        instance_id,
-        status=status.value,
-        error=reason,
-        pendingname=None,
-        pendingdatabasename=None,
+    await _set(conn, instance_id, **_settled(status, reason, values))
+
+
+def settled_along(
+    instance_id: int, status: InstanceStatus, *, reason: str | None, **values: Any
+) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: `settle` as a CTE for the job's statement to carry (`jobs`' `along`)."""
+    return _set_along(instance_id, _settled(status, reason, values))
+
+
+def _settled(status: InstanceStatus, reason: str | None, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": status.value,
+        "error": reason,
+        "pendingname": None,
+        "pendingdatabasename": None,
         **values,
+    }
+
+
+def _set_along(instance_id: int, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """`_set` as a CTE (its own bound names, `i_…`) and its values."""
+    params = {f"i_{key}": value for key, value in values.items()} | {"i_id": instance_id}
+    return _set_cte(tuple(sorted(values))), params
+
+
+@functools.cache
+def _set_cte(columns: tuple[str, ...]) -> Any:
+    """`_set_statement` as a CTE, built once per set of columns."""
+    c = db_instances.c
+    return (
+        update(db_instances)
+        .where(c.id == bindparam("i_id", type_=Integer))
+        .values(
+            lastmodifieddate=func.now(),
+            lastrefreshed=func.now(),
+            **{name: bindparam(f"i_{name}", type_=c[name].type) for name in columns},
+        )
+        .returning(c.id)
+        .cte("instance_set")
     )
 
 

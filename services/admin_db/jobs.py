@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.admin_db.dialect import ago, locked, returned_a_row, row_where
+from services.admin_db.dialect import ENGINE_SPECIFIC, ago, locked, returned_a_row, row_where
 from services.admin_db.engine import begun, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
@@ -178,13 +178,33 @@ async def _set(conn: AsyncConnection, job_id: uuid.UUID, **values: Any) -> None:
 
 
 async def mark_running(
-    conn: AsyncConnection, job_id: uuid.UUID, *, worker: str | None, attempt: int
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    *,
+    worker: str | None,
+    attempt: int,
+    along: tuple[Any, dict[str, Any]] | None = None,
 ) -> None:
-    """A worker began (or began again) the job's work."""
-    await conn.execute(
-        _MARK_RUNNING,
-        {"p_id": job_id, "p_worker": worker, "p_message": f"Started (attempt {attempt})"},
-    )
+    """A worker began (or began again) the job's work. `along`: on PostgreSQL, another write
+    (a CTE and its values, e.g. `instances.started_along`) sent in the same statement."""
+    values = {"p_id": job_id, "p_worker": worker, "p_message": f"Started (attempt {attempt})"}
+    await conn.execute(*_carrying(_MARK_RUNNING, values, along))
+
+
+def _carrying(
+    statement: Any, values: dict[str, Any], along: tuple[Any, dict[str, Any]] | None
+) -> tuple[Any, dict[str, Any]]:
+    """`statement` with the CTE of `along` (written whether or not it is read), and both's
+    values."""
+    if along is None:
+        return statement, values
+    cte, along_values = along
+    return _with_cte(statement, cte), values | along_values
+
+
+@functools.cache
+def _with_cte(statement: Any, cte: Any) -> Any:
+    return statement.add_cte(cte).execution_options(**ENGINE_SPECIFIC)
 
 
 async def report_progress(
@@ -207,23 +227,24 @@ async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, not
 
 
 async def finish(
-    conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    *,
+    reason: str | None,
+    along: tuple[Any, dict[str, Any]] | None = None,
 ) -> Row[Any] | None:
     """The job's outcome: Completed without a reason, Failed with one. Returns its type, status
-    and times as they now are (for the metrics, counted once the transaction has committed)."""
+    and times as they now are (for the metrics, counted once the transaction has committed).
+    `along`: as `mark_running`'s (e.g. `instances.settled_along`)."""
     succeeded = reason is None
-    finished: Row[Any] | None = (
-        await conn.execute(
-            _FINISH,
-            {
-                "p_id": job_id,
-                "p_status": (JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
-                "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
-                "p_percent": 100 if succeeded else None,
-                "p_error": reason,
-            },
-        )
-    ).first()
+    values = {
+        "p_id": job_id,
+        "p_status": (JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
+        "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
+        "p_percent": 100 if succeeded else None,
+        "p_error": reason,
+    }
+    finished: Row[Any] | None = (await conn.execute(*_carrying(_FINISH, values, along))).first()
     return finished
 
 

@@ -88,8 +88,13 @@ async def apply_event(
         log.info("stale event ignored", job_status=job.status, event_type=type(event).__name__)
         return "stale"
     if isinstance(event, InstanceOperationStarted):
-        await jobs.mark_running(conn, job.id, worker=event.worker, attempt=event.attempt)
-        if on_started(InstanceStatus(instance.status)) != instance.status:
+        starts = on_started(InstanceStatus(instance.status)) != instance.status
+        # On PostgreSQL both writes are one statement (the instance's a CTE of the job's).
+        along = instances.started_along(instance.id) if starts and _one_statement(conn) else None
+        await jobs.mark_running(
+            conn, job.id, worker=event.worker, attempt=event.attempt, along=along
+        )
+        if starts and along is None:
             await instances.mark_started(conn, instance.id)
         log.info("job running", attempt=event.attempt, worker=event.worker)
     elif isinstance(event, InstanceOperationProgress):
@@ -113,6 +118,11 @@ async def apply_event(
     return "applied"
 
 
+def _one_statement(conn: AsyncConnection) -> bool:
+    """Whether writes may travel together as CTEs of one statement (PostgreSQL's)."""
+    return conn.dialect.name == "postgresql"
+
+
 async def _claim_and_lock(
     conn: AsyncConnection, event: Message, message_id: str
 ) -> tuple[bool, Any, Any]:
@@ -126,7 +136,7 @@ async def _claim_and_lock(
         "p_message_id": message_id,
         "p_message_type": message_type(event),
     }
-    if conn.dialect.name != "postgresql":
+    if not _one_statement(conn):
         if not await inbox.claim(conn, CONSUMER, message_id, message_type(event)):
             return False, None, None
         return (
@@ -210,8 +220,12 @@ async def _outcome(
             ods_instance_id=instance.odsinstanceid,
             api_clients=clients,
         )
-    await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
-    ended = await jobs.finish(conn, event.job_id, reason=reason)
+    if _one_statement(conn):
+        settled = instances.settled_along(instance.id, instance_status, reason=reason, **values)
+        ended = await jobs.finish(conn, event.job_id, reason=reason, along=settled)
+    else:
+        await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
+        ended = await jobs.finish(conn, event.job_id, reason=reason)
     if succeeded:
         log.info("job completed", operation=operation.value, status=instance_status.value)
     else:
