@@ -401,24 +401,15 @@ async def settle(
     **values: Any,
 ) -> None:
     """The operation's outcome: its status, the reason of a failure, no name reserved."""
-    await _set(conn, instance_id, **_settled(status, reason, values))
-
-
-def settled_along(
-    instance_id: int, status: InstanceStatus, *, reason: str | None, **values: Any
-) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: `settle` as a CTE for the job's statement to carry (`jobs`' `along`)."""
-    return _set_along(instance_id, _settled(status, reason, values))
-
-
-def _settled(status: InstanceStatus, reason: str | None, values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "status": status.value,
-        "error": reason,
-        "pendingname": None,
-        "pendingdatabasename": None,
+    await _set(
+        conn,
+        instance_id,
+        status=status.value,
+        error=reason,
+        pendingname=None,
+        pendingdatabasename=None,
         **values,
-    }
+    )
 
 
 def _set_along(instance_id: int, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -227,24 +227,23 @@ async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, not
 
 
 async def finish(
-    conn: AsyncConnection,
-    job_id: uuid.UUID,
-    *,
-    reason: str | None,
-    along: tuple[Any, dict[str, Any]] | None = None,
+    conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None
 ) -> Row[Any] | None:
     """The job's outcome: Completed without a reason, Failed with one. Returns its type, status
-    and times as they now are (for the metrics, counted once the transaction has committed).
-    `along`: as `mark_running`'s (e.g. `instances.settled_along`)."""
+    and times as they now are (for the metrics, counted once the transaction has committed)."""
     succeeded = reason is None
-    values = {
-        "p_id": job_id,
-        "p_status": (JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
-        "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
-        "p_percent": 100 if succeeded else None,
-        "p_error": reason,
-    }
-    finished: Row[Any] | None = (await conn.execute(*_carrying(_FINISH, values, along))).first()
+    finished: Row[Any] | None = (
+        await conn.execute(
+            _FINISH,
+            {
+                "p_id": job_id,
+                "p_status": (JobStatus.COMPLETED if succeeded else JobStatus.FAILED).value,
+                "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
+                "p_percent": 100 if succeeded else None,
+                "p_error": reason,
+            },
+        )
+    ).first()
     return finished
 
 

@@ -89,7 +89,9 @@ async def apply_event(
         return "stale"
     if isinstance(event, InstanceOperationStarted):
         starts = on_started(InstanceStatus(instance.status)) != instance.status
-        # On PostgreSQL both writes are one statement (the instance's a CTE of the job's).
+        # On PostgreSQL both writes are one statement (the instance's a CTE of the job's):
+        # PostgreSQL does not order a CTE's write against its statement's, and no reader
+        # depends on the order of these two changes (Running, InProgress).
         along = instances.started_along(instance.id) if starts and _one_statement(conn) else None
         await jobs.mark_running(
             conn, job.id, worker=event.worker, attempt=event.attempt, along=along
@@ -220,12 +222,10 @@ async def _outcome(
             ods_instance_id=instance.odsinstanceid,
             api_clients=clients,
         )
-    if _one_statement(conn):
-        settled = instances.settled_along(instance.id, instance_status, reason=reason, **values)
-        ended = await jobs.finish(conn, event.job_id, reason=reason, along=settled)
-    else:
-        await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
-        ended = await jobs.finish(conn, event.job_id, reason=reason)
+    # Two statements, in this order: a stream sees the instance's outcome before its job's
+    # (clients wait for the instance; a CTE's write would not be ordered against the job's).
+    await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
+    ended = await jobs.finish(conn, event.job_id, reason=reason)
     if succeeded:
         log.info("job completed", operation=operation.value, status=instance_status.value)
     else:

@@ -188,36 +188,3 @@ async def test_on_postgresql_the_inbox_claim_and_both_locks_are_one_statement(
     # The job's and the instance's writes (Pending -> InProgress) travel as one statement.
     assert len(sent) == 2, sent
     assert "UPDATE edfi_im.jobs" in sent[1] and "UPDATE edfi_im.dbinstances" in sent[1], sent
-
-
-async def test_on_postgresql_an_outcomes_job_and_instance_writes_are_one_statement(
-    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str, encryption_key: bytes
-) -> None:
-    """Issue 18: the outcome settles the instance and finishes the job in one statement (the
-    dbo row before them); what it writes is what two statements wrote."""
-    instance_id, job_id, db = await _accepted(engine, db_prefix)
-    started = InstanceOperationStarted(
-        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, attempt=1, worker="w"
-    )
-    assert await _apply(engine, applier, started, "s") == "applied"
-    created = InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db)
-    sent: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        sent.append(statement)
-
-    listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        assert await _apply(engine, applier, created, "c") == "applied"
-    finally:
-        remove(engine.sync_engine, "before_cursor_execute", record)
-    assert len(sent) == 3, sent
-    assert "INSERT INTO dbo.odsinstances" in sent[1], sent
-    assert "UPDATE edfi_im.jobs" in sent[2] and "UPDATE edfi_im.dbinstances" in sent[2], sent
-    inst, job, count = await _state(engine, instance_id, job_id)
-    assert inst.status == "Completed" and inst.error is None  # type: ignore[attr-defined]
-    assert inst.databasename == db and inst.odsinstanceid is not None  # type: ignore[attr-defined]
-    assert inst.pendingname is None  # type: ignore[attr-defined]
-    assert job.status == "Completed" and job.finished_at is not None  # type: ignore[attr-defined]
-    assert job.progress_percent == 100  # type: ignore[attr-defined]
-    assert count == 1
