@@ -320,7 +320,7 @@ async def add_pending(
 
 async def _set(conn: AsyncConnection, instance_id: int, **values: Any) -> Row[Any]:
     """The instance's columns set to `values` (plain values, bound), its times to now."""
-    params = {f"p_{key}": value for key, value in values.items()} | {"p_id": instance_id}
+    params = _set_values("p_", instance_id, values)
     row: Row[Any] = (await conn.execute(_set_statement(tuple(sorted(values))), params)).one()
     return row
 
@@ -328,17 +328,26 @@ async def _set(conn: AsyncConnection, instance_id: int, **values: Any) -> Row[An
 @functools.cache
 def _set_statement(columns: tuple[str, ...]) -> Any:
     """`UPDATE … SET <columns> = bound values … RETURNING *`, built once per set of columns."""
+    return _set_update("p_", columns).returning(db_instances)
+
+
+def _set_update(prefix: str, columns: tuple[str, ...]) -> Any:
+    """`UPDATE … SET <columns>` with values bound as `<prefix><column>`, the id as
+    `<prefix>id`, the times now."""
     c = db_instances.c
     return (
         update(db_instances)
-        .where(c.id == bindparam("p_id", type_=Integer))
+        .where(c.id == bindparam(f"{prefix}id", type_=Integer))
         .values(
             lastmodifieddate=func.now(),
             lastrefreshed=func.now(),
-            **{name: bindparam(f"p_{name}", type_=c[name].type) for name in columns},
+            **{name: bindparam(f"{prefix}{name}", type_=c[name].type) for name in columns},
         )
-        .returning(db_instances)
     )
+
+
+def _set_values(prefix: str, instance_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{key}": value for key, value in values.items()} | {f"{prefix}id": instance_id}
 
 
 async def begin_operation(
@@ -414,25 +423,13 @@ async def settle(
 
 def _set_along(instance_id: int, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """`_set` as a CTE (its own bound names, `i_…`) and its values."""
-    params = {f"i_{key}": value for key, value in values.items()} | {"i_id": instance_id}
-    return _set_cte(tuple(sorted(values))), params
+    return _set_cte(tuple(sorted(values))), _set_values("i_", instance_id, values)
 
 
 @functools.cache
 def _set_cte(columns: tuple[str, ...]) -> Any:
     """`_set_statement` as a CTE, built once per set of columns."""
-    c = db_instances.c
-    return (
-        update(db_instances)
-        .where(c.id == bindparam("i_id", type_=Integer))
-        .values(
-            lastmodifieddate=func.now(),
-            lastrefreshed=func.now(),
-            **{name: bindparam(f"i_{name}", type_=c[name].type) for name in columns},
-        )
-        .returning(c.id)
-        .cte("instance_set")
-    )
+    return _set_update("i_", columns).returning(db_instances.c.id).cte("instance_set")
 
 
 async def fail_operation(
