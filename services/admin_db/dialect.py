@@ -181,6 +181,31 @@ def row_where(table: Any, values: dict[str, Any], where: Any) -> tuple[list[str]
     return columns, source.where(where)
 
 
+# Another table's write for a statement to carry: its CTE and the CTE's bound values.
+CteWrite = tuple[Any, dict[str, Any]]
+
+
+async def execute_along(
+    conn: AsyncConnection, statement: Any, values: dict[str, Any], along: CteWrite | None
+) -> Any:
+    """`statement` and, with `along`, another write in the same statement on PostgreSQL (its
+    CTE, written whether or not the statement reads it: one round trip); elsewhere that write
+    on its own first (the statement the CTE wraps). The statement's result."""
+    if along is None:
+        return await conn.execute(statement, values)
+    cte, along_values = along
+    if conn.dialect.name == "postgresql":
+        return await conn.execute(_carrying(statement, cte), values | along_values)
+    await conn.execute(cte.element, along_values)
+    return await conn.execute(statement, values)
+
+
+@functools.cache
+def _carrying(statement: Any, cte: Any) -> Any:
+    """Built once per pair: a request only binds values."""
+    return statement.add_cte(cte).execution_options(**ENGINE_SPECIFIC)
+
+
 def returned_a_row(cte: Any) -> Any:
     """Whether `cte` (an INSERT … RETURNING in the same statement) returned a row."""
     return exists(select(literal(1)).select_from(cte))

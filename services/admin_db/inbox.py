@@ -17,10 +17,14 @@ async def claim(conn: AsyncConnection, consumer: str, message_id: str, kind: str
     """True the first time this message id is seen by this consumer (in this transaction's
     view)."""
     result = await conn.execute(
-        _claim_statement(conn.dialect.name),
-        {"p_consumer": consumer, "p_message_id": message_id, "p_message_type": kind},
+        _claim_statement(conn.dialect.name), claim_values(consumer, message_id, kind)
     )
     return bool(result.rowcount == 1)
+
+
+def claim_values(consumer: str, message_id: str, kind: str) -> dict[str, Any]:
+    """The values bound to the claim (`claim`'s statement, `claimed_cte`)."""
+    return {"p_consumer": consumer, "p_message_id": message_id, "p_message_type": kind}
 
 
 @functools.cache
@@ -40,8 +44,8 @@ def _claim_statement(dialect: str) -> Any:
 
 @functools.cache
 def claimed_cte() -> Any:
-    """PostgreSQL: the claim as a CTE for another statement to carry (the same bound values as
-    `claim`); it returns a row only the first time the message id is seen."""
+    """PostgreSQL: the claim as a CTE for another statement to carry (its values:
+    `claim_values`); it returns a row only the first time the message id is seen."""
     return _claim_statement("postgresql").returning(inbox.c.consumer).cte("claimed")
 
 

@@ -30,7 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from contracts.messages import Operation
-from services.admin_db.dialect import ENGINE_SPECIFIC, locked, row_where, xact_lock, xact_locks
+from services.admin_db.dialect import (
+    ENGINE_SPECIFIC,
+    CteWrite,
+    locked,
+    row_where,
+    xact_lock,
+    xact_locks,
+)
 from services.admin_db.tables import (
     api_client_application_education_organizations,
     api_client_ods_instances,
@@ -392,7 +399,7 @@ async def mark_started(conn: AsyncConnection, instance_id: int) -> None:
     await _set(conn, instance_id, **_started())
 
 
-def started_along(instance_id: int) -> tuple[Any, dict[str, Any]]:
+def started_along(instance_id: int) -> CteWrite:
     """PostgreSQL: `mark_started` as a CTE for the job's statement to carry (`jobs`' `along`)."""
     return _set_along(instance_id, _started())
 
@@ -421,7 +428,7 @@ async def settle(
     )
 
 
-def _set_along(instance_id: int, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _set_along(instance_id: int, values: dict[str, Any]) -> CteWrite:
     """`_set` as a CTE (its own bound names, `i_…`) and its values."""
     return _set_cte(tuple(sorted(values))), _set_values("i_", instance_id, values)
 

@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.admin_db.dialect import ENGINE_SPECIFIC, ago, locked, returned_a_row, row_where
+from services.admin_db.dialect import (
+    CteWrite,
+    ago,
+    execute_along,
+    locked,
+    returned_a_row,
+    row_where,
+)
 from services.admin_db.engine import begun, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
@@ -72,7 +79,7 @@ def new_job(
     command: dict[str, Any],
     correlation_id: str,
     schedule_id: uuid.UUID | None,
-) -> tuple[Any, dict[str, Any]]:
+) -> CteWrite:
     """A new job, Pending, for a statement to carry: (`NEW_JOB`, its values), the values also
     those of `new_job_with`."""
     return NEW_JOB, {
@@ -183,28 +190,12 @@ async def mark_running(
     *,
     worker: str | None,
     attempt: int,
-    along: tuple[Any, dict[str, Any]] | None = None,
+    along: CteWrite | None = None,
 ) -> None:
-    """A worker began (or began again) the job's work. `along`: on PostgreSQL, another write
-    (a CTE and its values, e.g. `instances.started_along`) sent in the same statement."""
+    """A worker began (or began again) the job's work. `along`: another write (e.g.
+    `instances.started_along`) sent in the same statement on PostgreSQL (`execute_along`)."""
     values = {"p_id": job_id, "p_worker": worker, "p_message": f"Started (attempt {attempt})"}
-    await conn.execute(*_carrying(_MARK_RUNNING, values, along))
-
-
-def _carrying(
-    statement: Any, values: dict[str, Any], along: tuple[Any, dict[str, Any]] | None
-) -> tuple[Any, dict[str, Any]]:
-    """`statement` with the CTE of `along` (written whether or not it is read), and both's
-    values."""
-    if along is None:
-        return statement, values
-    cte, along_values = along
-    return _with_cte(statement, cte), values | along_values
-
-
-@functools.cache
-def _with_cte(statement: Any, cte: Any) -> Any:
-    return statement.add_cte(cte).execution_options(**ENGINE_SPECIFIC)
+    await execute_along(conn, _MARK_RUNNING, values, along)
 
 
 async def report_progress(

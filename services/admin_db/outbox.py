@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.messages import Envelope, message_type
-from services.admin_db.dialect import ENGINE_SPECIFIC, returned_a_row, row_where, try_xact_lock
+from services.admin_db.dialect import (
+    CteWrite,
+    execute_along,
+    returned_a_row,
+    row_where,
+    try_xact_lock,
+)
 from services.admin_db.engine import read_all
 from services.admin_db.tables import outbox
 
@@ -61,21 +67,13 @@ async def add(
     conn: AsyncConnection,
     values: dict[str, Any],
     *,
-    along: tuple[Any, dict[str, Any]] | None = None,
+    along: CteWrite | None = None,
 ) -> uuid.UUID:
     """Add a message's row (`message_values`) inside the caller's transaction. `along`: another
     table's INSERT as a CTE and its values (jobs.new_job), sent in the same statement on
     PostgreSQL (one round trip fewer per accept), before it elsewhere."""
+    await execute_along(conn, _INSERT_BOUND, values, along)
     message_id: uuid.UUID = values["o_message_id"]
-    if along is None:
-        await conn.execute(_INSERT_BOUND, values)
-        return message_id
-    cte, along_values = along
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_insert_along(cte), values | along_values)
-    else:  # the INSERT the CTE wraps, on its own
-        await conn.execute(cte.element, along_values)
-        await conn.execute(_INSERT_BOUND, values)
     return message_id
 
 
@@ -115,11 +113,6 @@ _OUTBOX_VALUES: dict[str, ColumnElement[Any]] = {
     "correlation_id": bindparam("o_correlation_id", type_=outbox.c.correlation_id.type),
 }
 _INSERT_BOUND = INSERT.values(**_OUTBOX_VALUES)
-
-
-@functools.cache
-def _insert_along(cte: Any) -> Any:
-    return _INSERT_BOUND.add_cte(cte).execution_options(**ENGINE_SPECIFIC)
 
 
 async def lead(conn: AsyncConnection) -> bool:

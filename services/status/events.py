@@ -133,11 +133,6 @@ async def _claim_and_lock(
     when missing). On PostgreSQL in one statement (one round trip instead of three); there a
     redelivery whose instance or job is missing reads as new with rows missing (stale): either
     way nothing is applied."""
-    values = {
-        "p_consumer": CONSUMER,
-        "p_message_id": message_id,
-        "p_message_type": message_type(event),
-    }
     if not _one_statement(conn):
         if not await inbox.claim(conn, CONSUMER, message_id, message_type(event)):
             return False, None, None
@@ -146,12 +141,9 @@ async def _claim_and_lock(
             await instances.lock(conn, event.instance_id),
             await jobs.lock(conn, event.job_id),
         )
-    row = (
-        await conn.execute(
-            _claim_and_lock_statement(),
-            values | {"p_instance_id": event.instance_id, "p_job_id": event.job_id},
-        )
-    ).first()
+    values = inbox.claim_values(CONSUMER, message_id, message_type(event))
+    values |= {"p_instance_id": event.instance_id, "p_job_id": event.job_id}
+    row = (await conn.execute(_claim_and_lock_statement(), values)).first()
     if row is None:
         return True, None, None
     found = row._mapping
