@@ -90,6 +90,16 @@ async def read_all(
     one that meets a connection the server has ended (a restart) is sent once more, on a new
     connection (SQLAlchemy drops the pool's older connections at a disconnect). The round trip
     of the ping is saved on every other read."""
+    return await alone(engine, statement, params)
+
+
+async def alone(
+    engine: AsyncEngine, statement: Any, params: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
+    """One statement as its own transaction (autocommit: no BEGIN, no COMMIT, one round trip),
+    without the pre-ping; its rows. Sent once more, on a new connection, when it meets a
+    connection the server has ended: only for a statement that may run twice (a read, or a
+    write whose second run changes nothing more and answers the same)."""
 
     async def read() -> Sequence[Row[Any]]:
         async with engine.connect() as conn:

@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import (
+    ENGINE_SPECIFIC,
     CteWrite,
     ago,
     execute_along,
@@ -22,7 +23,7 @@ from services.admin_db.dialect import (
     returned_a_row,
     row_where,
 )
-from services.admin_db.engine import begun, unit_of_work
+from services.admin_db.engine import alone, begun, unit_of_work
 from services.admin_db.tables import db_instances, jobs
 from services.rules.states import TERMINAL_JOB_STATUSES, Claimed, JobStatus, is_terminal
 
@@ -304,23 +305,85 @@ async def _current(conn: AsyncConnection, job_id: uuid.UUID, instance_id: int | 
     return bool(current == job_id)
 
 
+def _claimed(status: str, current: uuid.UUID | None, job_id: uuid.UUID) -> Claimed:
+    if status == JobStatus.CANCELLED.value:
+        return Claimed.CANCELLED
+    if is_terminal(status) or current != job_id:
+        return Claimed.ENDED
+    return Claimed.CLAIMED
+
+
+@functools.cache
+def _claim_statement() -> Any:
+    """The claim as one statement (PostgreSQL): the job's instance and the job locked (FOR
+    UPDATE OF both, instance first as every writer locks them: PostgreSQL locks a statement's
+    row marks in the order of its FROM list, and reads both rows' newest versions once it holds
+    them), and `claimed_at` stamped, if not yet, when the job may be worked on. Returns the
+    job's status and its instance's current job; no row when either is missing."""
+    i, j = db_instances, jobs
+    held = (
+        select(j.c.id, j.c.status, i.c.currentjobid)
+        .select_from(i.join(j, j.c.instance_id == i.c.id))
+        .where(j.c.id == _ID)
+        .with_for_update(of=[i, j])
+        .cte("held")
+    )
+    stamped = (
+        update(j)
+        .where(j.c.id == held.c.id)
+        .where(j.c.claimed_at.is_(None))
+        .where(held.c.currentjobid == held.c.id)
+        .where(held.c.status.not_in(TERMINAL))
+        .values(claimed_at=func.now())
+        .returning(j.c.id)
+        .cte("stamped")
+    )
+    return select(
+        held.c.status, held.c.currentjobid, exists(select(stamped.c.id)).label("stamped")
+    ).execution_options(**ENGINE_SPECIFIC)
+
+
 async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     """A worker takes the job before working on it (the gateway's cancel takes the same row
     lock): a cancelled job, one that has ended (given up, failed, done) or that is no longer its
-    instance's, is skipped; once claimed it can no longer be cancelled."""
+    instance's, is skipped; once claimed it can no longer be cancelled.
+
+    On PostgreSQL one statement on its own (one round trip instead of BEGIN, two reads, the
+    stamp and COMMIT); sent again if it met a connection the server had ended, which is safe: a
+    second run stamps nothing more and answers the same. A job with no instance row (a command
+    sent by hand) takes the general path."""
+    if engine.dialect.name == "postgresql":
+        rows = await alone(engine, _claim_statement(), {"p_id": job_id})
+        if rows:
+            return _claimed(rows[0].status, rows[0].currentjobid, job_id)
 
     async def work(conn: AsyncConnection) -> Claimed:
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
-        if job.status == JobStatus.CANCELLED.value:
-            return Claimed.CANCELLED
-        if is_terminal(job.status) or not await _current(conn, job_id, job.instance_id):
-            return Claimed.ENDED
-        await conn.execute(_CLAIM, {"p_id": job_id})
-        return Claimed.CLAIMED
+        current = job_id if await _current(conn, job_id, job.instance_id) else None
+        claimed = _claimed(job.status, current, job_id)
+        if claimed is Claimed.CLAIMED:
+            await conn.execute(_CLAIM, {"p_id": job_id})
+        return claimed
 
     return await unit_of_work(engine, work)
+
+
+@functools.cache
+def _fence_statement() -> Any:
+    """The job locked (FOR UPDATE OF the job only, as the general path) and its instance's
+    current job read in the same statement (PostgreSQL). The instance's row is read as of the
+    statement's start even if the job's lock was waited for: an instance moves on to another
+    job only once this one has ended, and the job's own status is read as it is once locked."""
+    i, j = db_instances, jobs
+    return (
+        select(j.c.status, j.c.instance_id, i.c.currentjobid)
+        .select_from(j.outerjoin(i, i.c.id == j.c.instance_id))
+        .where(j.c.id == _ID)
+        .with_for_update(of=j)
+        .execution_options(**ENGINE_SPECIFIC)
+    )
 
 
 @asynccontextmanager
@@ -330,8 +393,15 @@ async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
     still act (yields False otherwise), and once it is done the job records so."""
 
     async def lock_job(conn: AsyncConnection) -> bool | None:
+        if conn.dialect.name == "postgresql":
+            # One statement: the job locked, its instance's current job read beside it.
+            held = (await conn.execute(_fence_statement(), {"p_id": job_id})).first()
+            if held is None:  # a command sent by hand: nothing recorded to fence
+                return None
+            current = held.instance_id is None or held.currentjobid == job_id
+            return not is_terminal(held.status) and current
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
-        if job is None:  # a command sent by hand: nothing recorded to fence
+        if job is None:
             return None
         return not is_terminal(job.status) and await _current(conn, job_id, job.instance_id)
 

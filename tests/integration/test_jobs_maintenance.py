@@ -4,14 +4,18 @@ prune (old history gone, what is still referenced kept)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
@@ -473,3 +477,142 @@ async def test_an_orphaned_maintenance_job_is_sent_again_then_failed(
     job = await _job(engine, job_id)
     assert job.status == "Failed" and "giving up" in job.error
     assert await messages() == 2
+
+
+@contextmanager
+def _statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every statement the engine sends meanwhile, and every transaction it begins or commits
+    (as "BEGIN" / "COMMIT")."""
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    def begun(conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            sent.append("BEGIN")
+
+    def committed(conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            sent.append("COMMIT")
+
+    hooks = (("before_cursor_execute", record), ("begin", begun), ("commit", committed))
+    for name, hook in hooks:
+        listen(engine.sync_engine, name, hook)
+    try:
+        yield sent
+    finally:
+        for name, hook in hooks:
+            remove(engine.sync_engine, name, hook)
+
+
+async def test_on_postgresql_a_claim_is_one_statement_on_its_own_and_stamps_once(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    """Issue 18: a claim was BEGIN, two reads, the stamp and COMMIT (five round trips on every
+    create's path); now one statement in autocommit, answering as before."""
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    with _statements(engine) as sent:
+        assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
+    assert len(sent) == 1, sent
+    assert "FOR UPDATE OF dbinstances, jobs" in sent[0] and "UPDATE edfi_im.jobs" in sent[0]
+    stamped = (await _job(engine, row.currentjobid)).claimed_at
+    assert stamped is not None
+    # A redelivered command claims again (its worker carries on) without a new stamp.
+    assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
+    assert (await _job(engine, row.currentjobid)).claimed_at == stamped
+    # Claimed, it can no longer be cancelled.
+    async with engine.begin() as conn:
+        with pytest.raises(ConflictError):
+            await cancel_job(conn, row.currentjobid)
+    await _end(engine, row)
+
+
+async def test_a_claim_that_waited_for_the_jobs_lock_answers_from_what_was_committed(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID], admin_database: str
+) -> None:
+    """A claim waiting on the job's row (a cancel in its transaction) answers from the row as
+    that transaction left it: cancelled, not stamped."""
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    with psycopg.connect(pg.database_url(admin_database)) as other:
+        other.execute("SELECT 1 FROM edfi_im.jobs WHERE id = %s FOR UPDATE", (row.currentjobid,))
+        claiming = asyncio.create_task(job_rows.claim(engine, row.currentjobid))
+        await asyncio.sleep(0.3)
+        assert not claiming.done()  # it waits for the lock
+        other.execute(
+            "UPDATE edfi_im.jobs SET status = 'Cancelled', finished_at = now() WHERE id = %s",
+            (row.currentjobid,),
+        )
+        other.commit()
+    assert await claiming is Claimed.CANCELLED
+    assert (await _job(engine, row.currentjobid)).claimed_at is None
+    await _end(engine, row)
+
+
+async def test_a_claim_skips_a_job_its_instance_has_moved_on_from_or_that_ended(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    moved = await _create(engine, settings)
+    ended = await _create(engine, settings)
+    quiet_outbox.extend([moved.currentjobid, ended.currentjobid])
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == moved.id).values(currentjobid=None)
+        )
+        await conn.execute(
+            update(jobs).where(jobs.c.id == ended.currentjobid).values(status="Failed")
+        )
+    assert await job_rows.claim(engine, moved.currentjobid) is Claimed.ENDED
+    assert await job_rows.claim(engine, ended.currentjobid) is Claimed.ENDED
+    for row in (moved, ended):
+        assert (await _job(engine, row.currentjobid)).claimed_at is None
+    # A command sent by hand (no job recorded) is worked on, as before.
+    assert await job_rows.claim(engine, uuid.uuid4()) is Claimed.CLAIMED
+    await _end(engine, moved)
+    await _end(engine, ended)
+
+
+async def test_on_postgresql_a_fence_locks_its_job_and_reads_its_instance_in_one_statement(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID], admin_database: str
+) -> None:
+    row = await _create(engine, settings)
+    quiet_outbox.append(row.currentjobid)
+    with _statements(engine) as sent:
+        async with job_rows.fence(engine, row.currentjobid) as live:
+            assert live
+            reads = [s for s in sent if s not in ("BEGIN", "COMMIT")]
+            assert len(reads) == 1 and "FOR UPDATE OF jobs" in reads[0], sent
+            # The job stays locked inside the fence.
+            with (
+                psycopg.connect(pg.database_url(admin_database), autocommit=True) as other,
+                pytest.raises(psycopg.errors.LockNotAvailable),
+            ):
+                other.execute(
+                    "SELECT 1 FROM edfi_im.jobs WHERE id = %s FOR UPDATE NOWAIT",
+                    (row.currentjobid,),
+                )
+    assert (await _job(engine, row.currentjobid)).server_done_at is not None
+    # A job its instance has moved on from is fenced out.
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == row.id).values(currentjobid=None)
+        )
+    async with job_rows.fence(engine, row.currentjobid) as live:
+        assert not live
+    await _end(engine, row)
+
+
+async def _end(engine: AsyncEngine, row: Any) -> None:
+    """The job failed, the instance in Error: nothing in flight left for later tests."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == row.currentjobid)
+            .where(jobs.c.status.not_in(job_rows.TERMINAL))
+            .values(status="Failed")
+        )
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == row.id).values(status="Error")
+        )
