@@ -121,7 +121,8 @@ class InstanceRequested(Message):
 
 
 class InstanceOperationStarted(Message):
-    """Event: a provisioner began an attempt at the job."""
+    """Event: a provisioner began an attempt at the job. Sent once the attempt has lasted the
+    provisioner's progress delay: an attempt that ends sooner sends its outcome alone."""
 
     operation: Operation
     attempt: int = Field(ge=1)

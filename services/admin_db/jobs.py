@@ -11,7 +11,19 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import (
@@ -124,11 +136,20 @@ _PROGRESS = (
         progress_percent=bindparam("p_percent", type_=jobs.c.progress_percent.type),
     )
 )
+# A job still Pending when its outcome comes ran without a Started (it ended within the
+# provisioner's progress delay): its start is recorded with its end, from its claim.
+_STILL_PENDING = jobs.c.status == JobStatus.PENDING.value
 _FINISH = (
     update(jobs)
     .where(jobs.c.id == _ID)
     .values(
         status=bindparam("p_status", type_=jobs.c.status.type),
+        started_at=func.coalesce(jobs.c.started_at, jobs.c.claimed_at, func.now()),
+        attempts=case((_STILL_PENDING, jobs.c.attempts + 1), else_=jobs.c.attempts),
+        worker=case(
+            (_STILL_PENDING, bindparam("p_worker", type_=jobs.c.worker.type)),
+            else_=jobs.c.worker,
+        ),
         finished_at=func.now(),
         heartbeat_at=func.now(),
         progress_message=bindparam("p_message", type_=jobs.c.progress_message.type),
@@ -157,15 +178,30 @@ async def lock(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | None:
 
 async def stale_running(conn: AsyncConnection, threshold_seconds: float) -> list[Row[Any]]:
     """Running jobs silent for longer than the threshold, locked; rows another transaction
-    holds (another sweeper, a worker inside its fence) are skipped."""
+    holds (another sweeper, a worker inside its fence) are skipped. A job claimed by its worker
+    but still Pending counts as running since its claim (its Started waits out the progress
+    delay: a worker that died or froze within it left the job so)."""
     return list(
         (
             await conn.execute(
                 locked(
                     select(jobs)
-                    .where(jobs.c.status == JobStatus.RUNNING.value)
                     .where(
-                        func.coalesce(jobs.c.heartbeat_at, jobs.c.started_at, jobs.c.created_at)
+                        or_(
+                            jobs.c.status == JobStatus.RUNNING.value,
+                            and_(
+                                jobs.c.status == JobStatus.PENDING.value,
+                                jobs.c.claimed_at.is_not(None),
+                            ),
+                        )
+                    )
+                    .where(
+                        func.coalesce(
+                            jobs.c.heartbeat_at,
+                            jobs.c.started_at,
+                            jobs.c.claimed_at,
+                            jobs.c.created_at,
+                        )
                         < ago(threshold_seconds)
                     )
                     .order_by(jobs.c.heartbeat_at)
@@ -219,10 +255,13 @@ async def record_retry(conn: AsyncConnection, job_id: uuid.UUID, error: str, not
 
 
 async def finish(
-    conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None
+    conn: AsyncConnection, job_id: uuid.UUID, *, reason: str | None, worker: str | None = None
 ) -> Row[Any] | None:
     """The job's outcome: Completed without a reason, Failed with one. Returns its type, status
-    and times as they now are (for the metrics, counted once the transaction has committed)."""
+    and times as they now are (for the metrics, counted once the transaction has committed).
+    A job still Pending (no Started came: the operation ended within the provisioner's progress
+    delay) also records its start as a Started would have (the time of its claim, one attempt
+    more, the `worker` that ran it)."""
     succeeded = reason is None
     finished: Row[Any] | None = (
         await conn.execute(
@@ -233,6 +272,7 @@ async def finish(
                 "p_message": JobStatus.COMPLETED.value if succeeded else (reason or "")[:500],
                 "p_percent": 100 if succeeded else None,
                 "p_error": reason,
+                "p_worker": worker,
             },
         )
     ).first()
@@ -305,12 +345,12 @@ async def _current(conn: AsyncConnection, job_id: uuid.UUID, instance_id: int | 
     return bool(current == job_id)
 
 
-def _claimed(status: str, current: uuid.UUID | None, job_id: uuid.UUID) -> Claimed:
+def _claimed(status: str, current: uuid.UUID | None, job_id: uuid.UUID, first: bool) -> Claimed:
     if status == JobStatus.CANCELLED.value:
         return Claimed.CANCELLED
     if is_terminal(status) or current != job_id:
         return Claimed.ENDED
-    return Claimed.CLAIMED
+    return Claimed.CLAIMED if first else Claimed.RESUMED
 
 
 @functools.cache
@@ -346,7 +386,8 @@ def _claim_statement() -> Any:
 async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     """A worker takes the job before working on it (the gateway's cancel takes the same row
     lock): a cancelled job, one that has ended (given up, failed, done) or that is no longer its
-    instance's, is skipped; once claimed it can no longer be cancelled.
+    instance's, is skipped; once claimed it can no longer be cancelled. RESUMED: an earlier
+    attempt had claimed it (a redelivered or re-driven command).
 
     On PostgreSQL one statement on its own (one round trip instead of BEGIN, two reads, the
     stamp and COMMIT); sent again if it met a connection the server had ended, which is safe: a
@@ -355,16 +396,17 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
     if engine.dialect.name == "postgresql":
         rows = await alone(engine, _claim_statement(), {"p_id": job_id})
         if rows:
-            return _claimed(rows[0].status, rows[0].currentjobid, job_id)
+            return _claimed(rows[0].status, rows[0].currentjobid, job_id, rows[0].stamped)
 
     async def work(conn: AsyncConnection) -> Claimed:
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
         current = job_id if await _current(conn, job_id, job.instance_id) else None
-        claimed = _claimed(job.status, current, job_id)
+        claimed = _claimed(job.status, current, job_id, first=True)
         if claimed is Claimed.CLAIMED:
-            await conn.execute(_CLAIM, {"p_id": job_id})
+            stamped = await conn.execute(_CLAIM, {"p_id": job_id})
+            return Claimed.CLAIMED if stamped.rowcount else Claimed.RESUMED
         return claimed
 
     return await unit_of_work(engine, work)

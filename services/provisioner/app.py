@@ -62,7 +62,8 @@ def document_events(broker: RabbitBroker) -> None:
         ExchangeType.TOPIC,
         "instance.{instanceId}.{event}",
         InstanceEvent,
-        "Started, progress (also the heartbeat), retrying, then exactly one outcome per job",
+        "Started (once the attempt has lasted the progress delay), progress (also the "
+        "heartbeat), retrying, then exactly one outcome per job",
     )
 
 

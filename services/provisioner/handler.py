@@ -165,8 +165,12 @@ class Provisioner:
         self._delayed: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._beats: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Each running job's Started, on its way to the broker: the work goes on meanwhile, and
-        # every other event of the job waits for its confirm (see _emit).
+        # every other event of the job waits for its confirm (see _emit). With a progress delay,
+        # Started too waits that long first: an operation that ends sooner reports its outcome
+        # alone (the status service records its start from the claim), and its Started is
+        # never sent. Once past the delay (`_announced`), a Started is always sent.
         self._starting: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._announced: set[uuid.UUID] = set()
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
         """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
@@ -206,15 +210,22 @@ class Provisioner:
                     ) as session:
                         if not started:
                             claim = await self._claimed(cmd)
-                            if claim is not Claimed.CLAIMED:
+                            if claim not in (Claimed.CLAIMED, Claimed.RESUMED):
                                 if claim is Claimed.ENDED and cmd.operation is Operation.CREATE:
                                     await self._drop_staging(session, cmd)
                                 return
                             started = True
-                            # Published now, confirmed while the work begins: no other event
-                            # of the job goes out before this confirm (_emit waits for it).
+                            # Published once the progress delay has passed, confirmed while
+                            # the work goes on: no other event of the job goes out before this
+                            # confirm (_emit waits for it), but an outcome that comes first goes
+                            # out instead of it. Only a job's first attempt waits: a later one (a
+                            # redelivery, a re-drive) is published at once, as every attempt was
+                            # before, so each attempt after the first is counted and seen.
+                            waits = claim is Claimed.CLAIMED and self._progress_delay > 0
+                            if not waits:
+                                self._announced.add(cmd.job_id)  # sent, whatever comes
                             self._starting[cmd.job_id] = asyncio.create_task(
-                                self._started(cmd, attempt)
+                                self._started(cmd, attempt, waits=waits)
                             )
                             self._beat(cmd)
                         try:
@@ -337,26 +348,50 @@ class Provisioner:
         events in the order they happened, each only after the one before was confirmed."""
         starting = self._starting.get(event.job_id)
         if starting is not None and not isinstance(event, InstanceOperationStarted):
-            await asyncio.shield(starting)
+            if type(event) in OUTCOMES and self._unannounced(event.job_id):
+                # Ended within the progress delay: its outcome says it all.
+                await self._withdraw_started(event.job_id)
+            else:
+                await asyncio.shield(starting)
         await self._send(event.model_copy(update={"worker": self._worker}))
+
+    def _unannounced(self, job_id: uuid.UUID) -> bool:
+        """Whether the job's Started is still waiting out the progress delay (not yet sent)."""
+        starting = self._starting.get(job_id)
+        return starting is not None and not starting.done() and job_id not in self._announced
+
+    async def _withdraw_started(self, job_id: uuid.UUID) -> None:
+        """Cancel a Started still waiting out the delay: it is never sent."""
+        starting = self._starting.pop(job_id)
+        starting.cancel()
+        # Waited for without raising its cancellation (a cancellation of this task still does).
+        await asyncio.wait([starting])
 
     async def _started_sent(self, cmd: InstanceRequested) -> None:
         """At the end of a command: its Started confirmed, or why it was not (logged) when no
         later event was there to wait for it (a job given up, a redelivery that found it ended)."""
-        starting = self._starting.pop(cmd.job_id, None)
-        if starting is None:
+        if self._unannounced(cmd.job_id):
+            # The command ends without an outcome (given up) within the delay: nothing to say.
+            await self._withdraw_started(cmd.job_id)
             return
+        starting = self._starting.pop(cmd.job_id, None)
         try:
-            await asyncio.shield(starting)
+            if starting is not None:
+                await asyncio.shield(starting)
         except Exception as exc:
             log.warning("Started event not confirmed", error=repr(exc))
+        finally:
+            self._announced.discard(cmd.job_id)
 
     def _failure(self, cmd: InstanceRequested, reason: str) -> Message:
         return FAILURE_OF[cmd.operation](
             **_about(cmd), database_name=cmd.database_name, reason=reason
         )
 
-    async def _started(self, cmd: InstanceRequested, attempt: int) -> None:
+    async def _started(self, cmd: InstanceRequested, attempt: int, *, waits: bool) -> None:
+        if waits:
+            await asyncio.sleep(self._progress_delay)
+            self._announced.add(cmd.job_id)  # from here on it is sent, whatever comes
         await self._emit(
             InstanceOperationStarted(
                 **_about(cmd),

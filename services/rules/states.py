@@ -132,6 +132,7 @@ class Claimed(StrEnum):
     """What a worker claiming its job before working on it found."""
 
     CLAIMED = "claimed"  # go on (also: a job this admin database does not know, sent by hand)
+    RESUMED = "resumed"  # claimed by an earlier attempt (a redelivery, a re-drive): go on
     CANCELLED = "cancelled"  # cancelled before it started: skipped
     ENDED = "ended"  # already ended (given up, failed, done) or no longer the instance's: skipped
 

@@ -217,7 +217,7 @@ async def _outcome(
     # Two statements, in this order: a stream sees the instance's outcome before its job's
     # (clients wait for the instance; a CTE's write would not be ordered against the job's).
     await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
-    ended = await jobs.finish(conn, event.job_id, reason=reason)
+    ended = await jobs.finish(conn, event.job_id, reason=reason, worker=event.worker)
     if succeeded:
         log.info("job completed", operation=operation.value, status=instance_status.value)
     else:

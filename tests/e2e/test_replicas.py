@@ -31,9 +31,16 @@ SHARDS = 8
 def cluster(
     settings_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """gateway + status + two provisioners on their own vhost and admin database."""
+    """gateway + status + two provisioners on their own vhost and admin database. Every attempt
+    says Started at once (no progress delay): the burst's killer finds a busy provisioner by
+    its job in Running, and a create of this size ends within the default delay (0.5 s), which
+    would leave it Pending until its outcome."""
     with make_cluster(
-        settings_env, Path(tmp_path_factory.mktemp("cluster")), provisioners=1, shards=SHARDS
+        settings_env,
+        Path(tmp_path_factory.mktemp("cluster")),
+        provisioners=1,
+        shards=SHARDS,
+        EDFI_IM_PROGRESS_DELAY_SECONDS="0",
     ) as stack:
         stack.start("provisioner-b", "provisioner")
         yield stack

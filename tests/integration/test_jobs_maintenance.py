@@ -479,6 +479,38 @@ async def test_an_orphaned_maintenance_job_is_sent_again_then_failed(
     assert await messages() == 2
 
 
+async def test_a_job_claimed_but_never_started_is_swept_like_a_running_one(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    """A worker sends Started only once the progress delay has passed (issue 18): one that died
+    or froze within it left its job Pending and claimed. The orphan sweep takes such a job as
+    running since its claim: re-driven once silent past the threshold, not before."""
+    old, recent = await _create(engine, settings), await _create(engine, settings)
+    quiet_outbox.extend([old.currentjobid, recent.currentjobid])
+    for row in (old, recent):
+        assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == old.currentjobid)
+            .values(claimed_at=datetime.now(UTC) - timedelta(hours=2))
+        )
+        handled = await recover_orphans(conn, threshold_seconds=3600, max_recoveries=1)
+    assert old.currentjobid in handled and recent.currentjobid not in handled
+    swept = await _job(engine, old.currentjobid)
+    assert swept.recoveries == 1 and "Re-driven" in swept.progress_message
+    async with engine.connect() as conn:
+        sent = await conn.scalar(
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.body["job_id"].as_string() == str(old.currentjobid))
+        )
+    assert sent == 2  # the first command and the re-drive
+    assert (await _job(engine, recent.currentjobid)).recoveries == 0
+    await _end(engine, old)
+    await _end(engine, recent)
+
+
 @contextmanager
 def _statements(engine: AsyncEngine) -> Iterator[list[str]]:
     """Every statement the engine sends meanwhile, and every transaction it begins or commits
@@ -519,8 +551,9 @@ async def test_on_postgresql_a_claim_is_one_statement_on_its_own_and_stamps_once
     assert "FOR UPDATE OF dbinstances, jobs" in sent[0] and "UPDATE edfi_im.jobs" in sent[0]
     stamped = (await _job(engine, row.currentjobid)).claimed_at
     assert stamped is not None
-    # A redelivered command claims again (its worker carries on) without a new stamp.
-    assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
+    # A redelivered command claims again (its worker carries on) without a new stamp, and is
+    # told an earlier attempt had claimed it (it announces itself at once: issue 18).
+    assert await job_rows.claim(engine, row.currentjobid) is Claimed.RESUMED
     assert (await _job(engine, row.currentjobid)).claimed_at == stamped
     # Claimed, it can no longer be cancelled.
     async with engine.begin() as conn:

@@ -19,11 +19,12 @@ from contracts.messages import (
     Message,
     Operation,
 )
+from services.admin_db import jobs as job_rows
 from services.admin_db.accept import accept_create
-from services.admin_db.tables import db_instances, jobs, ods_instances
+from services.admin_db.tables import changes, db_instances, jobs, ods_instances
 from services.rules import crypto
 from services.rules.connection_strings import ods_connection_string
-from services.rules.states import Switch
+from services.rules.states import Claimed, Switch
 from services.runtime.settings import Settings
 from services.status.events import ConnectionStrings, apply_event
 from tests.conftest import unique_name
@@ -109,6 +110,56 @@ async def test_a_create_goes_pending_running_completed_once(
         )
     assert isinstance(stored, str)
     assert f"database={db}" in crypto.decrypt(stored, encryption_key)
+
+
+async def test_an_outcome_without_a_started_records_the_start_from_the_claim(
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str
+) -> None:
+    """Issue 18: an operation that ends within the provisioner's progress delay sends its
+    outcome alone. The job is then still Pending: the outcome records its start as Started
+    would have (the claim's time, one attempt, the worker), then its end; the feed has one
+    change of the job for it, already Completed."""
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    assert await job_rows.claim(engine, job_id) is Claimed.CLAIMED
+    _, claimed, _ = await _state(engine, instance_id, job_id)
+    created = InstanceCreated(
+        job_id=job_id, instance_id=instance_id, database_name=db, worker="host:42"
+    )
+    assert await _apply(engine, applier, created, str(uuid.uuid4())) == "applied"
+    inst, job, count = await _state(engine, instance_id, job_id)
+    assert (inst.status, job.status, count) == ("Completed", "Completed", 1)  # type: ignore[attr-defined]
+    assert job.started_at == claimed.claimed_at  # type: ignore[attr-defined]
+    assert job.started_at <= job.finished_at  # type: ignore[attr-defined]
+    assert (job.attempts, job.worker) == (1, "host:42")  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        states = (
+            await conn.execute(
+                select(changes.c.body["status"].as_string())
+                .where(changes.c.kind == "job", changes.c.entity_id == str(job_id))
+                .order_by(changes.c.id)
+            )
+        ).scalars()
+        assert list(states) == ["Pending", "Completed"]
+
+
+async def test_an_outcome_after_a_started_keeps_the_start_it_recorded(
+    engine: AsyncEngine, applier: ConnectionStrings, db_prefix: str
+) -> None:
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    started = InstanceOperationStarted(
+        job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, attempt=1, worker="a"
+    )
+    assert await _apply(engine, applier, started, str(uuid.uuid4())) == "applied"
+    _, running, _ = await _state(engine, instance_id, job_id)
+    created = InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db, worker="b")
+    assert await _apply(engine, applier, created, str(uuid.uuid4())) == "applied"
+    _, job, _ = await _state(engine, instance_id, job_id)
+    assert job.status == "Completed"  # type: ignore[attr-defined]
+    assert (job.started_at, job.attempts, job.worker) == (  # type: ignore[attr-defined]
+        running.started_at,  # type: ignore[attr-defined]
+        1,
+        "a",
+    )
 
 
 async def test_a_late_failure_after_completion_changes_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -885,15 +886,92 @@ async def test_long_clone_sends_heartbeats_and_none_after_the_outcome(
     _only_outcome(emit, cmd, InstanceCreated)
 
 
-async def test_with_a_progress_delay_a_fast_create_reports_only_started_and_its_outcome(
+@ALL_OPERATIONS
+async def test_with_a_progress_delay_a_fast_operation_reports_its_outcome_alone(
+    operation: Operation, emit: Recorder
+) -> None:
+    """Issue 18: a Started nobody could see (the operation ends within the delay) is not sent:
+    the outcome says the operation ran (the status service records its start from the claim).
+    It used to be Started, then the outcome: a message, a transaction and two changes more for
+    every create."""
+    server = _successful_scenario(operation, INSTANCE_ID)
+    cmd = _command_for(operation)
+
+    await _provisioner(server, emit, progress_delay=0.1).handle(cmd, attempt=1)
+    await asyncio.sleep(0.2)  # a Started or step report still pending would have gone by now
+
+    assert [type(e) for e in emit.events] == [SUCCESS[operation]]
+
+
+async def test_with_a_progress_delay_an_operation_that_lasts_reports_started_once_it_has(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
+    server.clone_delay = 0.4
+    cmd = _command()
+    sent: list[tuple[float, Message]] = []
+    began = time.monotonic()
+
+    class Timed(Recorder):
+        async def __call__(self, message: Message) -> None:
+            sent.append((time.monotonic() - began, message))
+            await super().__call__(message)
+
+    await _provisioner(server, Timed(), progress_delay=0.15).handle(cmd, attempt=1)
+
+    kinds = [type(m) for _, m in sent]
+    assert kinds[0] is InstanceOperationStarted and kinds[-1] is InstanceCreated, kinds
+    assert kinds.count(InstanceOperationStarted) == 1
+    assert sent[0][0] >= 0.15, "Started went out before the delay had passed"
+    assert sent[0][1].attempt == 1  # type: ignore[attr-defined]
+
+
+async def _resumed(job_id: uuid.UUID) -> Claimed:
+    return Claimed.RESUMED
+
+
+async def test_a_later_attempt_announces_itself_at_once_even_with_a_progress_delay(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """An attempt at a job an earlier attempt had claimed (a redelivery, a re-drive) sends its
+    Started at once, as before: every attempt after the first is counted and seen."""
+    cmd = _command()
+
+    await _provisioner(server, emit, claim=_resumed, progress_delay=0.2).handle(cmd, attempt=2)
+
+    assert [type(e) for e in emit.events] == [InstanceOperationStarted, InstanceCreated]
+    assert emit.events[0].attempt == 2  # type: ignore[attr-defined]
+
+
+async def test_a_command_given_up_within_the_progress_delay_sends_nothing(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    cmd, fence = _command(), Fence(live=False)
+
+    await _provisioner(server, emit, fence=fence, progress_delay=0.2).handle(cmd, attempt=1)
+    await asyncio.sleep(0.3)
+
+    assert emit.events == []
+
+
+async def test_a_started_already_on_its_way_is_confirmed_before_the_outcome_goes(
+    server: FakeOdsServer,
+) -> None:
+    """Past the delay, Started is sent whatever comes: the outcome waits for its confirm (the
+    broker gets the job's events in order), even when the work ends during that send."""
+    emit = SlowConfirms(server, delay=0.3)
+    server.clone_delay = 0.15
     cmd = _command()
 
     await _provisioner(server, emit, progress_delay=0.1).handle(cmd, attempt=1)
-    await asyncio.sleep(0.2)  # any step report still pending would have gone out by now
 
     assert [type(e) for e in emit.events] == [InstanceOperationStarted, InstanceCreated]
+    assert [line.split(" (")[0] for line in emit.log] == [
+        "send InstanceOperationStarted",
+        "confirmed InstanceOperationStarted",
+        "send InstanceCreated",
+        "confirmed InstanceCreated",
+    ], emit.log
+    assert "clone" in [c[0] for c in server.calls], "the work ended during Started's send"
 
 
 async def test_with_a_progress_delay_a_step_that_lasts_is_reported_before_the_outcome(
@@ -1582,13 +1660,16 @@ class SlowConfirms(Recorder):
 async def test_the_work_begins_while_started_is_confirmed_and_nothing_overtakes_it(
     server: FakeOdsServer,
 ) -> None:
-    emit = SlowConfirms(server, delay=0.2)
-    server.clone_delay = 0.05
+    # Started goes out once the progress delay has passed, during the clone (a create this
+    # fast would send none), and its confirm takes longer than the rest of the work.
+    emit = SlowConfirms(server, delay=0.4)
+    server.clone_delay = 0.3
     cmd = _command()
 
-    await _provisioner(server, emit, progress_delay=0.5).handle(cmd, attempt=1)
+    await _provisioner(server, emit, progress_delay=0.05).handle(cmd, attempt=1)
 
-    # The server was at work (the look-ups, the clone) between Started's send and its confirm ...
+    # The server was at work (the clone, the mark, the rename) between Started's send and its
+    # confirm ...
     def calls_at(prefix: str) -> tuple[int, int]:
         k = next(i for i, line in enumerate(emit.log) if line.startswith(prefix))
         return k, int(emit.log[k].rsplit(" ", 1)[1].rstrip(")"))
