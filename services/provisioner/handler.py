@@ -173,7 +173,9 @@ class Provisioner:
         self._announced: set[uuid.UUID] = set()
 
     async def handle(self, cmd: InstanceRequested, attempt: int) -> None:
-        """Publish Started (once the instance's lock is held), progress, and exactly one outcome."""
+        """Publish Started (once the instance's lock is held and, for a job's first attempt, the
+        progress delay has passed: an outcome that comes first goes out instead), progress, and
+        exactly one outcome."""
         steps = {
             Operation.CREATE: self._create,
             Operation.RENAME: self._rename,
