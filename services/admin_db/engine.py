@@ -78,7 +78,7 @@ def _ping_postgres(dbapi_connection: Any, record: Any, proxy: Any) -> None:
 
 T = TypeVar("T")
 
-# Set while `read_all` or `unit_of_work` checks a connection out: its work is retried
+# Set while `alone` (`read_all`) or `unit_of_work` checks a connection out: its work is retried
 # instead of its connection pinged first.
 _UNPINGED: ContextVar[bool] = ContextVar("edfi_im_unpinged", default=False)
 
@@ -101,12 +101,12 @@ async def alone(
     connection the server has ended: only for a statement that may run twice (a read, or a
     write whose second run changes nothing more and answers the same)."""
 
-    async def read() -> Sequence[Row[Any]]:
+    async def run() -> Sequence[Row[Any]]:
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             return (await conn.execute(statement, params)).all()
 
-    return await _unpinged(read, safe_again=lambda: True)
+    return await _unpinged(run, safe_again=lambda: True)
 
 
 async def unit_of_work(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

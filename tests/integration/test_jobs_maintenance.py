@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import case, delete, func, insert, select, update
-from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import MaintenanceRequested, MaintenanceTask, Operation
@@ -40,6 +38,7 @@ from services.scheduler.maintenance import MaintenanceWorker, prune, reconcile
 from services.status.recovery import recover_orphans
 from tests.conftest import unique_name
 from tests.support import pg
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.integration
 
@@ -511,33 +510,6 @@ async def test_a_job_claimed_but_never_started_is_swept_like_a_running_one(
     await _end(engine, recent)
 
 
-@contextmanager
-def _statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement the engine sends meanwhile, and every transaction it begins or commits
-    (as "BEGIN" / "COMMIT")."""
-    sent: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        sent.append(statement)
-
-    def begun(conn: Any) -> None:
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            sent.append("BEGIN")
-
-    def committed(conn: Any) -> None:
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            sent.append("COMMIT")
-
-    hooks = (("before_cursor_execute", record), ("begin", begun), ("commit", committed))
-    for name, hook in hooks:
-        listen(engine.sync_engine, name, hook)
-    try:
-        yield sent
-    finally:
-        for name, hook in hooks:
-            remove(engine.sync_engine, name, hook)
-
-
 async def test_on_postgresql_a_claim_is_one_statement_on_its_own_and_stamps_once(
     engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
 ) -> None:
@@ -545,7 +517,7 @@ async def test_on_postgresql_a_claim_is_one_statement_on_its_own_and_stamps_once
     create's path); now one statement in autocommit, answering as before."""
     row = await _create(engine, settings)
     quiet_outbox.append(row.currentjobid)
-    with _statements(engine) as sent:
+    with sent_statements(engine, transactions=True) as sent:
         assert await job_rows.claim(engine, row.currentjobid) is Claimed.CLAIMED
     assert len(sent) == 1, sent
     assert "FOR UPDATE OF dbinstances, jobs" in sent[0] and "UPDATE edfi_im.jobs" in sent[0]
@@ -612,7 +584,7 @@ async def test_on_postgresql_a_fence_locks_its_job_and_reads_its_instance_in_one
 ) -> None:
     row = await _create(engine, settings)
     quiet_outbox.append(row.currentjobid)
-    with _statements(engine) as sent:
+    with sent_statements(engine, transactions=True) as sent:
         async with job_rows.fence(engine, row.currentjobid) as live:
             assert live
             reads = [s for s in sent if s not in ("BEGIN", "COMMIT")]

@@ -10,7 +10,7 @@ import aio_pika
 import psycopg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.event import listen, remove
+from sqlalchemy.event import listen
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
@@ -23,6 +23,7 @@ from services.rules.states import Switch
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from tests.support import pg, rabbit
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.integration
 
@@ -274,29 +275,23 @@ async def test_an_idle_relay_polls_with_one_read_and_still_sends_rows_nobody_wok
     connection, exchange, queue = await _queue_for_test(settings)
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
     relay = outbox.OutboxRelay(engine, publisher, poll_interval=0.05, batch_size=10)
-    sent: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        sent.append(statement)
-
     relay.start()
     try:
         await asyncio.sleep(0.5)  # its first pass (at start, as if woken) is over
-        listen(engine.sync_engine, "before_cursor_execute", record)
-        await asyncio.sleep(0.5)
-        idle = list(sent)
-        assert len(idle) >= 3, idle  # it polled
-        assert not any("advisory" in s for s in idle), idle
-        jobs = await _enqueue(writer, exchange, 2)  # nobody wakes this relay
-        got: list[dict[str, object]] = []
-        for _ in range(100):
-            got += rabbit.take_messages(vhost, queue, count=50)
-            if len(got) >= 2:
-                break
-            await asyncio.sleep(0.1)
-        assert [uuid.UUID(str(m["body"]["job_id"])) for m in got] == jobs  # type: ignore[index]
+        with sent_statements(engine) as sent:
+            await asyncio.sleep(0.5)
+            idle = list(sent)
+            assert len(idle) >= 3, idle  # it polled
+            assert not any("advisory" in s for s in idle), idle
+            jobs = await _enqueue(writer, exchange, 2)  # nobody wakes this relay
+            got: list[dict[str, object]] = []
+            for _ in range(100):
+                got += rabbit.take_messages(vhost, queue, count=50)
+                if len(got) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert [uuid.UUID(str(m["body"]["job_id"])) for m in got] == jobs  # type: ignore[index]
     finally:
-        remove(engine.sync_engine, "before_cursor_execute", record)
         await relay.stop()
         await publisher.close()
         await connection.close()

@@ -8,7 +8,6 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import (
@@ -29,6 +28,7 @@ from services.runtime.settings import Settings
 from services.status.events import ConnectionStrings, apply_event
 from tests.conftest import unique_name
 from tests.support import pg
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.integration
 
@@ -213,13 +213,7 @@ async def test_on_postgresql_the_inbox_claim_and_both_locks_are_one_statement(
     started = InstanceOperationStarted(
         job_id=job_id, instance_id=instance_id, operation=Operation.CREATE, attempt=1, worker="w"
     )
-    sent: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        sent.append(statement)
-
-    listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with sent_statements(engine) as sent:
         async with engine.begin() as conn:
             assert await apply_event(conn, started, "one-statement", applier) == "applied"
             # Both rows are held by this transaction until it ends.
@@ -230,8 +224,6 @@ async def test_on_postgresql_the_inbox_claim_and_both_locks_are_one_statement(
                             f"SELECT 1 FROM edfi_im.{table} WHERE id = %s FOR UPDATE NOWAIT",
                             (key,),
                         )
-    finally:
-        remove(engine.sync_engine, "before_cursor_execute", record)
     first = sent[0]
     assert "INSERT INTO edfi_im.inbox" in first and "FOR UPDATE OF" in first, first
     assert not any("edfi_im.inbox" in s for s in sent[1:]), sent
