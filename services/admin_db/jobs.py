@@ -402,7 +402,9 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return Claimed.CLAIMED  # not recorded here at all: a command sent by hand
-        current = job_id if await _current(conn, job_id, job.instance_id) else None
+        # An ended job (cancelled included) is skipped whatever its instance's current job.
+        ended = is_terminal(job.status)
+        current = job_id if not ended and await _current(conn, job_id, job.instance_id) else None
         claimed = _claimed(job.status, current, job_id, first=True)
         if claimed is Claimed.CLAIMED:
             stamped = await conn.execute(_CLAIM, {"p_id": job_id})
