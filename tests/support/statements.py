@@ -1,0 +1,39 @@
+"""What an engine sends: the statements, and (on request) the transactions it begins and commits,
+while a block runs (the round-trip counts of issue 18's tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.event import listen, remove
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@contextmanager
+def sent_statements(engine: AsyncEngine, *, transactions: bool = False) -> Iterator[list[str]]:
+    """Every statement the engine sends meanwhile, in order; with `transactions`, also each
+    transaction it begins or commits outside autocommit (as "BEGIN" / "COMMIT")."""
+    sent: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    def marker(word: str) -> Any:
+        def mark(conn: Any) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                sent.append(word)
+
+        return mark
+
+    hooks: list[tuple[str, Any]] = [("before_cursor_execute", record)]
+    if transactions:
+        hooks += [("begin", marker("BEGIN")), ("commit", marker("COMMIT"))]
+    for name, hook in hooks:
+        listen(engine.sync_engine, name, hook)
+    try:
+        yield sent
+    finally:
+        for name, hook in hooks:
+            remove(engine.sync_engine, name, hook)
