@@ -16,6 +16,7 @@ from sqlalchemy import Integer, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.admin_db.dialect import ENGINE_SPECIFIC
+from services.admin_db.engine import read_all
 from services.admin_db.tables import changes, jobs
 
 CHANNEL = "edfi_im_changes"
@@ -88,14 +89,37 @@ async def history(conn: AsyncConnection, entity_id: str, limit: int) -> list[tup
 
 
 async def job_with_cursor(engine: AsyncEngine, job_id: Any) -> tuple[Any, int]:
-    """A job's row and the newest change number, from one snapshot: every change after that
-    number is newer than the row."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            cursor = await latest(conn)
-            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
-    return row, cursor
+    """A job's row (None when there is no such job) and the newest change number, from one
+    snapshot: every change after that number is newer than the row. One statement in
+    autocommit (its one snapshot), without the pre-ping (`read_all`): a stream's first read."""
+    row = (await read_all(engine, _job_with_cursor(), {"p_job_id": job_id}))[0]
+    job = None if row.id is None else row
+    return job, int(row.latest_change)
+
+
+@functools.cache
+def _job_with_cursor() -> Any:
+    """Built once (bound values): the newest change number, with the job's row joined to it
+    when there is one (a missing job still gives the number)."""
+    newest = select(func.coalesce(func.max(changes.c.id), 0).label("latest_change")).subquery()
+    return select(newest.c.latest_change, *jobs.c).select_from(
+        newest.outerjoin(jobs, jobs.c.id == bindparam("p_job_id", type_=jobs.c.id.type))
+    )
+
+
+async def latest_alone(engine: AsyncEngine) -> int:
+    """`latest` in one statement of its own, without the pre-ping (`read_all`)."""
+    return int((await read_all(engine, _LATEST))[0][0])
+
+
+_LATEST = select(func.coalesce(func.max(changes.c.id), 0))
+
+
+async def after_alone(engine: AsyncEngine, cursor: int, limit: int) -> list[Change]:
+    """`after` in one statement of its own, without the pre-ping (`read_all`): the gateway's
+    feed reads at every commit's NOTIFY, on the way of every change to the streams."""
+    rows = await read_all(engine, _after(False), {"p_cursor": cursor, "p_limit": limit})
+    return [_change(r) for r in rows]
 
 
 async def prune(engine: AsyncEngine, older_than_seconds: float) -> int:

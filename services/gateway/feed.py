@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_db import changes
 from services.admin_db.changes import Change
-from services.admin_db.engine import single_read
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -133,32 +132,31 @@ class ChangeFeed:
         """After a time nobody followed the feed: start again from the newest change (not read
         what nobody was waiting for). The buffer starts empty there; a stream at an older
         cursor reads from the database (`read`)."""
-        async with single_read(self._engine) as conn:
-            newest = await changes.latest(conn)
+        newest = await changes.latest_alone(self._engine)
         self._buffer.clear()
         self.latest = self._floor = max(self.latest, newest)
         self._behind = False
         self._announce()
 
     async def _read_new(self) -> None:
-        # Autocommit: each page is one SELECT with a snapshot of its own, as it was in a READ
-        # COMMITTED transaction, without the BEGIN and ROLLBACK around it (every wake reads).
-        async with single_read(self._engine) as conn:
-            while True:
-                batch = await changes.after(conn, self.latest, PAGE)
-                if not batch:
-                    return
-                for change in batch:
-                    if len(self._buffer) == self._buffer.maxlen:
-                        self._floor = self._buffer[0].id
-                    self._buffer.append(change)
-                self.latest = batch[-1].id
-                self._announce()
-                if len(batch) < PAGE:
-                    # All there was as of this read. A change committed after it NOTIFYs
-                    # after its commit, and so wakes the feed again (changes are numbered in
-                    # commit order: none can appear below `latest` later).
-                    return
+        # Each page one SELECT in autocommit (a snapshot of its own, as in a READ COMMITTED
+        # transaction) without the pre-ping: every wake reads, on the way of every change to
+        # the streams. A read that meets a connection the server ended is sent once more.
+        while True:
+            batch = await changes.after_alone(self._engine, self.latest, PAGE)
+            if not batch:
+                return
+            for change in batch:
+                if len(self._buffer) == self._buffer.maxlen:
+                    self._floor = self._buffer[0].id
+                self._buffer.append(change)
+            self.latest = batch[-1].id
+            self._announce()
+            if len(batch) < PAGE:
+                # All there was as of this read. A change committed after it NOTIFYs after
+                # its commit, and so wakes the feed again (changes are numbered in commit
+                # order: none can appear below `latest` later).
+                return
 
     def _announce(self) -> None:
         arrived, self._arrived = self._arrived, asyncio.Event()
