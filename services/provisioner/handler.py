@@ -115,6 +115,17 @@ FAILURE_OF: dict[Operation, type[OperationFailed]] = {
 }
 
 
+def _first_look(cmd: InstanceRequested) -> list[str] | None:
+    """What a create reads first, at one moment (one round trip): from a template, the target,
+    the template and its staging clone; a copy, only its target (it reads its source once it
+    holds the source's lock). None for a rename or a delete."""
+    if cmd.operation is not Operation.CREATE:
+        return None
+    if cmd.source_instance_id is not None or not cmd.database_template:
+        return [cmd.database_name]
+    return [cmd.database_name, cmd.database_template, staging_name(cmd.job_id)]
+
+
 def _about(cmd: InstanceRequested) -> dict[str, Any]:
     """What every event of a command repeats from it."""
     return {"job_id": cmd.job_id, "instance_id": cmd.instance_id, "tenant": cmd.tenant}
@@ -176,12 +187,18 @@ class Provisioner:
         """Publish Started (once the instance's lock is held and, for a job's first attempt, the
         progress delay has passed: an outcome that comes first goes out instead), progress, and
         exactly one outcome."""
-        steps = {
-            Operation.CREATE: self._create,
-            Operation.RENAME: self._rename,
-            Operation.DELETE: self._delete,
-        }[cmd.operation]
         started = False
+        # What a create reads first, read while its job is claimed (None: not read, or stale).
+        known: dict[str, DatabaseInfo | None] | None = None
+
+        async def steps(session: OdsSession) -> Message:
+            nonlocal known
+            if cmd.operation is Operation.CREATE:
+                first, known = known, None  # used once: a later try reads again
+                return await self._create(session, cmd, first)
+            if cmd.operation is Operation.RENAME:
+                return await self._rename(session, cmd)
+            return await self._delete(session, cmd)
 
         async def waiting(holder: str) -> None:
             # Another operation (or anyone else) holds the instance's lock: say so, and keep
@@ -211,7 +228,7 @@ class Provisioner:
                         cmd.instance_id, scope=self._scope, on_wait=waiting
                     ) as session:
                         if not started:
-                            claim = await self._claimed(cmd)
+                            claim, known = await self._claimed_and_looked(session, cmd)
                             if claim not in (Claimed.CLAIMED, Claimed.RESUMED):
                                 if claim is Claimed.ENDED and cmd.operation is Operation.CREATE:
                                     await self._drop_staging(session, cmd)
@@ -231,7 +248,7 @@ class Provisioner:
                             )
                             self._beat(cmd)
                         try:
-                            outcome = await steps(session, cmd)
+                            outcome = await steps(session)
                         except PermanentError as exc:
                             outcome = self._failure(cmd, str(exc))
                         except GivenUpError as exc:
@@ -279,6 +296,23 @@ class Provisioner:
                 operation=cmd.operation.value,
             )
         return claimed
+
+    async def _claimed_and_looked(
+        self, s: OdsSession, cmd: InstanceRequested
+    ) -> tuple[Claimed, dict[str, DatabaseInfo | None] | None]:
+        """The claim, and beside it (at the same time, on the ODS server's connection) what a
+        create from a template reads first: one round trip off the create's way. What was read
+        is used only once the claim lets the job run; a read that failed is made again by the
+        create itself (and fails there as it fails)."""
+        names = _first_look(cmd)
+        if names is None:
+            return await self._claimed(cmd), None
+        claim, known = await asyncio.gather(
+            self._claimed(cmd), s.databases(names), return_exceptions=True
+        )
+        if isinstance(claim, BaseException):
+            raise claim
+        return claim, None if isinstance(known, BaseException) else known
 
     async def _know_deployment(self) -> None:
         if self._deployment_read:
@@ -444,18 +478,22 @@ class Provisioner:
             except Exception as exc:  # a missed heartbeat must not fail the operation
                 log.warning("heartbeat not sent", error=repr(exc))
 
-    async def _create(self, s: OdsSession, cmd: InstanceRequested) -> Message:
+    async def _create(
+        self,
+        s: OdsSession,
+        cmd: InstanceRequested,
+        known: dict[str, DatabaseInfo | None] | None = None,
+    ) -> Message:
+        """`known`: what `_first_look` names, read under the instance's lock beside the claim
+        (None: read here)."""
         target = cmd.database_name
         done = InstanceCreated(**_about(cmd), database_name=target)
         await self._progress(cmd, f"Checking whether {target} exists", 10)
         template = cmd.database_template
         source = cmd.source_instance_id
         staging = staging_name(cmd.job_id)
-        # A create from a template reads the target, the template and its staging clone at one
-        # moment (one round trip); a copy reads its source only once it holds the source's lock.
-        known = await s.databases(
-            [target] if source is not None or not template else [target, template, staging]
-        )
+        if known is None:
+            known = await s.databases(_first_look(cmd) or [target])
         existing = known[target]
         if existing is not None:
             if self._ours(existing, cmd):

@@ -1703,3 +1703,63 @@ async def test_a_started_that_is_never_confirmed_fails_the_events_after_it(
         await _provisioner(server, emit).handle(cmd, attempt=1)
     # No outcome overtook the Started that never went out: the command goes back to the broker.
     assert not emit.outcomes
+
+
+async def test_a_creates_first_read_of_the_server_goes_beside_its_claim(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """Issue 18: a create reads the target, the template and its staging clone while its claim
+    is on its way to the admin database (one round trip fewer before the clone), and uses
+    that read once the claim lets it run: the server is not read twice for it."""
+    cmd = _command()
+    staging = staging_name(cmd.job_id)
+    seen_while_claiming: list[tuple[object, ...]] = []
+
+    async def claim(job_id: uuid.UUID) -> Claimed:
+        await asyncio.sleep(0.01)  # the claim's round trip
+        seen_while_claiming.extend(server.of("database"))
+        return Claimed.CLAIMED
+
+    await _provisioner(server, emit, claim=claim).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert seen_while_claiming == [(TARGET,), (TEMPLATE,), (staging,)]
+    # Then only the target's check before the rename (a database that appeared meanwhile).
+    assert server.of("database") == [(TARGET,), (TEMPLATE,), (staging,), (TARGET,)]
+
+
+async def test_a_create_whose_first_read_failed_beside_its_claim_reads_again_and_goes_on(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """The read beside the claim failed (a dropped connection): the create reads again itself,
+    under the same claim (the job is claimed once), and is done."""
+    cmd = _command()
+    server.fail("database", TransientError("the connection to the server was lost"))
+    claims: list[uuid.UUID] = []
+
+    async def claim(job_id: uuid.UUID) -> Claimed:
+        claims.append(job_id)
+        return Claimed.CLAIMED
+
+    await _provisioner(server, emit, claim=claim).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert claims == [cmd.job_id]
+    assert server.of("database")[-2:] == [(staging_name(cmd.job_id),), (TARGET,)]
+    assert TARGET in server.databases
+
+
+async def test_a_create_whose_claim_says_no_uses_nothing_it_read_beside_it(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """A cancelled job's create read the server beside its claim, and does nothing else."""
+    cmd = _command()
+
+    async def cancelled(job_id: uuid.UUID) -> Claimed:
+        return Claimed.CANCELLED
+
+    await _provisioner(server, emit, claim=cancelled).handle(cmd, attempt=1)
+
+    assert emit.events == []
+    assert server.clone_calls == [] and server.of("mark") == []
+    assert set(server.databases) == {TEMPLATE, "postgres"}
