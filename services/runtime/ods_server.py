@@ -305,11 +305,17 @@ class PostgresOdsServer:
         self._idle = IdleConnections(
             url, keep=clone_slots + min(max(operations, IDLE_EXTRA), KEEP_AT_MOST)
         )
+        # Clone slots whose lock is being released after a clean end (`clone_slot`).
+        self._handing_back: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    async def _connect(
+        self, later: set[asyncio.Task[None]] | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
         """A connection for one operation or one clone slot: an idle one kept from an earlier
-        operation, or a new one. It goes back only after a clean end, its locks released."""
+        operation, or a new one. It goes back only after a clean end, its locks released; with
+        `later`, a clean end's hand-back is a task kept there (the local slot released after
+        it), and the block's end does not wait for it."""
         try:
             conn = await self._idle.take()
         except psycopg.Error as exc:
@@ -323,10 +329,26 @@ class PostgresOdsServer:
             await self._idle.clear()
             raise classify(exc) from exc
         finally:
-            await self._idle.give_back(conn, clean=clean)
+            if clean and later is not None:
+                task = asyncio.create_task(self._hand_back_slot(conn))
+                later.add(task)
+                task.add_done_callback(later.discard)
+            else:
+                await self._idle.give_back(conn, clean=clean)
+
+    async def _hand_back_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        try:
+            await self._idle.give_back(conn, clean=True)
+        finally:
+            self._local_slots.release()
+
+    async def handed_back(self) -> None:
+        """Until the clone slots being handed back (after a clean end) are."""
+        await asyncio.gather(*self._handing_back, return_exceptions=True)
 
     async def close(self) -> None:
-        """Close the connections kept idle."""
+        """Close the connections kept idle (once the slots being handed back are)."""
+        await self.handed_back()
         await self._idle.clear()
 
     @asynccontextmanager
@@ -349,10 +371,19 @@ class PostgresOdsServer:
     async def clone_slot(self) -> AsyncIterator[int]:
         """Hold one of N server-wide clone slots (advisory locks), across all replicas. The
         slot's lock goes with its connection's end: `pg_advisory_unlock_all()` before the
-        connection is kept, or the connection closed (before the local semaphore lets the
-        next clone of this process try)."""
-        async with self._local_slots, self._connect() as conn:
-            yield await self._acquire_slot(conn)
+        connection is kept, or the connection closed, and only then does the local semaphore
+        let the next clone of this process try. After a clean end that hand-back runs in the
+        background: the operation's next step (on its own session) does not wait for its round
+        trip, and the slot stays taken until it is done."""
+        await self._local_slots.acquire()
+        handed_back = False
+        try:
+            async with self._connect(later=self._handing_back) as conn:
+                yield await self._acquire_slot(conn)
+                handed_back = True
+        finally:
+            if not handed_back:
+                self._local_slots.release()
 
     async def _acquire_slot(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
         delay = 0.05

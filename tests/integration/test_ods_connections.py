@@ -4,6 +4,7 @@ it on at all, and a kept connection the server has ended is never used."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import psycopg
@@ -114,8 +115,6 @@ async def test_operations_at_once_keep_their_sessions_for_the_next_ones(settings
     """A provisioner runs one operation per shard at once, each in its own session, the clones
     among them in a clone slot's: after a round of them, the next round finds every session it
     needs kept (a bulk of creates does not open and close a backend per create)."""
-    import asyncio
-
     shards, slots = 6, 2
     server = PostgresOdsServer(settings.ods_server_url, clone_slots=slots, operations=shards)
     scope = _scope()
@@ -134,6 +133,7 @@ async def test_operations_at_once_keep_their_sessions_for_the_next_ones(settings
                         await asyncio.sleep(0.05)  # both slots in use at once
 
         await asyncio.gather(*(operation(k) for k in range(shards)))
+        await server.handed_back()  # a clone slot's connection is kept in the background
 
     try:
         await round_of_operations()
@@ -154,3 +154,79 @@ async def test_operations_at_once_keep_their_sessions_for_the_next_ones(settings
         assert int(str(held[0])) == 0  # no instance lock, no clone slot kept with them
     finally:
         await server.close()
+
+
+def _gated_hand_back(server: PostgresOdsServer) -> asyncio.Event:
+    """The server's connections are handed back only once the returned event is set."""
+    gate = asyncio.Event()
+    give_back = server._idle.give_back
+
+    async def gated(conn: psycopg.AsyncConnection[tuple[object, ...]], *, clean: bool) -> None:
+        await gate.wait()
+        await give_back(conn, clean=clean)
+
+    server._idle.give_back = gated  # type: ignore[method-assign]
+    return gate
+
+
+async def _slot_free(url: str, server: PostgresOdsServer, slot: int) -> bool:
+    """Whether another session can take the clone slot's lock now (then lets it go)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
+        row = await (
+            await other.execute("SELECT pg_try_advisory_lock(%s)", (server.slot_key(slot),))
+        ).fetchone()
+        await other.execute("SELECT pg_advisory_unlock_all()")
+    assert row is not None
+    return bool(row[0])
+
+
+async def test_a_clone_slot_is_handed_back_while_its_operation_goes_on(
+    settings: Settings,
+) -> None:
+    """Issue 18: after a clean clone, the operation's next step does not wait for the slot's
+    hand-back (its lock released, its connection kept: a round trip). The slot stays taken
+    until then: this process's next clone and other replicas wait for it as before."""
+    url = settings.ods_server_url
+    server = PostgresOdsServer(url, clone_slots=1, deployment=_scope())
+    gate = _gated_hand_back(server)
+
+    async def a_clone() -> int:
+        async with server.clone_slot() as slot:
+            return slot
+
+    try:
+        # Without waiting for the hand-back (gated): the block's end returns at once.
+        slot = await asyncio.wait_for(a_clone(), timeout=5)
+        assert not await _slot_free(url, server, slot)  # still taken, for everyone
+        following = asyncio.create_task(a_clone())
+        await asyncio.sleep(0.2)
+        assert not following.done()  # this process's next clone waits for the slot
+        gate.set()
+        assert await asyncio.wait_for(following, timeout=5) == slot
+        await asyncio.sleep(0.05)  # the second hand-back, in the background too
+        assert await _slot_free(url, server, slot)
+    finally:
+        gate.set()
+        await server.close()
+
+
+async def test_closing_the_server_waits_for_slots_being_handed_back(settings: Settings) -> None:
+    """A provisioner stopping right after a clone: its slot's connection, handed back in the
+    background, is closed with the rest, not left open."""
+    url = settings.ods_server_url
+    server = PostgresOdsServer(url, clone_slots=1, deployment=_scope())
+    gate = _gated_hand_back(server)
+
+    async def a_clone() -> None:
+        async with server.clone_slot():
+            pass
+
+    try:
+        await asyncio.wait_for(a_clone(), timeout=5)
+    finally:
+        closing = asyncio.create_task(server.close())
+    await asyncio.sleep(0.1)
+    assert not closing.done()
+    gate.set()
+    await asyncio.wait_for(closing, timeout=5)
+    assert server._idle._idle == []
