@@ -115,6 +115,14 @@ FAILURE_OF: dict[Operation, type[OperationFailed]] = {
 }
 
 
+async def _settled(task: asyncio.Task[Any]) -> None:
+    """Until `task` has ended, whatever its end (what it raised is its awaiter's to report; a
+    task nobody awaited, because what ran beside it failed first, is only waited for)."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: not reported again as never retrieved
+
+
 def _first_look(cmd: InstanceRequested) -> list[str] | None:
     """What a create reads first, at one moment (one round trip): from a template, the target,
     the template and its staging clone; a copy, only its target (it reads its source once it
@@ -550,17 +558,23 @@ class Provisioner:
         await self._progress(cmd, "Marking the new database as this instance's", 80)
         await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant, self._deployment))
         await self._progress(cmd, f"Renaming to {target}", 90)
-        if await s.database(target) is not None:
-            await s.drop(staging)  # this system's own clone: nothing of it is left behind
-            raise DatabaseExistsError(
-                f"database {target!r} appeared on the ODS server during the clone and was left "
-                f"untouched; the clone ({staging!r}) was dropped"
-            )
-        async with self._fence(cmd.job_id) as live:
-            if not live:
-                await s.drop(staging)
-                raise GivenUpError(f"the clone {staging!r} was dropped, {target!r} not created")
-            await s.rename(staging, target)
+        # Whether the target appeared during the clone, read while the fence is entered (one
+        # round trip fewer on the way); it is answered before anything is done in the fence.
+        looked = asyncio.create_task(s.database(target))
+        try:
+            async with self._fence(cmd.job_id) as live:
+                if await looked is not None:
+                    await s.drop(staging)  # this system's own clone: nothing of it is left
+                    raise DatabaseExistsError(
+                        f"database {target!r} appeared on the ODS server during the clone and "
+                        f"was left untouched; the clone ({staging!r}) was dropped"
+                    )
+                if not live:
+                    await s.drop(staging)
+                    raise GivenUpError(f"the clone {staging!r} was dropped, {target!r} not created")
+                await s.rename(staging, target)
+        finally:
+            await _settled(looked)  # never left running on the session's connection
         return done
 
     async def _hold_source(self, s: OdsSession, cmd: InstanceRequested, source: int) -> None:

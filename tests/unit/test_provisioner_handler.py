@@ -1763,3 +1763,75 @@ async def test_a_create_whose_claim_says_no_uses_nothing_it_read_beside_it(
     assert emit.events == []
     assert server.clone_calls == [] and server.of("mark") == []
     assert set(server.databases) == {TEMPLATE, "postgres"}
+
+
+class SlowFence(Fence):
+    """A fence whose entry takes a round trip, saying what the server saw meanwhile."""
+
+    def __init__(self, server: FakeOdsServer) -> None:
+        super().__init__(live=True)
+        self.server = server
+        self.entered = 0
+        self.seen_while_entering: list[list[tuple[object, ...]]] = []
+
+    @asynccontextmanager
+    async def __call__(self, job_id: uuid.UUID) -> AsyncIterator[bool]:
+        self.entered += 1
+        before = len(self.server.calls)
+        await asyncio.sleep(0.01)  # the fence's statement on its way to the admin database
+        self.seen_while_entering.append([c for c in self.server.calls[before:]])
+        yield True
+        self.done.append(job_id)
+
+
+async def test_a_creates_check_for_a_target_that_appeared_goes_beside_its_fence(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """Issue 18: whether the target appeared during the clone is read while the fence is
+    entered (one round trip fewer between the clone and the rename), and answered before
+    anything is done in the fence."""
+    cmd = _command()
+    fence = SlowFence(server)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert fence.seen_while_entering == [[("database", TARGET)]]
+    assert fence.done == [cmd.job_id]
+
+
+async def test_a_target_appearing_during_the_clone_is_refused_inside_the_fence_recording_nothing(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """The target appeared: the clone is dropped and the create fails, and the fence records no
+    server step done (the job's last step was not taken)."""
+    cmd = _command()
+    fence = SlowFence(server)
+    server.during_clone = lambda: server.databases.update({TARGET: FakeDatabase()})
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    failed = _assert_single_failure(emit, cmd)
+    assert "appeared" in failed.reason
+    assert fence.done == []
+    assert server.rename_calls == []
+    assert staging_name(cmd.job_id) not in server.databases
+
+
+async def test_a_check_beside_the_fence_that_failed_is_tried_again_and_the_create_goes_on(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """The read beside the fence met a dropped connection: the fence is left (nothing recorded),
+    the create is tried again from its staging clone (not cloned twice), and is done."""
+    cmd = _command()
+    fence = SlowFence(server)
+    server.during_clone = lambda: server.fail(
+        "database", TransientError("the connection to the server was lost")
+    )
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert fence.entered == 2 and fence.done == [cmd.job_id]
+    assert len(server.clone_calls) == 1
+    assert TARGET in server.databases and staging_name(cmd.job_id) not in server.databases
