@@ -417,15 +417,19 @@ async def settle(
     **values: Any,
 ) -> None:
     """The operation's outcome: its status, the reason of a failure, no name reserved."""
-    await _set(
-        conn,
-        instance_id,
-        status=status.value,
-        error=reason,
-        pendingname=None,
-        pendingdatabasename=None,
+    await _set(conn, instance_id, **_settled_values(status, reason, values))
+
+
+def _settled_values(
+    status: InstanceStatus, reason: str | None, values: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "status": status.value,
+        "error": reason,
+        "pendingname": None,
+        "pendingdatabasename": None,
         **values,
-    )
+    }
 
 
 def _set_along(instance_id: int, values: dict[str, Any]) -> CteWrite:
@@ -576,6 +580,56 @@ async def add_to_dbo(conn: AsyncConnection, instance: Any, encrypted: Callable[[
 
 
 _ADD_TO_DBO = insert(ods_instances).returning(ods_instances.c.odsinstanceid)
+
+
+async def settle_created(
+    conn: AsyncConnection,
+    instance: Any,
+    encrypted: Callable[[], str],
+    status: InstanceStatus,
+    **values: Any,
+) -> int:
+    """A create's outcome: the instance's dbo.odsinstances row (and its contexts and
+    derivatives) added, then the instance settled (`settle`) pointing at it; the row's id. On
+    PostgreSQL, for an instance with no contexts or derivatives, one statement: the dbo row's
+    INSERT a CTE of the instance's UPDATE (one round trip fewer on every create's way)."""
+    if conn.dialect.name != "postgresql" or instance.contexts or instance.derivatives:
+        added = await add_to_dbo(conn, instance, encrypted)
+        await settle(conn, instance.id, status, reason=None, odsinstanceid=added, **values)
+        return added
+    settled = _settled_values(status, None, values)
+    params = _set_values("p_", instance.id, settled) | {
+        "d_name": instance.name,
+        "d_instancetype": instance.instancetype,
+        "d_connectionstring": encrypted(),
+    }
+    ods_id: int = await conn.scalar(_settle_created_statement(tuple(sorted(settled))), params)
+    return ods_id
+
+
+@functools.cache
+def _settle_created_statement(columns: tuple[str, ...]) -> Any:
+    """Built once per set of columns: `WITH dbo_added AS (INSERT INTO dbo.odsinstances …
+    RETURNING odsinstanceid) UPDATE edfi_im.dbinstances SET odsinstanceid = (SELECT … FROM
+    dbo_added), <columns> … RETURNING odsinstanceid`."""
+    d = ods_instances.c
+    added = (
+        insert(ods_instances)
+        .values(
+            name=bindparam("d_name", type_=d.name.type),
+            instancetype=bindparam("d_instancetype", type_=d.instancetype.type),
+            connectionstring=bindparam("d_connectionstring", type_=d.connectionstring.type),
+        )
+        .returning(d.odsinstanceid)
+        .cte("dbo_added")
+    )
+    return (
+        _set_update("p_", columns)
+        .values(odsinstanceid=select(added.c.odsinstanceid).scalar_subquery())
+        .add_cte(added)
+        .returning(db_instances.c.odsinstanceid)
+        .execution_options(**ENGINE_SPECIFIC)
+    )
 
 
 async def repoint_in_dbo(

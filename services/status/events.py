@@ -181,42 +181,45 @@ async def _outcome(
     operation, succeeded = OUTCOMES[type(event)]
     instance_status, _ = outcome(operation, succeeded)
     reason = event.reason if isinstance(event, OperationFailed) else None
-    values: dict[str, Any] = {}
+    # The instance's outcome, then its job's: two statements, in this order, so that a stream
+    # sees the instance's outcome before its job's (clients wait for the instance; a CTE's
+    # write would not be ordered against the job's).
     if isinstance(event, InstanceCreated):
-        ods_id = await instances.add_to_dbo(
-            conn, instance, lambda: strings.encrypted(event.database_name)
+        # The dbo row and the instance's outcome: one statement where it can be.
+        ods_id = await instances.settle_created(
+            conn,
+            instance,
+            lambda: strings.encrypted(event.database_name),
+            instance_status,
+            odsinstancename=instance.name,
+            databasename=event.database_name,
         )
         log.info("dbo.odsinstances row added", ods_instance_id=ods_id)
-        values = {
-            "odsinstanceid": ods_id,
-            "odsinstancename": instance.name,
-            "databasename": event.database_name,
-        }
-    elif isinstance(event, InstanceRenamed):
-        if instance.odsinstanceid is not None:
-            stored = await instances.connection_string_of(conn, instance.odsinstanceid)
-            await instances.repoint_in_dbo(
-                conn,
-                instance.odsinstanceid,
-                new_name=event.new_name,
-                encrypted=lambda: strings.encrypted(event.database_name),
-                was_own=strings.own_test(event.old_database_name, stored),
+    else:
+        values: dict[str, Any] = {}
+        if isinstance(event, InstanceRenamed):
+            if instance.odsinstanceid is not None:
+                stored = await instances.connection_string_of(conn, instance.odsinstanceid)
+                await instances.repoint_in_dbo(
+                    conn,
+                    instance.odsinstanceid,
+                    new_name=event.new_name,
+                    encrypted=lambda: strings.encrypted(event.database_name),
+                    was_own=strings.own_test(event.old_database_name, stored),
+                )
+            values = {
+                "name": event.new_name,
+                "odsinstancename": event.new_name,
+                "databasename": event.database_name,
+            }
+        elif isinstance(event, InstanceDeleted) and instance.odsinstanceid is not None:
+            clients = await instances.remove_from_dbo(conn, instance.odsinstanceid)
+            log.info(
+                "dbo rows of the instance deleted",
+                ods_instance_id=instance.odsinstanceid,
+                api_clients=clients,
             )
-        values = {
-            "name": event.new_name,
-            "odsinstancename": event.new_name,
-            "databasename": event.database_name,
-        }
-    elif isinstance(event, InstanceDeleted) and instance.odsinstanceid is not None:
-        clients = await instances.remove_from_dbo(conn, instance.odsinstanceid)
-        log.info(
-            "dbo rows of the instance deleted",
-            ods_instance_id=instance.odsinstanceid,
-            api_clients=clients,
-        )
-    # Two statements, in this order: a stream sees the instance's outcome before its job's
-    # (clients wait for the instance; a CTE's write would not be ordered against the job's).
-    await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
+        await instances.settle(conn, instance.id, instance_status, reason=reason, **values)
     ended = await jobs.finish(conn, event.job_id, reason=reason, worker=event.worker)
     if succeeded:
         log.info("job completed", operation=operation.value, status=instance_status.value)

@@ -231,3 +231,41 @@ async def test_on_postgresql_the_inbox_claim_and_both_locks_are_one_statement(
     # The job's and the instance's writes (Pending -> InProgress) travel as one statement.
     assert len(sent) == 2, sent
     assert "UPDATE edfi_im.jobs" in sent[1] and "UPDATE edfi_im.dbinstances" in sent[1], sent
+
+
+async def test_on_postgresql_a_creates_outcome_adds_its_dbo_row_with_its_instance_in_one_statement(
+    engine: AsyncEngine,
+    applier: ConnectionStrings,
+    db_prefix: str,
+    admin_database: str,
+    encryption_key: bytes,
+) -> None:
+    """Issue 18: a create's outcome adds the dbo.odsinstances row and settles the instance
+    pointing at it in one statement (the INSERT a CTE of the UPDATE), then ends the job: one
+    round trip fewer. The instance's change is still numbered before its job's."""
+    instance_id, job_id, db = await _accepted(engine, db_prefix)
+    created = InstanceCreated(job_id=job_id, instance_id=instance_id, database_name=db)
+    with sent_statements(engine) as sent:
+        assert await _apply(engine, applier, created, str(uuid.uuid4())) == "applied"
+    # The inbox claim with both locks; the dbo row with the instance; the job.
+    assert len(sent) == 3, sent
+    assert "INSERT INTO dbo.odsinstances" in sent[1] and "UPDATE edfi_im.dbinstances" in sent[1]
+    assert "UPDATE edfi_im.jobs" in sent[2]
+    inst, job, count = await _state(engine, instance_id, job_id)
+    assert (inst.status, job.status, count) == ("Completed", "Completed", 1)  # type: ignore[attr-defined]
+    rows = pg.query(
+        admin_database,
+        "SELECT name, instancetype, connectionstring FROM dbo.odsinstances "
+        "WHERE odsinstanceid = %s",
+        (inst.odsinstanceid,),  # type: ignore[attr-defined]
+    )
+    assert [(r[0], r[1]) for r in rows] == [(inst.name, inst.instancetype)]  # type: ignore[attr-defined]
+    assert f"database={db}" in crypto.decrypt(str(rows[0][2]), encryption_key)
+    assert (inst.odsinstancename, inst.databasename) == (inst.name, db)  # type: ignore[attr-defined]
+    order = pg.query(
+        admin_database,
+        "SELECT kind FROM edfi_im.changes WHERE entity_id IN (%s, %s) "
+        "AND body->>'status' = 'Completed' ORDER BY id",
+        (str(instance_id), str(job_id)),
+    )
+    assert [r[0] for r in order] == ["instance", "job"]
