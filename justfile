@@ -132,6 +132,11 @@ bench-profile *args: sync services
     uv run --frozen edfi-im templates
     uv run --frozen python -m bench.profile {{args}}
 
+# This checkout against an earlier commit, in alternating rounds (one create's overhead, a bulk's
+# CPU per create): `just bench-compare --base <commit> [--rounds 8]`. About 40 s a round.
+bench-compare *args: sync services
+    uv run --frozen python -m bench.compare {{args}}
+
 # The instance benchmarks alone (`just bench-instances --runs 3` …; see --help).
 bench-instances *args: sync services
     uv run --frozen edfi-im templates
