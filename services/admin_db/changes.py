@@ -38,9 +38,14 @@ def _change(row: Any) -> Change:
     return Change(id=row.id, kind=row.kind, entity_id=row.entity_id, body=row.body)
 
 
+# The number of the newest change (0 when there is none).
+_NEWEST = func.coalesce(func.max(changes.c.id), 0)
+_LATEST = select(_NEWEST)
+
+
 async def latest(conn: AsyncConnection) -> int:
     """The number of the newest change (0 when there is none)."""
-    return int(await conn.scalar(select(func.coalesce(func.max(changes.c.id), 0))) or 0)
+    return int(await conn.scalar(_LATEST) or 0)
 
 
 async def oldest(conn: AsyncConnection) -> int | None:
@@ -101,7 +106,7 @@ async def job_with_cursor(engine: AsyncEngine, job_id: Any) -> tuple[Any, int]:
 def _job_with_cursor() -> Any:
     """Built once (bound values): the newest change number, with the job's row joined to it
     when there is one (a missing job still gives the number)."""
-    newest = select(func.coalesce(func.max(changes.c.id), 0).label("latest_change")).subquery()
+    newest = select(_NEWEST.label("latest_change")).subquery()
     return select(newest.c.latest_change, *jobs.c).select_from(
         newest.outerjoin(jobs, jobs.c.id == bindparam("p_job_id", type_=jobs.c.id.type))
     )
@@ -110,9 +115,6 @@ def _job_with_cursor() -> Any:
 async def latest_alone(engine: AsyncEngine) -> int:
     """`latest` in one statement of its own, without the pre-ping (`read_all`)."""
     return int((await read_all(engine, _LATEST))[0][0])
-
-
-_LATEST = select(func.coalesce(func.max(changes.c.id), 0))
 
 
 async def after_alone(engine: AsyncEngine, cursor: int, limit: int) -> list[Change]:

@@ -123,12 +123,10 @@ async def _settled(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved: not reported again as never retrieved
 
 
-def _first_look(cmd: InstanceRequested) -> list[str] | None:
+def _first_look(cmd: InstanceRequested) -> list[str]:
     """What a create reads first, at one moment (one round trip): from a template, the target,
     the template and its staging clone; a copy, only its target (it reads its source once it
-    holds the source's lock). None for a rename or a delete."""
-    if cmd.operation is not Operation.CREATE:
-        return None
+    holds the source's lock)."""
     if cmd.source_instance_id is not None or not cmd.database_template:
         return [cmd.database_name]
     return [cmd.database_name, cmd.database_template, staging_name(cmd.job_id)]
@@ -309,14 +307,13 @@ class Provisioner:
         self, s: OdsSession, cmd: InstanceRequested
     ) -> tuple[Claimed, dict[str, DatabaseInfo | None] | None]:
         """The claim, and beside it (at the same time, on the ODS server's connection) what a
-        create from a template reads first: one round trip off the create's way. What was read
-        is used only once the claim lets the job run; a read that failed is made again by the
-        create itself (and fails there as it fails)."""
-        names = _first_look(cmd)
-        if names is None:
+        create reads first: one round trip off the create's way. What was read is used only
+        once the claim lets the job run; a read that failed is made again by the create itself
+        (and fails there as it fails)."""
+        if cmd.operation is not Operation.CREATE:
             return await self._claimed(cmd), None
         claim, known = await asyncio.gather(
-            self._claimed(cmd), s.databases(names), return_exceptions=True
+            self._claimed(cmd), s.databases(_first_look(cmd)), return_exceptions=True
         )
         if isinstance(claim, BaseException):
             raise claim
@@ -409,7 +406,7 @@ class Provisioner:
         starting = self._starting.pop(job_id)
         starting.cancel()
         # Waited for without raising its cancellation (a cancellation of this task still does).
-        await asyncio.wait([starting])
+        await _settled(starting)
 
     async def _started_sent(self, cmd: InstanceRequested) -> None:
         """At the end of a command: its Started confirmed, or why it was not (logged) when no
@@ -501,7 +498,7 @@ class Provisioner:
         source = cmd.source_instance_id
         staging = staging_name(cmd.job_id)
         if known is None:
-            known = await s.databases(_first_look(cmd) or [target])
+            known = await s.databases(_first_look(cmd))
         existing = known[target]
         if existing is not None:
             if self._ours(existing, cmd):

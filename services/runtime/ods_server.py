@@ -310,12 +310,12 @@ class PostgresOdsServer:
 
     @asynccontextmanager
     async def _connect(
-        self, later: set[asyncio.Task[None]] | None = None
+        self, *, slot: bool = False
     ) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
         """A connection for one operation or one clone slot: an idle one kept from an earlier
-        operation, or a new one. It goes back only after a clean end, its locks released; with
-        `later`, a clean end's hand-back is a task kept there (the local slot released after
-        it), and the block's end does not wait for it."""
+        operation, or a new one. It goes back only after a clean end, its locks released; a
+        clone slot's, after a clean end, in the background (`_handing_back`; the local slot
+        released after it): the block's end does not wait for it."""
         try:
             conn = await self._idle.take()
         except psycopg.Error as exc:
@@ -329,10 +329,10 @@ class PostgresOdsServer:
             await self._idle.clear()
             raise classify(exc) from exc
         finally:
-            if clean and later is not None:
+            if clean and slot:
                 task = asyncio.create_task(self._hand_back_slot(conn))
-                later.add(task)
-                task.add_done_callback(later.discard)
+                self._handing_back.add(task)
+                task.add_done_callback(self._handing_back.discard)
             else:
                 await self._idle.give_back(conn, clean=clean)
 
@@ -378,7 +378,7 @@ class PostgresOdsServer:
         await self._local_slots.acquire()
         handed_back = False
         try:
-            async with self._connect(later=self._handing_back) as conn:
+            async with self._connect(slot=True) as conn:
                 yield await self._acquire_slot(conn)
                 handed_back = True
         finally:

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.event import listen, remove
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_db import changes
-from services.admin_db import engine as admin_engine
 from services.admin_db.engine import create_admin_engine
 from services.gateway.feed import ChangeFeed
 from services.runtime.settings import Settings
 from tests.support import pg
-from tests.support.statements import sent_statements
+from tests.support.statements import pinged_checkouts, sent_statements
 
 pytestmark = pytest.mark.integration
 
@@ -103,17 +100,6 @@ async def test_a_following_stream_gets_each_change_as_it_commits(
     assert feed.latest == latest
 
 
-def _checkouts(engine: AsyncEngine) -> tuple[list[bool], Callable[..., None]]:
-    """Whether each connection checked out meanwhile was pinged first (the listener to remove)."""
-    pinged: list[bool] = []
-
-    def checkout(*_: object) -> None:
-        pinged.append(not admin_engine._UNPINGED.get())
-
-    listen(engine.sync_engine.pool, "checkout", checkout)
-    return pinged, checkout
-
-
 async def test_the_feed_reads_a_change_in_one_statement_without_the_ping_even_after_a_restart(
     feed: ChangeFeed, admin_database: str
 ) -> None:
@@ -131,15 +117,11 @@ async def test_the_feed_reads_a_change_in_one_statement_without_the_ping_even_af
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
         with psycopg.connect(pg.database_url(admin_database), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
-        pinged, checkout = _checkouts(engine)
         cursor = feed.latest
         job_id = uuid.uuid4()
-        try:
-            with sent_statements(engine, transactions=True) as sent:
-                await asyncio.to_thread(_job_changes, admin_database, job_id, 0)
-                assert await feed.wait(cursor, 10), "a committed change never reached the feed"
-        finally:
-            remove(engine.sync_engine.pool, "checkout", checkout)
+        with pinged_checkouts(engine) as pinged, sent_statements(engine, transactions=True) as sent:
+            await asyncio.to_thread(_job_changes, admin_database, job_id, 0)
+            assert await feed.wait(cursor, 10), "a committed change never reached the feed"
         assert [c.entity_id for c in await feed.read(cursor, 100)] == [str(job_id)]
     assert sent and all(s.lstrip().startswith("SELECT") for s in sent), sent
     assert "BEGIN" not in sent
@@ -155,13 +137,11 @@ async def test_a_jobs_stream_starts_from_one_statement_without_the_ping(
     engine = create_admin_engine(pg.database_url(admin_database), pool_size=1)
     job_id = uuid.uuid4()
     await asyncio.to_thread(_job_changes, admin_database, job_id, 2)
-    pinged, checkout = _checkouts(engine)
     try:
-        with sent_statements(engine, transactions=True) as sent:
+        with pinged_checkouts(engine) as pinged, sent_statements(engine, transactions=True) as sent:
             row, cursor = await changes.job_with_cursor(engine, job_id)
             missing, same = await changes.job_with_cursor(engine, uuid.uuid4())
     finally:
-        remove(engine.sync_engine.pool, "checkout", checkout)
         await engine.dispose()
     assert row is not None and row.id == job_id and row.progress_message == "step 1"
     assert cursor == same == _newest(admin_database)

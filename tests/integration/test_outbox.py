@@ -10,11 +10,9 @@ import aio_pika
 import psycopg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.event import listen
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.messages import InstanceRequested, Operation
-from services.admin_db import engine as admin_engine
 from services.admin_db import outbox as outbox_rows
 from services.admin_db import relay as outbox
 from services.admin_db.engine import create_admin_engine
@@ -23,7 +21,7 @@ from services.rules.states import Switch
 from services.runtime.publisher import ConfirmingPublisher
 from services.runtime.settings import Settings
 from tests.support import pg, rabbit
-from tests.support.statements import sent_statements
+from tests.support.statements import pinged_checkouts, sent_statements
 
 pytestmark = pytest.mark.integration
 
@@ -241,19 +239,14 @@ async def test_a_relay_on_a_connection_the_server_ended_publishes_with_no_ping(
     writer = create_admin_engine(url, pool_size=1)
     connection, exchange, queue = await _queue_for_test(settings)
     publisher = ConfirmingPublisher(settings.rabbitmq_url)
-    pinged: list[bool] = []
-
-    def checkout(*_: object) -> None:
-        pinged.append(not admin_engine._UNPINGED.get())
-
     try:
         async with engine.connect() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
         jobs = await _enqueue(writer, exchange, 2)
-        listen(engine.sync_engine.pool, "checkout", checkout)
-        assert await outbox.relay_once(engine, publisher, batch=10) == 2
+        with pinged_checkouts(engine) as pinged:
+            assert await outbox.relay_once(engine, publisher, batch=10) == 2
         got = rabbit.take_messages(vhost, queue, count=50)
         assert [uuid.UUID(m["body"]["job_id"]) for m in got] == jobs
         assert pinged and not any(pinged), pinged

@@ -37,3 +37,21 @@ def sent_statements(engine: AsyncEngine, *, transactions: bool = False) -> Itera
     finally:
         for name, hook in hooks:
             remove(engine.sync_engine, name, hook)
+
+
+@contextmanager
+def pinged_checkouts(engine: AsyncEngine) -> Iterator[list[bool]]:
+    """For each connection the engine checks out meanwhile, whether it was pinged first (the
+    pre-ping, `services/admin_db/engine.py`) or not (`alone`, `read_all`, `unit_of_work`)."""
+    from services.admin_db import engine as admin_engine
+
+    pinged: list[bool] = []
+
+    def checkout(*_: object) -> None:
+        pinged.append(not admin_engine._UNPINGED.get())
+
+    listen(engine.sync_engine.pool, "checkout", checkout)
+    try:
+        yield pinged
+    finally:
+        remove(engine.sync_engine.pool, "checkout", checkout)
