@@ -12,7 +12,10 @@ RabbitMQ vhost; every database the bench creates is dropped at the end.
    one the stacks run with (EDFI_IM_CLONE_CONCURRENCY), and is printed.
 1. Clone overhead: POST -> `Completed` seen on the job's event stream, against a bare
    `CREATE DATABASE ... TEMPLATE ...` of the same template, for the tiny development template
-   and for a ~100 MB template the bench generates.
+   and for a ~100 MB template the bench generates; and against the design's floor
+   (bench/floor.py: the hops DESIGN.md requires, made by the plainest code), which says how
+   much of the overhead the hops themselves cost on this machine. Rounds interleaved, after
+   three warm-up creates (a new stack's first ones are not its steady state).
 2. Bulk: N creates requested at once until all have ended (timed from the load generator's
    first request, not from its process's start), against N sequential bare clones,
    for both templates (fewer of the large one: disk), with 8 shards and (full mode) one shard.
@@ -52,6 +55,7 @@ import psycopg
 from psycopg import sql
 
 from bench.common import percentile, write_results
+from bench.floor import Running
 from services.runtime.templates import ensure_templates
 from tests.support import pg, rabbit
 from tests.support.stack import ROOT, Stack
@@ -277,33 +281,51 @@ def drop_prefixed(prefix: str) -> None:
         list(pool.map(pg.drop, names))
 
 
-def clone_overhead(b: Bench, templates: dict[str, str], runs: int) -> list[dict[str, Any]]:
+def clone_overhead(
+    b: Bench, templates: dict[str, str], runs: int, floor: Running | None = None
+) -> list[dict[str, Any]]:
+    """Each template's creates against bare clones (and, given `floor`, against the design's
+    floor: the same hops made by the plainest code, bench/floor.py), in interleaved rounds:
+    which goes first turns each run, so none always gets the warmer cache."""
     rows = []
+    kinds = ["system", "bare"] + (["floor"] if floor is not None else [])
     for key, template in templates.items():
-        system, bare = [], []
+        timed: dict[str, list[float]] = {kind: [] for kind in kinds}
         for i in range(runs):
-            # Alternate which goes first, so neither always gets the warmer cache.
-            for which in ("system", "bare") if i % 2 == 0 else ("bare", "system"):
-                if which == "system":
+            for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
+                if kind == "system":
                     started = time.perf_counter()
                     ended = b.create_and_follow(f"Overhead {key} {i}", key)
-                    system.append(time.perf_counter() - started)
+                    timed[kind].append(time.perf_counter() - started)
                     if ended != "Completed":
                         raise RuntimeError(f"create of {key} ended {ended}")
+                elif kind == "bare":
+                    timed[kind].append(bare_clone(template, f"{b.prefix}bare_{key}_{i}"))
                 else:
-                    bare.append(bare_clone(template, f"{b.prefix}bare_{key}_{i}"))
+                    assert floor is not None
+                    timed[kind].append(floor.chain(template, f"{b.prefix}floor_{key}_{i}"))
             drop_prefixed(b.prefix)
-        s, base = summary(system), summary(bare)
-        rows.append(
-            {
-                "template": key,
-                "database": template,
-                "system": s,
-                "bare": base,
-                "ratio": ratio(s, base),
-            }
-        )
+        s, base = summary(timed["system"]), summary(timed["bare"])
+        row: dict[str, Any] = {
+            "template": key,
+            "database": template,
+            "system": s,
+            "bare": base,
+            "ratio": ratio(s, base),
+            # Median of each run's create minus the bare clone beside it (ms).
+            "overheadMs": paired_overhead_ms(timed["system"], timed["bare"]),
+        }
+        if floor is not None:
+            f = summary(timed["floor"])
+            row["floor"] = f
+            row["floorRatio"] = ratio(f, base)
+            row["floorOverheadMs"] = paired_overhead_ms(timed["floor"], timed["bare"])
+        rows.append(row)
     return rows
+
+
+def paired_overhead_ms(measured: list[float], bare: list[float]) -> float:
+    return round(statistics.median(m - x for m, x in zip(measured, bare, strict=True)) * 1000, 1)
 
 
 def bulk(
@@ -756,14 +778,27 @@ def report(results: dict[str, Any]) -> None:
     )
     head = (
         f"{'template':<10} {'MB':>6} {'runs':>5} {'sys p50':>9} {'sys p99':>9} "
-        f"{'bare p50':>9} {'bare p99':>9} {'ratio':>6}"
+        f"{'bare p50':>9} {'bare p99':>9} {'ratio':>6} {'over ms':>8} "
+        f"{'floor p50':>9} {'floor ratio':>11} {'floor over':>10}"
     )
     print(head)
     print("-" * len(head))
     for r in results["cloneOverhead"]:
+        f = r.get("floor")
         print(
             f"{r['template']:<10} {r['sizeMB']:>6} {r['system']['runs']:>5} {_ms(r['system'])} "
-            f"{_ms(r['bare'])} {r['ratio']:>6}"
+            f"{_ms(r['bare'])} {r['ratio']:>6} {r['overheadMs']:>8} "
+            + (f"{f['p50_ms']:>9.1f} {r['floorRatio']:>11} {r['floorOverheadMs']:>10}" if f else "")
+        )
+    print(
+        "  over ms: the median of each run's create minus the bare clone beside it; floor: "
+        "the design's hops made by the plainest code (bench/floor.py), the least a create "
+        "can cost here"
+    )
+    if "floorHopsMs" in results:
+        print(
+            "  the floor's hops alone, p50 ms: "
+            + ", ".join(f"{k} {v}" for k, v in results["floorHopsMs"].items())
         )
     print()
     print("Bulk: N creates at once until all ended, vs N sequential bare clones (times in ms)")
@@ -893,8 +928,16 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     for r in results["cloneOverhead"]:
         lines.append(
             f"| one create, {r['template']} ({r['sizeMB']} MB), p50 | {r['system']['p50_ms']} ms "
-            f"| bare clone {r['bare']['p50_ms']} ms | {r['ratio']} |"
+            f"(overhead {r['overheadMs']} ms) | bare clone {r['bare']['p50_ms']} ms "
+            f"| {r['ratio']} |"
         )
+        if "floor" in r:
+            lines.append(
+                f"| the design's floor, {r['template']}: its hops by the plainest code "
+                f"(bench/floor.py), p50 | {r['floor']['p50_ms']} ms (overhead "
+                f"{r['floorOverheadMs']} ms) | bare clone {r['bare']['p50_ms']} ms | "
+                f"{r['floorRatio']} |"
+            )
     for r in results["bulk"]:
         lines.append(
             f"| {r['instances']} creates at once, {r['template']}, {r['shards']} shards, "
@@ -928,6 +971,12 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{p['burstClonesPerSecond']}/s | {p['ratioToBurst']} |"
     )
     lines.append("")
+    if "floorHopsMs" in results:
+        lines.append(
+            "The floor's hops alone, p50 ms: "
+            + ", ".join(f"{k} {v}" for k, v in results["floorHopsMs"].items())
+            + "  "
+        )
     for r in results["bulk"]:
         lines.append(
             f"CPU ms per create, {r['instances']} at once ({r['template']}, {r['shards']} "
@@ -955,7 +1004,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     quick = args.quick
-    runs = args.runs or (3 if quick else 5)
+    runs = args.runs or (5 if quick else 15)
     bulk_n = args.bulk or (100 if quick else 200)
     bulk_large = args.bulk_large or (20 if quick else 50)
     bulk_runs = args.bulk_runs or (1 if quick else 2)
@@ -1000,7 +1049,15 @@ def main() -> None:
         default_shards = results["defaultShards"]
         with bench_stack(f"{tag}_d", prefix, default_shards, templates, best) as b:
             print("clone overhead ...", flush=True)
-            results["cloneOverhead"] = clone_overhead(b, templates, runs)
+            floor = Running()
+            try:
+                for k in range(3):  # a new stack's first creates are not its steady state
+                    b.create_and_follow(f"Warm {k}", "Minimal")
+                    floor.chain(TINY, f"{prefix}warm_{k}")
+                results["cloneOverhead"] = clone_overhead(b, templates, runs, floor)
+                results["floorHopsMs"] = floor.hops(20)
+            finally:
+                floor.close()
             for r in results["cloneOverhead"]:
                 r["sizeMB"] = sizes[r["template"]]
             print("bulk ...", flush=True)
