@@ -553,11 +553,17 @@ class Provisioner:
                     on_progress=cloned,
                 )
         await self._progress(cmd, "Marking the new database as this instance's", 80)
-        await s.mark(staging, Marker(cmd.instance_id, cmd.job_id, cmd.tenant, self._deployment))
-        await self._progress(cmd, f"Renaming to {target}", 90)
-        # Whether the target appeared during the clone, read while the fence is entered (one
-        # round trip fewer on the way); it is answered before anything is done in the fence.
-        looked = asyncio.create_task(s.database(target))
+        marker = Marker(cmd.instance_id, cmd.job_id, cmd.tenant, self._deployment)
+
+        async def mark_and_look() -> DatabaseInfo | None:
+            await s.mark(staging, marker)
+            return await s.database(target)
+
+        # The clone marked as this instance's, then whether the target appeared during the
+        # clone, both while the fence is entered (two round trips fewer on the way); answered
+        # before anything is done in the fence. A mark that failed is raised there: the fence
+        # records nothing, and nothing unmarked is ever renamed.
+        looked = asyncio.create_task(mark_and_look())
         try:
             async with self._fence(cmd.job_id) as live:
                 if await looked is not None:
@@ -569,6 +575,7 @@ class Provisioner:
                 if not live:
                     await s.drop(staging)
                     raise GivenUpError(f"the clone {staging!r} was dropped, {target!r} not created")
+                await self._progress(cmd, f"Renaming to {target}", 90)
                 await s.rename(staging, target)
         finally:
             await _settled(looked)  # never left running on the session's connection

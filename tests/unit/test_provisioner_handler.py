@@ -1796,8 +1796,68 @@ async def test_a_creates_check_for_a_target_that_appeared_goes_beside_its_fence(
     await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
 
     _only_outcome(emit, cmd, InstanceCreated)
-    assert fence.seen_while_entering == [[("database", TARGET)]]
+    staging = staging_name(cmd.job_id)
+    marker = Marker(INSTANCE_ID, cmd.job_id, TENANT)
+    assert fence.seen_while_entering == [[("mark", staging, marker), ("database", TARGET)]]
     assert fence.done == [cmd.job_id]
+
+
+async def test_a_creates_mark_goes_beside_its_fence_and_before_its_rename(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """Issue 18: the clone is marked as this instance's while the fence is entered (one round
+    trip fewer between the clone and the rename); the rename still comes after the mark, and
+    only inside the fence."""
+    cmd = _command()
+    fence = SlowFence(server)
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    staging = staging_name(cmd.job_id)
+    steps = [c[0] for c in server.calls if c[0] in ("mark", "rename")]
+    assert steps == ["mark", "rename"]
+    assert fence.seen_while_entering[0][0] == (
+        "mark",
+        staging,
+        Marker(INSTANCE_ID, cmd.job_id, TENANT),
+    )
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
+
+
+async def test_a_mark_that_failed_beside_the_fence_leaves_it_recording_nothing_and_renames_nothing(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """The mark met a refusal that no retry cures: nothing is done in the fence (no server step
+    recorded, no rename), the create fails saying why, and the unmarked clone is not renamed."""
+    cmd = _command()
+    fence = SlowFence(server)
+    server.fail("mark", PermanentError("must be owner of database"))
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    failed = _assert_single_failure(emit, cmd)
+    assert "must be owner" in failed.reason
+    assert fence.entered == 1 and fence.done == []
+    assert server.rename_calls == []
+    assert TARGET not in server.databases
+
+
+async def test_a_mark_that_failed_for_a_while_beside_the_fence_is_tried_again_and_the_create_goes_on(
+    server: FakeOdsServer, emit: Recorder
+) -> None:
+    """The mark met a dropped connection: the fence is left (nothing recorded), the create is
+    tried again from its staging clone (not cloned twice), marked, renamed and done."""
+    cmd = _command()
+    fence = SlowFence(server)
+    server.fail("mark", TransientError("the connection to the server was lost"))
+
+    await _provisioner(server, emit, fence=fence).handle(cmd, attempt=1)
+
+    _only_outcome(emit, cmd, InstanceCreated)
+    assert fence.entered == 2 and fence.done == [cmd.job_id]
+    assert len(server.clone_calls) == 1
+    assert server.marker(TARGET) == Marker(INSTANCE_ID, cmd.job_id, TENANT)
 
 
 async def test_a_target_appearing_during_the_clone_is_refused_inside_the_fence_recording_nothing(
