@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -136,15 +137,39 @@ async def prune(engine: AsyncEngine, older_than_seconds: float) -> int:
     return int(result.rowcount or 0)
 
 
-async def listen(url: str, wake: Callable[[], None]) -> asyncpg.Connection:
-    """A connection of its own that calls `wake` at every NOTIFY of the feed (the caller closes
-    it). `url` is the admin database's libpq-style URL."""
+@dataclass(frozen=True)
+class Announced:
+    """What a NOTIFY of the feed said: a change's number and, unless it was too large to
+    carry, the change itself (0014_change_notify.sql)."""
+
+    id: int
+    change: Change | None
+
+
+def announced(payload: str) -> Announced | None:
+    """A NOTIFY's payload read (None: it names no change, e.g. from a trigger older than
+    0014_change_notify.sql)."""
+    try:
+        said = json.loads(payload)
+        number = int(said["id"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(said.get("body"), dict):
+        return Announced(number, None)
+    return Announced(
+        number, Change(number, str(said["kind"]), str(said["entity_id"]), said["body"])
+    )
+
+
+async def listen(url: str, notified: Callable[[str], None]) -> asyncpg.Connection:
+    """A connection of its own that calls `notified` with the payload of every NOTIFY of the
+    feed (the caller closes it). `url` is the admin database's libpq-style URL."""
     conn: asyncpg.Connection = await asyncpg.connect(url.replace("+asyncpg", ""))
 
-    def notified(*_: Any) -> None:
-        wake()
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        notified(payload)
 
-    await conn.add_listener(CHANNEL, notified)
+    await conn.add_listener(CHANNEL, on_notify)
     return conn
 
 

@@ -2,6 +2,10 @@
 each committed change once, keeps the newest in a bounded buffer and wakes the streams waiting
 for them. Every gateway replica runs its own, so a change reaches the streams of every replica.
 
+A NOTIFY carries its change (0014_change_notify.sql): the next one in order goes to the streams
+without being read back; a gap in the numbers, a change too large to carry or a read under way
+falls back to reading, so nothing is missed or seen twice.
+
 It reads only while a stream follows it: with none open, a NOTIFY only marks it behind (every
 create, rename and delete NOTIFYs a few times, and nobody would read what it read). The first
 stream to follow it again starts it from the newest change; a stream whose cursor is older
@@ -104,11 +108,40 @@ class ChangeFeed:
         if old is not None:
             await changes.closed(old)
         try:
-            return await changes.listen(self._url, self._wake.set)
+            return await changes.listen(self._url, self._notified)
         except Exception as exc:
             # Polling goes on meanwhile (events_poll_interval_seconds), so nothing is missed.
             log.warning("change feed: cannot LISTEN; polling", error=repr(exc)[:300])
             return None
+
+    def _notified(self, payload: str) -> None:
+        """A NOTIFY: the change it carries goes to the streams at once when it is the next one
+        (numbers follow commit order, and so do NOTIFYs: nothing can be missing below it), no
+        read is under way and a stream follows; anything else (a gap, a change too large to
+        carry, a read running, nobody following) is read as before."""
+        said = changes.announced(payload)
+        if said is not None and said.id <= self.latest and not self._behind:
+            return  # a read already brought it
+        if (
+            said is not None
+            and said.change is not None
+            and said.id == self.latest + 1
+            and self._followers
+            and not self._behind
+            and not self._reading.locked()
+        ):
+            self._add([said.change])
+            return
+        self._wake.set()
+
+    def _add(self, batch: list[Change]) -> None:
+        """Newer changes, in order, into the buffer; the streams told."""
+        for change in batch:
+            if len(self._buffer) == self._buffer.maxlen:
+                self._floor = self._buffer[0].id
+            self._buffer.append(change)
+        self.latest = batch[-1].id
+        self._announce()
 
     @contextlib.asynccontextmanager
     async def following(self) -> AsyncIterator[None]:
@@ -146,12 +179,7 @@ class ChangeFeed:
             batch = await changes.after_alone(self._engine, self.latest, PAGE)
             if not batch:
                 return
-            for change in batch:
-                if len(self._buffer) == self._buffer.maxlen:
-                    self._floor = self._buffer[0].id
-                self._buffer.append(change)
-            self.latest = batch[-1].id
-            self._announce()
+            self._add(batch)
             if len(batch) < PAGE:
                 # All there was as of this read. A change committed after it NOTIFYs after
                 # its commit, and so wakes the feed again (changes are numbered in commit

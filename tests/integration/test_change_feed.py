@@ -45,7 +45,9 @@ def _newest(admin_database: str) -> int:
 @pytest.fixture
 async def feed(admin_database: str, settings: Settings) -> AsyncIterator[ChangeFeed]:
     engine = create_admin_engine(pg.database_url(admin_database), pool_size=2)
-    fed = ChangeFeed(engine, pg.database_url(admin_database), settings)
+    # No poll during a test (a poll reads): what is read, a NOTIFY made it read.
+    quiet = settings.model_copy(update={"events_poll_interval_seconds": 60.0})
+    fed = ChangeFeed(engine, pg.database_url(admin_database), quiet)
     await fed.start()
     yield fed
     await fed.stop()
@@ -103,9 +105,10 @@ async def test_a_following_stream_gets_each_change_as_it_commits(
 async def test_the_feed_reads_a_change_in_one_statement_without_the_ping_even_after_a_restart(
     feed: ChangeFeed, admin_database: str
 ) -> None:
-    """Issue 18: every change reaches the streams through this read (a NOTIFY, then the read):
-    one SELECT in autocommit, its connection not pinged first. A pooled connection the server
-    ended meanwhile (a restart) costs a new connection, not the change."""
+    """Issue 18: a change its NOTIFY does not carry as the next one (here a gap: a number drawn
+    and never committed) reaches the streams through this read: one SELECT in autocommit, its
+    connection not pinged first. A pooled connection the server ended meanwhile (a restart)
+    costs a new connection, not the change."""
     engine = feed.engine
     async with feed.following():
         # A first change read (the feed prunes old changes at its first wake, then once a
@@ -119,6 +122,9 @@ async def test_the_feed_reads_a_change_in_one_statement_without_the_ping_even_af
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
         cursor = feed.latest
         job_id = uuid.uuid4()
+        await asyncio.to_thread(
+            pg.execute, admin_database, "SELECT nextval('edfi_im.changes_id_seq')"
+        )
         with pinged_checkouts(engine) as pinged, sent_statements(engine, transactions=True) as sent:
             await asyncio.to_thread(_job_changes, admin_database, job_id, 0)
             assert await feed.wait(cursor, 10), "a committed change never reached the feed"
@@ -148,3 +154,101 @@ async def test_a_jobs_stream_starts_from_one_statement_without_the_ping(
     assert missing is None
     assert len(sent) == 2 and "BEGIN" not in sent, sent
     assert pinged and not any(pinged), pinged
+
+
+async def _followed_to_now(feed: ChangeFeed, admin_database: str) -> int:
+    """A first change read while following (the feed prunes at its first wake: not what these
+    tests measure); the feed's cursor after it."""
+    cursor = feed.latest
+    await asyncio.to_thread(_job_changes, admin_database, uuid.uuid4(), 0)
+    assert await feed.wait(cursor, 10), "a committed change never reached the feed"
+    await asyncio.sleep(0.2)  # its NOTIFY, if the read came first, has come too
+    return feed.latest
+
+
+async def _arrived(feed: ChangeFeed, cursor: int, count: int) -> list[changes.Change]:
+    found: list[changes.Change] = []
+    while len(found) < count:
+        assert await feed.wait(cursor, 10), "a committed change never reached the feed"
+        batch = await feed.read(cursor, 100)
+        found += batch
+        cursor = batch[-1].id
+    return found
+
+
+async def test_a_change_carried_by_its_notify_reaches_the_streams_without_a_read(
+    feed: ChangeFeed, admin_database: str
+) -> None:
+    """Issue 18: the NOTIFY carries its change (0014_change_notify.sql); the next one in order
+    goes to the streams without a statement. Two changes of one transaction, both carried, in
+    their order; the same as the table holds."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    async with feed.following():
+        cursor = await _followed_to_now(feed, admin_database)
+        with sent_statements(feed.engine, transactions=True) as sent:
+
+            def two_in_one() -> None:
+                with psycopg.connect(pg.database_url(admin_database)) as c:
+                    for job in (a, b):
+                        c.execute(
+                            "INSERT INTO edfi_im.jobs (id, type, status, data, attempts, "
+                            "created_at, recoveries) "
+                            "VALUES (%s, 'prune', 'Running', '{\"k\": 1}', 0, now(), 0)",
+                            (job,),
+                        )
+
+            await asyncio.to_thread(two_in_one)
+            got = await _arrived(feed, cursor, 2)
+        async with feed.engine.connect() as conn:
+            stored = await changes.after(conn, cursor, 100)
+    assert sent == [], sent
+    assert [c.entity_id for c in got] == [str(a), str(b)]
+    assert got == stored
+    assert got[0].body["data"] == {"k": 1} and got[0].body["status"] == "Running"
+
+
+async def test_a_change_too_large_to_carry_is_announced_by_its_number_and_read(
+    feed: ChangeFeed, admin_database: str
+) -> None:
+    """A change larger than a NOTIFY can carry (8000 bytes) commits all the same: its NOTIFY
+    says its number alone, and the feed reads it, whole."""
+    job = uuid.uuid4()
+    long = "x" * 9000
+    async with feed.following():
+        cursor = await _followed_to_now(feed, admin_database)
+        with sent_statements(feed.engine, transactions=True) as sent:
+            await asyncio.to_thread(
+                pg.execute,
+                admin_database,
+                "INSERT INTO edfi_im.jobs (id, type, status, data, attempts, created_at, "
+                "recoveries, progress_message) VALUES (%s, 'prune', 'Running', '{}', 0, now(), "
+                "0, %s)",
+                (job, long),
+            )
+            got = await _arrived(feed, cursor, 1)
+    assert [c.entity_id for c in got] == [str(job)]
+    assert got[0].body["progress_message"] == long
+    assert any("edfi_im.changes" in s for s in sent), sent
+
+
+async def test_a_gap_in_the_numbers_is_read_and_nothing_is_missed_or_seen_twice(
+    feed: ChangeFeed, admin_database: str
+) -> None:
+    """A number taken and never committed (a transaction rolled back after drawing it) leaves
+    a gap: the change after it is not the next one the feed knows, so it is read, not taken from
+    its NOTIFY; the streams see each change once, in order."""
+    job = uuid.uuid4()
+    async with feed.following():
+        cursor = await _followed_to_now(feed, admin_database)
+        await asyncio.to_thread(
+            pg.execute, admin_database, "SELECT nextval('edfi_im.changes_id_seq')"
+        )
+        with sent_statements(feed.engine, transactions=True) as sent:
+            await asyncio.to_thread(_job_changes, admin_database, job, 2)
+            got = await _arrived(feed, cursor, 3)
+            await asyncio.sleep(0.3)  # the NOTIFYs of changes already read change nothing
+            again = await feed.read(cursor, 100)
+    assert [c.body.get("progress_message") for c in got] == [None, "step 0", "step 1"]
+    assert got[0].id == cursor + 2
+    assert again == got
+    assert any("edfi_im.changes" in s for s in sent), sent

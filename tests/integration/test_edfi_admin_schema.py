@@ -89,7 +89,7 @@ def fresh() -> Any:
 
 # Tables made after this system's schema had its own name (never in a legacy layout).
 NEWER_TABLES = {"changes", "deployment"}
-NEWER_MIGRATIONS = ["0012_changes", "0013_deployment"]
+NEWER_MIGRATIONS = ["0012_changes", "0013_deployment", "0014_change_notify"]
 OURS = set(LEGACY_TABLES) | set(YOYO_TABLES) | NEWER_TABLES
 
 

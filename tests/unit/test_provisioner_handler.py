@@ -1843,7 +1843,7 @@ async def test_a_mark_that_failed_beside_the_fence_leaves_it_recording_nothing_a
     assert TARGET not in server.databases
 
 
-async def test_a_mark_that_failed_for_a_while_beside_the_fence_is_tried_again_and_the_create_goes_on(
+async def test_a_mark_that_failed_for_a_while_beside_the_fence_is_tried_again_and_goes_on(
     server: FakeOdsServer, emit: Recorder
 ) -> None:
     """The mark met a dropped connection: the fence is left (nothing recorded), the create is

@@ -3,8 +3,9 @@
 -- batch by batch (GO), in one transaction. Covers: 0001_edfi_admin_dbo_subset (nothing: dbo is
 -- Ed-Fi's), 0002_adminapi_schema, 0003_rename_delete, 0004_recovery, 0005_scheduler,
 -- 0006_clients, 0007_name_conflict_indexes, 0008_instance_details, 0009_fence,
--- 0010_client_scopes, 0011_outbox_parking. Not here: 0012_changes, the change feed behind the
--- event streams (PL/pgSQL triggers and NOTIFY): PostgreSQL only; on SQL Server they answer 501.
+-- 0010_client_scopes, 0011_outbox_parking. Not here: 0012_changes and 0014_change_notify, the
+-- change feed behind the event streams (PL/pgSQL triggers and NOTIFY): PostgreSQL only; on SQL
+-- Server they answer 501.
 --
 -- Names that must be unique ignoring case (instance and schedule names, database names) use a
 -- case-insensitive collation, whatever the database's: PostgreSQL indexes lower(name) instead.
