@@ -560,9 +560,10 @@ class Provisioner:
             return await s.database(target)
 
         # The clone marked as this instance's, then whether the target appeared during the
-        # clone, both while the fence is entered (two round trips fewer on the way); answered
-        # before anything is done in the fence. A mark that failed is raised there: the fence
-        # records nothing, and nothing unmarked is ever renamed.
+        # clone: both on the ODS server's connection while the fence is entered on the admin
+        # database's (their round trips off the way), answered before anything is done in the
+        # fence. A mark that failed is raised there: the fence records nothing, and nothing
+        # unmarked is ever renamed.
         looked = asyncio.create_task(mark_and_look())
         try:
             async with self._fence(cmd.job_id) as live:
