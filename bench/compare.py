@@ -8,6 +8,10 @@ the disk's cache) weighs on both alike. Each round starts a stack of that versio
   median of (create - bare clone) over its pairs.
 - `bulk`: `--bulk` creates at once (8 shards, 2 clone slots): the wall time, and the CPU each
   service and the whole machine (/proc/stat) spent per create.
+- `accept` (`--accept S`, off by default): S seconds of `POST /v2/dbInstances` and of
+  `GET /health`, 16 in flight, the provisioner stopped, as `just bench` measures the accept
+  path: both throughputs, their ratio, the gateway's CPU per POST. `--pairs 0` or `--bulk 0`
+  leave the others out.
 
 Prints each round's figures and, per measure, each version's median over the rounds and the
 median of the paired differences (this checkout - base). Differences smaller than the rounds'
@@ -15,8 +19,8 @@ spread are noise.
 
     uv run --frozen python -m bench.compare --base b42109a --rounds 8
 
-The base must have bench/instances.py's `Bench`, `bare_clone`, `cpu_seconds` and
-`drop_prefixed` (issue 18's rounds have them).
+The base must have bench/instances.py's `Bench`, `bare_clone`, `cpu_seconds`, `drop_prefixed`
+and (for `accept`) `accept` (issue 18's rounds have them).
 """
 
 from __future__ import annotations
@@ -109,6 +113,25 @@ def _measure_bulk(count: int) -> dict[str, Any]:
         drop_prefixed(prefix)
 
 
+def _measure_accept(seconds: int) -> dict[str, Any]:
+    from bench.instances import TINY, Bench, accept
+
+    tag = uuid.uuid4().hex[:8]
+    b = Bench(f"cmpa_{tag}", f"EdFi_Ods_cmpa{tag}_", 8, {"Minimal": TINY})
+    try:
+        b.start()
+        b.create_and_follow("Warm", "Minimal")
+        found = accept(b, 16, seconds)
+    finally:
+        b.close()
+    return {
+        "postPerSecond": found["create"]["perSecond"],
+        "healthPerSecond": found["health"]["perSecond"],
+        "ratio": found["ratio"],
+        "gatewayCpuMsPerPost": found["create"]["gatewayCpuMsPerRequest"],
+    }
+
+
 def _run(checkout: Path, what: str, size: int) -> dict[str, Any]:
     """One measurement by `checkout`'s own code (its environment: `uv run` there)."""
     # This file loaded on its own (not as part of `bench`): what it imports is the checkout's.
@@ -139,6 +162,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=40, help="creates (and bare clones) a round")
     parser.add_argument("--bulk", type=int, default=200, help="creates at once a round (0: none)")
+    parser.add_argument(
+        "--accept",
+        type=int,
+        default=0,
+        help="seconds of the accept path a round (POST creates and GET /health, 16 in flight)",
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="edfi-im-compare-"))
@@ -146,7 +175,11 @@ def main() -> None:
     try:
         _call([shutil.which("uv") or "uv", "sync", "--frozen", "-q"], base)
         versions = {"base": base, "this": ROOT}
-        measures = [("one", args.pairs)] + ([("bulk", args.bulk)] if args.bulk else [])
+        measures = (
+            ([("one", args.pairs)] if args.pairs else [])
+            + ([("bulk", args.bulk)] if args.bulk else [])
+            + ([("accept", args.accept)] if args.accept else [])
+        )
         found: dict[str, dict[str, list[dict[str, Any]]]] = {
             what: {"base": [], "this": []} for what, _ in measures
         }
