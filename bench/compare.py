@@ -114,16 +114,18 @@ def _measure_bulk(count: int) -> dict[str, Any]:
 
 
 def _measure_accept(seconds: int) -> dict[str, Any]:
-    from bench.instances import TINY, Bench, accept
+    from bench.instances import TINY, Bench, accept, drop_prefixed
 
     tag = uuid.uuid4().hex[:8]
-    b = Bench(f"cmpa_{tag}", f"EdFi_Ods_cmpa{tag}_", 8, {"Minimal": TINY})
+    prefix = f"EdFi_Ods_cmpa{tag}_"
+    b = Bench(f"cmpa_{tag}", prefix, 8, {"Minimal": TINY})
     try:
         b.start()
         b.create_and_follow("Warm", "Minimal")
         found = accept(b, 16, seconds)
     finally:
         b.close()
+        drop_prefixed(prefix)
     return {
         "postPerSecond": found["create"]["perSecond"],
         "healthPerSecond": found["health"]["perSecond"],
