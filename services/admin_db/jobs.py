@@ -416,16 +416,20 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
 
 @functools.cache
 def _fence_statement() -> Any:
-    """The job locked (FOR UPDATE OF the job only, as the general path) and its instance's
-    current job read in the same statement (PostgreSQL). The instance's row is read as of the
-    statement's start even if the job's lock was waited for: an instance moves on to another
-    job only once this one has ended, and the job's own status is read as it is once locked."""
+    """On PostgreSQL, the fence's entry in one statement: the job locked (an UPDATE's row lock,
+    which the orphan sweep's SKIP LOCKED passes over), its status read as it is once locked, its
+    instance's current job read beside it (as of the statement's start: an instance moves on to
+    another job only once this one has ended), and the server step recorded as done if the job
+    may still act. The record is committed only if the step then is: anything raised inside the
+    fence rolls it back. `now()` is the transaction's start wherever in it the stamp is made."""
     i, j = db_instances, jobs
+    current = select(i.c.currentjobid).where(i.c.id == j.c.instance_id).scalar_subquery()
+    may_act = j.c.status.not_in(TERMINAL) & (j.c.instance_id.is_(None) | (current == j.c.id))
     return (
-        select(j.c.status, j.c.instance_id, i.c.currentjobid)
-        .select_from(j.outerjoin(i, i.c.id == j.c.instance_id))
+        update(j)
         .where(j.c.id == _ID)
-        .with_for_update(of=j)
+        .values(server_done_at=case((may_act, func.now()), else_=j.c.server_done_at))
+        .returning(j.c.status, j.c.instance_id, current.label("currentjobid"))
         .execution_options(**ENGINE_SPECIFIC)
     )
 
@@ -434,11 +438,14 @@ def _fence_statement() -> Any:
 async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
     """Around the step that changes the server for good: the job's row stays locked for the
     step's length (the orphan sweep skips it meanwhile), the step is taken only if the job may
-    still act (yields False otherwise), and once it is done the job records so."""
+    still act (yields False otherwise), and once it is done the job records so: on PostgreSQL
+    the record is made by the entry's statement and committed only if nothing was raised inside
+    (the COMMIT follows the step at once); elsewhere it is written after the step."""
 
     async def lock_job(conn: AsyncConnection) -> bool | None:
         if conn.dialect.name == "postgresql":
-            # One statement: the job locked, its instance's current job read beside it.
+            # One statement: the job locked, its instance's current job read beside it, and
+            # (if it may act) its step recorded, kept only if the step is done (above).
             held = (await conn.execute(_fence_statement(), {"p_id": job_id})).first()
             if held is None:  # a command sent by hand: nothing recorded to fence
                 return None
@@ -451,7 +458,7 @@ async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
 
     async with begun(engine, lock_job) as (conn, live):
         yield live is not False
-        if live:
+        if live and conn.dialect.name != "postgresql":
             await conn.execute(_SERVER_DONE, {"p_id": job_id})
 
 

@@ -582,13 +582,17 @@ async def test_a_claim_skips_a_job_its_instance_has_moved_on_from_or_that_ended(
 async def test_on_postgresql_a_fence_locks_its_job_and_reads_its_instance_in_one_statement(
     engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID], admin_database: str
 ) -> None:
+    """Issue 18: the fence's entry is one statement (the job locked, its instance's current job
+    read, its step recorded) and its exit only the COMMIT: no statement between the step and the
+    COMMIT (one round trip fewer after the clone)."""
     row = await _create(engine, settings)
     quiet_outbox.append(row.currentjobid)
     with sent_statements(engine, transactions=True) as sent:
         async with job_rows.fence(engine, row.currentjobid) as live:
             assert live
             reads = [s for s in sent if s not in ("BEGIN", "COMMIT")]
-            assert len(reads) == 1 and "FOR UPDATE OF jobs" in reads[0], sent
+            assert len(reads) == 1 and reads[0].lstrip().startswith("UPDATE edfi_im.jobs"), sent
+            assert "RETURNING" in reads[0]
             # The job stays locked inside the fence.
             with (
                 psycopg.connect(pg.database_url(admin_database), autocommit=True) as other,
@@ -598,6 +602,8 @@ async def test_on_postgresql_a_fence_locks_its_job_and_reads_its_instance_in_one
                     "SELECT 1 FROM edfi_im.jobs WHERE id = %s FOR UPDATE NOWAIT",
                     (row.currentjobid,),
                 )
+            entered = len(sent)
+    assert sent[entered:] == ["COMMIT"], sent
     assert (await _job(engine, row.currentjobid)).server_done_at is not None
     # A job its instance has moved on from is fenced out.
     async with engine.begin() as conn:
@@ -607,6 +613,49 @@ async def test_on_postgresql_a_fence_locks_its_job_and_reads_its_instance_in_one
     async with job_rows.fence(engine, row.currentjobid) as live:
         assert not live
     await _end(engine, row)
+
+
+async def test_a_fences_step_is_recorded_only_when_the_step_was_taken(
+    engine: AsyncEngine, settings: Settings, quiet_outbox: list[uuid.UUID]
+) -> None:
+    """The step's record is kept only if nothing was raised inside the fence, and never made
+    for a job that may no longer act (fenced out, its step not taken)."""
+    failed_step = await _create(engine, settings)
+    quiet_outbox.append(failed_step.currentjobid)
+
+    async def step_that_fails() -> None:
+        async with job_rows.fence(engine, failed_step.currentjobid) as live:
+            assert live
+            raise RuntimeError("the rename failed")
+
+    with pytest.raises(RuntimeError):
+        await step_that_fails()
+    assert (await _job(engine, failed_step.currentjobid)).server_done_at is None
+
+    moved_on = await _create(engine, settings)
+    quiet_outbox.append(moved_on.currentjobid)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(db_instances).where(db_instances.c.id == moved_on.id).values(currentjobid=None)
+        )
+    async with job_rows.fence(engine, moved_on.currentjobid) as live:
+        assert not live
+    assert (await _job(engine, moved_on.currentjobid)).server_done_at is None
+
+    ended = await _create(engine, settings)
+    quiet_outbox.append(ended.currentjobid)
+    await _end(engine, ended)
+    async with job_rows.fence(engine, ended.currentjobid) as live:
+        assert not live
+    assert (await _job(engine, ended.currentjobid)).server_done_at is None
+
+    done = await _create(engine, settings)
+    quiet_outbox.append(done.currentjobid)
+    async with job_rows.fence(engine, done.currentjobid) as live:
+        assert live
+    assert (await _job(engine, done.currentjobid)).server_done_at is not None
+    for row in (failed_step, moved_on, done):
+        await _end(engine, row)
 
 
 async def _end(engine: AsyncEngine, row: Any) -> None:
