@@ -175,8 +175,16 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="edfi-im-compare-"))
     _call(["/usr/bin/git", "worktree", "add", "-q", "--detach", str(base), args.base], ROOT)
     try:
-        _call([shutil.which("uv") or "uv", "sync", "--frozen", "-q"], base)
         versions = {"base": base, "this": ROOT}
+        # Both environments with their libraries' bytecode compiled: with
+        # PYTHONDONTWRITEBYTECODE set, a fresh environment would compile every module it
+        # imports in every process, and the base would pay for it (an A/A comparison of one
+        # commit with itself showed 0.4 s on a bulk of 200 and 0.65 ms of gateway CPU a create).
+        for checkout in versions.values():
+            _call(
+                [shutil.which("uv") or "uv", "sync", "--frozen", "-q", "--compile-bytecode"],
+                checkout,
+            )
         measures = (
             ([("one", args.pairs)] if args.pairs else [])
             + ([("bulk", args.bulk)] if args.bulk else [])
