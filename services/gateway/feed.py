@@ -119,6 +119,9 @@ class ChangeFeed:
         (numbers follow commit order, and so do NOTIFYs: nothing can be missing below it), no
         read is under way and a stream follows; anything else (a gap, a change too large to
         carry, a read running, nobody following) is read as before."""
+        if not self._followers:
+            self._wake.set()  # marks the feed behind: nothing to read or parse for anyone
+            return
         said = changes.announced(payload)
         if said is not None and said.id <= self.latest and not self._behind:
             return  # a read already brought it
@@ -126,7 +129,6 @@ class ChangeFeed:
             said is not None
             and said.change is not None
             and said.id == self.latest + 1
-            and self._followers
             and not self._behind
             and not self._reading.locked()
         ):
