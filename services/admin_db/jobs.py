@@ -417,11 +417,12 @@ async def claim(engine: AsyncEngine, job_id: uuid.UUID) -> Claimed:
 @functools.cache
 def _fence_statement() -> Any:
     """On PostgreSQL, the fence's entry in one statement: the job locked (an UPDATE's row lock,
-    which the orphan sweep's SKIP LOCKED passes over), its status read as it is once locked, its
-    instance's current job read beside it (as of the statement's start: an instance moves on to
-    another job only once this one has ended), and the server step recorded as done if the job
-    may still act. The record is committed only if the step then is: anything raised inside the
-    fence rolls it back. `now()` is the transaction's start wherever in it the stamp is made."""
+    which the orphan sweep's SKIP LOCKED passes over), whether it may still act (not ended, by
+    its status as it is once locked, and still its instance's current job, read as of the
+    statement's start: an instance moves on to another job only once this one has ended), and
+    if so the server step recorded as done. The record is committed only if the step then is:
+    anything raised inside the fence rolls it back. `now()` is the transaction's start wherever
+    in it the stamp is made. Returns `may_act` (NULL counts as no), the one rule for both."""
     i, j = db_instances, jobs
     current = select(i.c.currentjobid).where(i.c.id == j.c.instance_id).scalar_subquery()
     may_act = j.c.status.not_in(TERMINAL) & (j.c.instance_id.is_(None) | (current == j.c.id))
@@ -429,7 +430,7 @@ def _fence_statement() -> Any:
         update(j)
         .where(j.c.id == _ID)
         .values(server_done_at=case((may_act, func.now()), else_=j.c.server_done_at))
-        .returning(j.c.status, j.c.instance_id, current.label("currentjobid"))
+        .returning(may_act.label("may_act"))
         .execution_options(**ENGINE_SPECIFIC)
     )
 
@@ -444,13 +445,12 @@ async def fence(engine: AsyncEngine, job_id: uuid.UUID) -> AsyncIterator[bool]:
 
     async def lock_job(conn: AsyncConnection) -> bool | None:
         if conn.dialect.name == "postgresql":
-            # One statement: the job locked, its instance's current job read beside it, and
-            # (if it may act) its step recorded, kept only if the step is done (above).
+            # One statement: the job locked, whether it may act, and if so its step recorded,
+            # kept only if the step is done (above).
             held = (await conn.execute(_fence_statement(), {"p_id": job_id})).first()
             if held is None:  # a command sent by hand: nothing recorded to fence
                 return None
-            current = held.instance_id is None or held.currentjobid == job_id
-            return not is_terminal(held.status) and current
+            return bool(held.may_act)
         job = (await conn.execute(_LOCK_STATUS, {"p_id": job_id})).first()
         if job is None:
             return None
