@@ -18,7 +18,7 @@ The chain, one create (each step waits for the one before, as in the services):
      gateway's change feed is woken).
 Each hop is also timed alone (`hops`), without the clone.
 
-    uv run --frozen python -m bench.floor --pairs 40
+    uv run --frozen python -m bench.floor --pairs 40   (with the system's creates beside it)
 """
 
 from __future__ import annotations
@@ -301,57 +301,24 @@ class Running:
 
 
 def main() -> None:
-    from bench.instances import TINY, Bench, bare_clone, drop_prefixed
+    from bench.instances import TINY, Bench, clone_overhead, drop_prefixed
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=40, help="floor creates (and bare clones)")
-    parser.add_argument(
-        "--system", action="store_true", help="also the system's creates, in the same rounds"
-    )
+    parser.add_argument("--pairs", type=int, default=40, help="runs of each (create, bare, floor)")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     prefix = f"EdFi_Ods_floor{tag}_"
-    timed: dict[str, list[float]] = {"floor": [], "bare": [], "system": []}
     running = Running()
-    b = Bench(f"floor_{tag}", prefix, 8, {"Minimal": TINY}) if args.system else None
+    b = Bench(f"floor_{tag}", prefix, 8, {"Minimal": TINY})
     try:
-        if b is not None:
-            b.start()
-            for k in range(3):
-                b.create_and_follow(f"Warm {k}", "Minimal")
-        for k in range(3):
-            running.chain(TINY, f"{prefix}warm_{k}")
+        b.start()
+        (row,) = clone_overhead(b, {"Minimal": TINY}, args.pairs, running)
         hops = running.hops(max(10, args.pairs // 2))
-        kinds = ["floor", "bare"] + (["system"] if b is not None else [])
-        for i in range(args.pairs):
-            for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
-                if kind == "floor":
-                    timed[kind].append(running.chain(TINY, f"{prefix}f_{i}"))
-                elif kind == "bare":
-                    timed[kind].append(bare_clone(TINY, f"{prefix}b_{i}"))
-                else:
-                    assert b is not None
-                    started = time.perf_counter()
-                    if b.create_and_follow(f"Floor {i}", "Minimal") != "Completed":
-                        raise RuntimeError("a create did not complete")
-                    timed[kind].append(time.perf_counter() - started)
-            if i % 5 == 4:
-                drop_prefixed(prefix)
     finally:
-        if b is not None:
-            b.close()
+        b.close()
         running.close()
         drop_prefixed(prefix)
-    result: dict[str, Any] = {"hopsMs": hops, "pairs": args.pairs}
-    for kind, values in timed.items():
-        if values:
-            result[f"{kind}Ms"] = round(statistics.median(values) * 1000, 1)
-            if kind != "bare":
-                result[f"{kind}OverheadMs"] = round(
-                    statistics.median(v - x for v, x in zip(values, timed["bare"], strict=True))
-                    * 1000,
-                    1,
-                )
+    result: dict[str, Any] = {"hopsMs": hops, **row}
     print(json.dumps(result, indent=2))
     write_results("floor", results=result)
 

@@ -286,7 +286,12 @@ def clone_overhead(
 ) -> list[dict[str, Any]]:
     """Each template's creates against bare clones (and, given `floor`, against the design's
     floor: the same hops made by the plainest code, bench/floor.py), in interleaved rounds:
-    which goes first turns each run, so none always gets the warmer cache."""
+    which goes first turns each run, so none always gets the warmer cache. Three warm-up
+    creates first (and floors): a new stack's first ones are not its steady state."""
+    for k in range(3):
+        b.create_and_follow(f"Warm {k}", "Minimal")
+        if floor is not None:
+            floor.chain(TINY, f"{b.prefix}warm_{k}")
     rows = []
     kinds = ["system", "bare"] + (["floor"] if floor is not None else [])
     for key, template in templates.items():
@@ -1051,9 +1056,6 @@ def main() -> None:
             print("clone overhead ...", flush=True)
             floor = Running()
             try:
-                for k in range(3):  # a new stack's first creates are not its steady state
-                    b.create_and_follow(f"Warm {k}", "Minimal")
-                    floor.chain(TINY, f"{prefix}warm_{k}")
                 results["cloneOverhead"] = clone_overhead(b, templates, runs, floor)
                 results["floorHopsMs"] = floor.hops(20)
             finally:
