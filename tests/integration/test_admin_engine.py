@@ -30,8 +30,7 @@ async def test_a_pooled_connection_the_server_ended_is_replaced_before_use(
     try:
         first = await _pid(engine)
         assert await _pid(engine) == first  # kept in the pool between uses
-        with psycopg.connect(url, autocommit=True) as admin:  # our own engine's session only
-            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        pg.end_own_session(url, first)
         second = await _pid(engine)
         assert second != first
         assert await _pid(engine) == second
@@ -64,8 +63,7 @@ async def test_a_read_meeting_a_connection_the_server_ended_is_sent_again(
     pid = text("SELECT pg_backend_pid()")
     try:
         (first,) = (await read_all(engine, pid))[0]
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        pg.end_own_session(url, first)
         (second,) = (await read_all(engine, pid))[0]
         assert second != first
         with pytest.raises(Exception, match="division by zero"):  # not a disconnect: as is
@@ -93,8 +91,7 @@ async def test_a_unit_of_work_meeting_a_connection_the_server_ended_runs_once_mo
 
     try:
         first = await unit_of_work(engine, work)
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        pg.end_own_session(url, first)
         second = await unit_of_work(engine, work)
         assert second != first
         with pytest.raises(Exception, match="division by zero"):  # not a disconnect: as is
@@ -128,8 +125,7 @@ async def test_a_transaction_begun_on_a_connection_the_server_ended_starts_again
     try:
         async with begun(engine, first) as (conn, pid):
             await conn.execute(text(f"INSERT INTO {table} VALUES (:pid)"), {"pid": pid})
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        pg.end_own_session(url, pid)
         firsts = 0
         async with begun(engine, first) as (conn, again):
             await conn.execute(text(f"INSERT INTO {table} VALUES (:pid)"), {"pid": again})

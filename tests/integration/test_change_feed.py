@@ -118,8 +118,7 @@ async def test_the_feed_reads_a_change_in_one_statement_without_the_ping_even_af
         assert await feed.wait(cursor, 10)
         async with engine.connect() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-        with psycopg.connect(pg.database_url(admin_database), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
+        pg.end_own_session(pg.database_url(admin_database), pid)
         cursor = feed.latest
         job_id = uuid.uuid4()
         await asyncio.to_thread(

@@ -15,6 +15,7 @@ from services.rules.marker import lock_key
 from services.runtime.ods_server import PostgresOdsServer
 from services.runtime.settings import Settings
 from tests.conftest import RUN_ID
+from tests.support import pg
 
 pytestmark = pytest.mark.integration
 
@@ -97,10 +98,7 @@ async def test_a_kept_connection_the_server_ended_is_not_trusted(settings: Setti
     try:
         async with server.session(7, scope=scope) as s:
             first = await _backend_pid(s._conn)
-        async with await psycopg.AsyncConnection.connect(
-            settings.ods_server_url, autocommit=True
-        ) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        await asyncio.to_thread(pg.end_own_session, settings.ods_server_url, first)
         with pytest.raises(TransientError):
             async with server.session(7, scope=scope) as s:
                 await s.database("postgres")

@@ -7,7 +7,6 @@ import asyncio
 import uuid
 
 import aio_pika
-import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -242,8 +241,7 @@ async def test_a_relay_on_a_connection_the_server_ended_publishes_with_no_ping(
     try:
         async with engine.connect() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))  # our own engine's only
+        pg.end_own_session(url, pid)
         jobs = await _enqueue(writer, exchange, 2)
         with pinged_checkouts(engine) as pinged:
             assert await outbox.relay_once(engine, publisher, batch=10) == 2

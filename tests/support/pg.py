@@ -157,6 +157,14 @@ def execute(database: str, statement: str, params: tuple[object, ...] | None = N
     LOCAL.execute(database, statement, params)
 
 
+def end_own_session(url: str, pid: int) -> None:
+    """End one session that this test opened itself (a pooled connection of its own engine),
+    as a server restart would end it for that connection alone. A test never ends a connection
+    it did not open: this machine's server may serve others."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
 class HeldCloneSlots:
     """Holds every clone slot of a deployment (by its broker URL) on the server, so its creates
     wait (deterministically) until release."""
