@@ -18,6 +18,16 @@ The chain, one create (each step waits for the one before, as in the services):
      gateway's change feed is woken).
 Each hop is also timed alone (`hops`), without the clone.
 
+`lean_chain` is the second measure: every round trip the services make on a create's path, in
+their order and with their overlaps (the statements `just bench-profile` logs), made by the same
+plain code: the accept's name locks and its one writing statement; the relay's lock, read,
+publish and (after the delivery, off the path) its record; the instance's lock and first look on
+the ODS server beside the claim; a clone slot's lock; the clone; the mark and the target's check
+beside the fence's entry; the rename; the fence's commit; the outcome's hop; the status
+service's claim and locks, its dbo row and instance, its job, and the change that trigger makes
+and notifies. What a create would cost with every guarantee kept and no framework: how much of
+the services' overhead is their statements and how much the code that sends them.
+
     uv run --frozen python -m bench.floor --pairs 40   (with the system's creates beside it)
 """
 
@@ -45,6 +55,42 @@ from bench.common import write_results
 from tests.support import pg, rabbit
 
 CHANNEL = "edfi_im_floor"
+LEAN_CHANNEL = "edfi_im_floor_lean"
+
+# The lean chain's tables: the services' (instances, jobs, outbox, inbox, dbo rows, changes)
+# cut to the columns its statements touch; a job's change is numbered and notified by a
+# trigger, as the services' change feed is.
+LEAN_TABLES = f"""
+CREATE TABLE IF NOT EXISTS lean_instances (id bigserial PRIMARY KEY, name text UNIQUE,
+    dbname text UNIQUE, status text NOT NULL, job uuid, ods_id integer);
+CREATE TABLE IF NOT EXISTS lean_jobs (id uuid PRIMARY KEY, instance bigint NOT NULL,
+    status text NOT NULL, command jsonb, claimed_at timestamptz, server_done timestamptz,
+    finished_at timestamptz);
+CREATE TABLE IF NOT EXISTS lean_outbox (id bigserial PRIMARY KEY, job uuid NOT NULL,
+    body jsonb NOT NULL, sent_at timestamptz);
+CREATE TABLE IF NOT EXISTS lean_inbox (consumer text, message_id text,
+    processed_at timestamptz NOT NULL, PRIMARY KEY (consumer, message_id));
+CREATE TABLE IF NOT EXISTS lean_dbo (id serial PRIMARY KEY, name text, connection text);
+CREATE TABLE IF NOT EXISTS lean_changes (id bigserial PRIMARY KEY, row_id text, state jsonb);
+CREATE OR REPLACE FUNCTION lean_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  INSERT INTO lean_changes (row_id, state) VALUES (NEW.id::text, to_jsonb(NEW)) RETURNING id
+    INTO n;
+  PERFORM pg_notify('{LEAN_CHANNEL}', NEW.id::text || ':' || NEW.status);
+  RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS lean_jobs_changed ON lean_jobs;
+CREATE TRIGGER lean_jobs_changed AFTER INSERT OR UPDATE ON lean_jobs
+    FOR EACH ROW EXECUTE FUNCTION lean_changed();
+DROP TRIGGER IF EXISTS lean_instances_changed ON lean_instances;
+CREATE TRIGGER lean_instances_changed AFTER INSERT OR UPDATE ON lean_instances
+    FOR EACH ROW EXECUTE FUNCTION lean_changed();
+"""
+LOOK = (
+    "SELECT datname, shobj_description(oid, 'pg_database'), datistemplate FROM pg_database "
+    "WHERE datname = ANY($1::text[])"
+)
 
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -80,6 +126,9 @@ class Floor:
     http: httpx.AsyncClient
     received: asyncio.Queue[str]
     notified: asyncio.Queue[str]
+    relay: asyncpg.Connection
+    slot: asyncpg.Connection
+    lean_notified: asyncio.Queue[str]
 
     async def _commit(self, conn: asyncpg.Connection, statement: str, *args: Any) -> None:
         async with conn.transaction():
@@ -148,6 +197,149 @@ class Floor:
         await self.settle(job)
         return time.perf_counter() - started
 
+    async def lean_chain(self, template: str, target: str) -> float:
+        """One create's every round trip as the services make it (see the module's doc);
+        seconds, as `chain`'s."""
+        job = uuid.uuid4()
+        staging = f"{target}_staging"[:63]
+        started = time.perf_counter()
+        await self.http_hop()
+        instance = await self._lean_accept(job, target)
+        relayed = asyncio.ensure_future(self._lean_relay())
+        while await self.received.get() != str(job):  # the command delivered
+            pass
+        await self._lean_provision(job, instance, template, staging, target)
+        await self.queue_hop(f"outcome:{job}")
+        await self._lean_settle(job, instance, target)
+        seconds = time.perf_counter() - started
+        await relayed
+        await self.ods.execute("SELECT pg_advisory_unlock_all()")  # the session kept
+        return seconds
+
+    async def _lean_accept(self, job: uuid.UUID, name: str) -> int:
+        command = json.dumps({"job_id": str(job), "operation": "create", "name": name})
+        async with self.admin.transaction():
+            locked = await self.admin.fetchrow(
+                "SELECT pg_advisory_xact_lock(1, hashtext($1)), "
+                "pg_advisory_xact_lock(2, hashtext($1)), nextval('lean_instances_id_seq') AS id",
+                name,
+            )
+            instance: int = locked["id"]
+            written = await self.admin.fetchval(
+                "WITH i AS (INSERT INTO lean_instances (id, name, dbname, status, job) "
+                "SELECT $1, $2, $2, 'Pending', $3 WHERE NOT EXISTS (SELECT FROM lean_instances "
+                "WHERE name = $2 OR dbname = $2) RETURNING id), "
+                "j AS (INSERT INTO lean_jobs (id, instance, status, command) "
+                "SELECT $3, id, 'Pending', $4::jsonb FROM i), "
+                "o AS (INSERT INTO lean_outbox (job, body) SELECT $3, $4::jsonb FROM i) "
+                "SELECT id FROM i",
+                instance,
+                name,
+                job,
+                command,
+            )
+        assert written == instance
+        return instance
+
+    async def _lean_relay(self) -> None:
+        """The relay's transaction: lock, read, publish with confirms, record (the record
+        after the delivery, off the create's path, as in the services)."""
+        async with self.relay.transaction():
+            if not await self.relay.fetchval("SELECT pg_try_advisory_xact_lock(42)"):
+                return
+            rows = await self.relay.fetch(
+                "SELECT id, job, body FROM lean_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 50"
+            )
+            for row in rows:
+                await self.channel.default_exchange.publish(
+                    aio_pika.Message(
+                        row["body"].encode(),  # the command, as the outbox holds it
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=str(row["job"]),
+                    ),
+                    routing_key=self.queue_name,
+                )
+            await self.relay.execute(
+                "UPDATE lean_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+
+    async def _lean_provision(
+        self, job: uuid.UUID, instance: int, template: str, staging: str, target: str
+    ) -> None:
+        """The instance's lock and first look on the ODS server beside the claim; a slot;
+        the clone; the mark and the target's check beside the fence's entry; the rename; the
+        fence's commit."""
+
+        async def lock_and_look() -> None:
+            assert await self.ods.fetchval("SELECT pg_try_advisory_lock($1)", 1000 + instance)
+            await self.ods.fetch(LOOK, [target, template, staging])
+
+        claimed = self.provisioner.fetchval(
+            "UPDATE lean_jobs j SET status = 'Running', claimed_at = now() FROM lean_instances i "
+            "WHERE j.id = $1 AND i.id = j.instance AND i.job = j.id AND j.status = 'Pending' "
+            "RETURNING j.id",
+            job,
+        )
+        _, held = await asyncio.gather(lock_and_look(), claimed)
+        assert held == job
+        assert await self.slot.fetchval("SELECT pg_try_advisory_lock(7)")
+        try:
+            await self.ods.execute(f'CREATE DATABASE "{staging}" TEMPLATE "{template}"')
+        finally:
+            await self.slot.execute("SELECT pg_advisory_unlock_all()")
+
+        async def mark_and_look() -> None:
+            await self.ods.execute(f"COMMENT ON DATABASE \"{staging}\" IS 'edfi-im:{job}'")
+            assert not await self.ods.fetch(LOOK, [target])
+
+        fence = self.provisioner.transaction()
+        await fence.start()
+        try:
+            _, may_act = await asyncio.gather(
+                mark_and_look(),
+                self.provisioner.fetchval(
+                    "UPDATE lean_jobs SET server_done = CASE WHEN status = 'Running' THEN now() "
+                    "END WHERE id = $1 RETURNING server_done IS NOT NULL",
+                    job,
+                ),
+            )
+            assert may_act
+            await self.ods.execute(f'ALTER DATABASE "{staging}" RENAME TO "{target}"')
+        except BaseException:
+            await fence.rollback()
+            raise
+        await fence.commit()
+
+    async def _lean_settle(self, job: uuid.UUID, instance: int, database: str) -> None:
+        """The status service's transaction: the inbox claim with both rows locked, the dbo
+        row with the instance's outcome, the job's; its change's NOTIFY received."""
+        async with self.status.transaction():
+            row = await self.status.fetchrow(
+                "WITH claimed AS (INSERT INTO lean_inbox VALUES ('status', $1, now()) "
+                "ON CONFLICT DO NOTHING RETURNING 1) SELECT i.status, j.status AS job_status, "
+                "EXISTS (SELECT FROM claimed) AS fresh FROM lean_instances i "
+                "JOIN lean_jobs j ON j.id = $2 WHERE i.id = $3 FOR UPDATE OF i, j",
+                f"outcome:{job}",
+                job,
+                instance,
+            )
+            assert row is not None and row["fresh"]
+            await self.status.execute(
+                "WITH d AS (INSERT INTO lean_dbo (name, connection) VALUES ($1, $2) RETURNING id) "
+                "UPDATE lean_instances SET status = 'Completed', ods_id = (SELECT id FROM d) "
+                "WHERE id = $3",
+                database,
+                f"Host=localhost;Database={database}",
+                instance,
+            )
+            await self.status.execute(
+                "UPDATE lean_jobs SET status = 'Completed', finished_at = now() WHERE id = $1",
+                job,
+            )
+        while await self.lean_notified.get() != f"{job}:Completed":
+            pass
+
     async def hops(self, runs: int) -> dict[str, float]:
         """Each hop alone, p50 in ms."""
         timed: dict[str, list[float]] = {}
@@ -170,16 +362,18 @@ class Floor:
 @contextlib.asynccontextmanager
 async def floor(database: str, vhost: str, http_url: str) -> AsyncIterator[Floor]:
     url = pg.database_url(database)
-    admin, provisioner, status, listener = [await asyncpg.connect(url) for _ in range(4)]
-    ods = await asyncpg.connect(pg.SERVER)
-    for conn in (admin,):
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS floor_jobs (id uuid PRIMARY KEY, status text, "
-            "server_done timestamptz); "
-            "CREATE TABLE IF NOT EXISTS floor_outbox (id bigserial PRIMARY KEY, job uuid)"
-        )
+    admin, provisioner, status, listener, relay = [await asyncpg.connect(url) for _ in range(5)]
+    ods, slot = await asyncpg.connect(pg.SERVER), await asyncpg.connect(pg.SERVER)
+    await admin.execute(
+        "CREATE TABLE IF NOT EXISTS floor_jobs (id uuid PRIMARY KEY, status text, "
+        "server_done timestamptz); "
+        "CREATE TABLE IF NOT EXISTS floor_outbox (id bigserial PRIMARY KEY, job uuid)"
+    )
+    await admin.execute(LEAN_TABLES)
     notified: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(CHANNEL, lambda *args: notified.put_nowait(args[3]))
+    lean_notified: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(LEAN_CHANNEL, lambda *args: lean_notified.put_nowait(args[3]))
     broker = await aio_pika.connect_robust(rabbit.amqp_url(vhost))
     channel = await broker.channel(publisher_confirms=True)
     queue = await channel.declare_queue(
@@ -189,7 +383,7 @@ async def floor(database: str, vhost: str, http_url: str) -> AsyncIterator[Floor
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await message.ack()
-        received.put_nowait(message.body.decode())
+        received.put_nowait(message.message_id or "")
 
     consumer_channel = await broker.channel()
     await consumer_channel.set_qos(prefetch_count=1)
@@ -208,10 +402,13 @@ async def floor(database: str, vhost: str, http_url: str) -> AsyncIterator[Floor
                 http,
                 received,
                 notified,
+                relay,
+                slot,
+                lean_notified,
             )
         finally:
             await broker.close()
-            for conn in (admin, provisioner, status, listener, ods):
+            for conn in (admin, provisioner, status, listener, ods, relay, slot):
                 await conn.close()
 
 
@@ -284,6 +481,10 @@ class Running:
 
     def chain(self, template: str | None, target: str) -> float:
         seconds: float = self._run(self.floor.chain(template, target))
+        return seconds
+
+    def lean_chain(self, template: str, target: str) -> float:
+        seconds: float = self._run(self.floor.lean_chain(template, target))
         return seconds
 
     def hops(self, runs: int) -> dict[str, float]:

@@ -14,8 +14,11 @@ RabbitMQ vhost; every database the bench creates is dropped at the end.
    `CREATE DATABASE ... TEMPLATE ...` of the same template, for the tiny development template
    and for a ~100 MB template the bench generates; and against the design's floor
    (bench/floor.py: the hops DESIGN.md requires, made by the plainest code), which says how
-   much of the overhead the hops themselves cost on this machine. Rounds interleaved, after
-   three warm-up creates (a new stack's first ones are not its steady state).
+   much of the overhead the hops themselves cost on this machine, and against the services'
+   every statement on that path made by the same plain code (its `lean` chain), which says
+   how much the guarantees' statements add and how much the services' code. Rounds
+   interleaved, after three warm-up creates (a new stack's first ones are not its steady
+   state).
 2. Bulk: N creates requested at once until all have ended (timed from the load generator's
    first request, not from its process's start), against N sequential bare clones,
    for both templates (fewer of the large one: disk), with 8 shards and (full mode) one shard.
@@ -285,15 +288,17 @@ def clone_overhead(
     b: Bench, templates: dict[str, str], runs: int, floor: Running | None = None
 ) -> list[dict[str, Any]]:
     """Each template's creates against bare clones (and, given `floor`, against the design's
-    floor: the same hops made by the plainest code, bench/floor.py), in interleaved rounds:
+    floor and the lean chain: the same hops, and the services' every statement, made by the
+    plainest code, bench/floor.py), in interleaved rounds:
     which goes first turns each run, so none always gets the warmer cache. Three warm-up
     creates first (and floors): a new stack's first ones are not its steady state."""
     for k in range(3):
         b.create_and_follow(f"Warm {k}", "Minimal")
         if floor is not None:
             floor.chain(TINY, f"{b.prefix}warm_{k}")
+            floor.lean_chain(TINY, f"{b.prefix}warm_lean_{k}")
     rows = []
-    kinds = ["system", "bare"] + (["floor"] if floor is not None else [])
+    kinds = ["system", "bare"] + (["floor", "lean"] if floor is not None else [])
     for key, template in templates.items():
         timed: dict[str, list[float]] = {kind: [] for kind in kinds}
         for i in range(runs):
@@ -306,9 +311,12 @@ def clone_overhead(
                         raise RuntimeError(f"create of {key} ended {ended}")
                 elif kind == "bare":
                     timed[kind].append(bare_clone(template, f"{b.prefix}bare_{key}_{i}"))
-                else:
+                elif kind == "floor":
                     assert floor is not None
                     timed[kind].append(floor.chain(template, f"{b.prefix}floor_{key}_{i}"))
+                else:
+                    assert floor is not None
+                    timed[kind].append(floor.lean_chain(template, f"{b.prefix}lean_{key}_{i}"))
             drop_prefixed(b.prefix)
         s, base = summary(timed["system"]), summary(timed["bare"])
         row: dict[str, Any] = {
@@ -325,6 +333,10 @@ def clone_overhead(
             row["floor"] = f
             row["floorRatio"] = ratio(f, base)
             row["floorOverheadMs"] = paired_overhead_ms(timed["floor"], timed["bare"])
+            lean = summary(timed["lean"])
+            row["lean"] = lean
+            row["leanRatio"] = ratio(lean, base)
+            row["leanOverheadMs"] = paired_overhead_ms(timed["lean"], timed["bare"])
         rows.append(row)
     return rows
 
@@ -784,7 +796,8 @@ def report(results: dict[str, Any]) -> None:
     head = (
         f"{'template':<10} {'MB':>6} {'runs':>5} {'sys p50':>9} {'sys p99':>9} "
         f"{'bare p50':>9} {'bare p99':>9} {'ratio':>6} {'over ms':>8} "
-        f"{'floor p50':>9} {'floor ratio':>11} {'floor over':>10}"
+        f"{'floor p50':>9} {'floor ratio':>11} {'floor over':>10} "
+        f"{'lean p50':>9} {'lean ratio':>10} {'lean over':>9}"
     )
     print(head)
     print("-" * len(head))
@@ -793,12 +806,22 @@ def report(results: dict[str, Any]) -> None:
         print(
             f"{r['template']:<10} {r['sizeMB']:>6} {r['system']['runs']:>5} {_ms(r['system'])} "
             f"{_ms(r['bare'])} {r['ratio']:>6} {r['overheadMs']:>8} "
-            + (f"{f['p50_ms']:>9.1f} {r['floorRatio']:>11} {r['floorOverheadMs']:>10}" if f else "")
+            + (
+                f"{f['p50_ms']:>9.1f} {r['floorRatio']:>11} {r['floorOverheadMs']:>10} "
+                if f
+                else ""
+            )
+            + (
+                f"{r['lean']['p50_ms']:>9.1f} {r['leanRatio']:>10} {r['leanOverheadMs']:>9}"
+                if "lean" in r
+                else ""
+            )
         )
     print(
         "  over ms: the median of each run's create minus the bare clone beside it; floor: "
         "the design's hops made by the plainest code (bench/floor.py), the least a create "
-        "can cost here"
+        "can cost here; lean: every round trip the services make on a create's path, made by "
+        "the same plain code (what the guarantees' statements cost without the services' code)"
     )
     if "floorHopsMs" in results:
         print(
@@ -942,6 +965,13 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"(bench/floor.py), p50 | {r['floor']['p50_ms']} ms (overhead "
                 f"{r['floorOverheadMs']} ms) | bare clone {r['bare']['p50_ms']} ms | "
                 f"{r['floorRatio']} |"
+            )
+        if "lean" in r:
+            lines.append(
+                f"| the services' every statement on the path, {r['template']}, by the same plain "
+                f"code (bench/floor.py, lean), p50 | {r['lean']['p50_ms']} ms (overhead "
+                f"{r['leanOverheadMs']} ms) | bare clone {r['bare']['p50_ms']} ms | "
+                f"{r['leanRatio']} |"
             )
     for r in results["bulk"]:
         lines.append(
