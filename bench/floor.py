@@ -28,7 +28,8 @@ service's claim and locks, its dbo row and instance, its job, and the change tha
 and notifies. What a create would cost with every guarantee kept and no framework: how much of
 the services' overhead is their statements and how much the code that sends them.
 
-    uv run --frozen python -m bench.floor --pairs 40   (with the system's creates beside it)
+    uv run --frozen python -m bench.floor --pairs 40   (with the system's creates beside it,
+                                                         and the lean stack's: bench/lean_stack.py)
 """
 
 from __future__ import annotations
@@ -51,46 +52,11 @@ import aio_pika
 import asyncpg
 import httpx
 
+from bench import lean_stack as lean
 from bench.common import write_results
 from tests.support import pg, rabbit
 
 CHANNEL = "edfi_im_floor"
-LEAN_CHANNEL = "edfi_im_floor_lean"
-
-# The lean chain's tables: the services' (instances, jobs, outbox, inbox, dbo rows, changes)
-# cut to the columns its statements touch; a job's change is numbered and notified by a
-# trigger, as the services' change feed is.
-LEAN_TABLES = f"""
-CREATE TABLE IF NOT EXISTS lean_instances (id bigserial PRIMARY KEY, name text UNIQUE,
-    dbname text UNIQUE, status text NOT NULL, job uuid, ods_id integer);
-CREATE TABLE IF NOT EXISTS lean_jobs (id uuid PRIMARY KEY, instance bigint NOT NULL,
-    status text NOT NULL, command jsonb, claimed_at timestamptz, server_done timestamptz,
-    finished_at timestamptz);
-CREATE TABLE IF NOT EXISTS lean_outbox (id bigserial PRIMARY KEY, job uuid NOT NULL,
-    body jsonb NOT NULL, sent_at timestamptz);
-CREATE TABLE IF NOT EXISTS lean_inbox (consumer text, message_id text,
-    processed_at timestamptz NOT NULL, PRIMARY KEY (consumer, message_id));
-CREATE TABLE IF NOT EXISTS lean_dbo (id serial PRIMARY KEY, name text, connection text);
-CREATE TABLE IF NOT EXISTS lean_changes (id bigserial PRIMARY KEY, row_id text, state jsonb);
-CREATE OR REPLACE FUNCTION lean_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-  INSERT INTO lean_changes (row_id, state) VALUES (NEW.id::text, to_jsonb(NEW)) RETURNING id
-    INTO n;
-  PERFORM pg_notify('{LEAN_CHANNEL}', NEW.id::text || ':' || NEW.status);
-  RETURN NEW;
-END $$;
-DROP TRIGGER IF EXISTS lean_jobs_changed ON lean_jobs;
-CREATE TRIGGER lean_jobs_changed AFTER INSERT OR UPDATE ON lean_jobs
-    FOR EACH ROW EXECUTE FUNCTION lean_changed();
-DROP TRIGGER IF EXISTS lean_instances_changed ON lean_instances;
-CREATE TRIGGER lean_instances_changed AFTER INSERT OR UPDATE ON lean_instances
-    FOR EACH ROW EXECUTE FUNCTION lean_changed();
-"""
-LOOK = (
-    "SELECT datname, shobj_description(oid, 'pg_database'), datistemplate FROM pg_database "
-    "WHERE datname = ANY($1::text[])"
-)
 
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -198,147 +164,25 @@ class Floor:
         return time.perf_counter() - started
 
     async def lean_chain(self, template: str, target: str) -> float:
-        """One create's every round trip as the services make it (see the module's doc);
-        seconds, as `chain`'s."""
-        job = uuid.uuid4()
-        staging = f"{target}_staging"[:63]
+        """One create's every round trip as the services make it (see the module's doc), by
+        bench/lean_stack.py's steps in this one process; seconds, as `chain`'s."""
         started = time.perf_counter()
         await self.http_hop()
-        instance = await self._lean_accept(job, target)
-        relayed = asyncio.ensure_future(self._lean_relay())
-        while await self.received.get() != str(job):  # the command delivered
+        instance, job = await lean.accept(self.admin, target, template)
+        relayed = asyncio.ensure_future(lean.relay(self.relay, self.channel, self.queue_name))
+        while await self.received.get() != job:  # the command delivered
             pass
-        await self._lean_provision(job, instance, template, staging, target)
+        await lean.provision(
+            self.provisioner, self.ods, self.slot, uuid.UUID(job), instance, template, target
+        )
         await self.queue_hop(f"outcome:{job}")
-        await self._lean_settle(job, instance, target)
+        await lean.settle(self.status, f"outcome:{job}", uuid.UUID(job), instance, target)
+        while await self.lean_notified.get() != f"{job}:Completed":
+            pass
         seconds = time.perf_counter() - started
         await relayed
         await self.ods.execute("SELECT pg_advisory_unlock_all()")  # the session kept
         return seconds
-
-    async def _lean_accept(self, job: uuid.UUID, name: str) -> int:
-        command = json.dumps({"job_id": str(job), "operation": "create", "name": name})
-        async with self.admin.transaction():
-            locked = await self.admin.fetchrow(
-                "SELECT pg_advisory_xact_lock(1, hashtext($1)), "
-                "pg_advisory_xact_lock(2, hashtext($1)), nextval('lean_instances_id_seq') AS id",
-                name,
-            )
-            instance: int = locked["id"]
-            written = await self.admin.fetchval(
-                "WITH i AS (INSERT INTO lean_instances (id, name, dbname, status, job) "
-                "SELECT $1, $2, $2, 'Pending', $3 WHERE NOT EXISTS (SELECT FROM lean_instances "
-                "WHERE name = $2 OR dbname = $2) RETURNING id), "
-                "j AS (INSERT INTO lean_jobs (id, instance, status, command) "
-                "SELECT $3, id, 'Pending', $4::jsonb FROM i), "
-                "o AS (INSERT INTO lean_outbox (job, body) SELECT $3, $4::jsonb FROM i) "
-                "SELECT id FROM i",
-                instance,
-                name,
-                job,
-                command,
-            )
-        assert written == instance
-        return instance
-
-    async def _lean_relay(self) -> None:
-        """The relay's transaction: lock, read, publish with confirms, record (the record
-        after the delivery, off the create's path, as in the services)."""
-        async with self.relay.transaction():
-            if not await self.relay.fetchval("SELECT pg_try_advisory_xact_lock(42)"):
-                return
-            rows = await self.relay.fetch(
-                "SELECT id, job, body FROM lean_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 50"
-            )
-            for row in rows:
-                await self.channel.default_exchange.publish(
-                    aio_pika.Message(
-                        row["body"].encode(),  # the command, as the outbox holds it
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=str(row["job"]),
-                    ),
-                    routing_key=self.queue_name,
-                )
-            await self.relay.execute(
-                "UPDATE lean_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows],
-            )
-
-    async def _lean_provision(
-        self, job: uuid.UUID, instance: int, template: str, staging: str, target: str
-    ) -> None:
-        """The instance's lock and first look on the ODS server beside the claim; a slot;
-        the clone; the mark and the target's check beside the fence's entry; the rename; the
-        fence's commit."""
-
-        async def lock_and_look() -> None:
-            assert await self.ods.fetchval("SELECT pg_try_advisory_lock($1)", 1000 + instance)
-            await self.ods.fetch(LOOK, [target, template, staging])
-
-        claimed = self.provisioner.fetchval(
-            "UPDATE lean_jobs j SET status = 'Running', claimed_at = now() FROM lean_instances i "
-            "WHERE j.id = $1 AND i.id = j.instance AND i.job = j.id AND j.status = 'Pending' "
-            "RETURNING j.id",
-            job,
-        )
-        _, held = await asyncio.gather(lock_and_look(), claimed)
-        assert held == job
-        assert await self.slot.fetchval("SELECT pg_try_advisory_lock(7)")
-        try:
-            await self.ods.execute(f'CREATE DATABASE "{staging}" TEMPLATE "{template}"')
-        finally:
-            await self.slot.execute("SELECT pg_advisory_unlock_all()")
-
-        async def mark_and_look() -> None:
-            await self.ods.execute(f"COMMENT ON DATABASE \"{staging}\" IS 'edfi-im:{job}'")
-            assert not await self.ods.fetch(LOOK, [target])
-
-        fence = self.provisioner.transaction()
-        await fence.start()
-        try:
-            _, may_act = await asyncio.gather(
-                mark_and_look(),
-                self.provisioner.fetchval(
-                    "UPDATE lean_jobs SET server_done = CASE WHEN status = 'Running' THEN now() "
-                    "END WHERE id = $1 RETURNING server_done IS NOT NULL",
-                    job,
-                ),
-            )
-            assert may_act
-            await self.ods.execute(f'ALTER DATABASE "{staging}" RENAME TO "{target}"')
-        except BaseException:
-            await fence.rollback()
-            raise
-        await fence.commit()
-
-    async def _lean_settle(self, job: uuid.UUID, instance: int, database: str) -> None:
-        """The status service's transaction: the inbox claim with both rows locked, the dbo
-        row with the instance's outcome, the job's; its change's NOTIFY received."""
-        async with self.status.transaction():
-            row = await self.status.fetchrow(
-                "WITH claimed AS (INSERT INTO lean_inbox VALUES ('status', $1, now()) "
-                "ON CONFLICT DO NOTHING RETURNING 1) SELECT i.status, j.status AS job_status, "
-                "EXISTS (SELECT FROM claimed) AS fresh FROM lean_instances i "
-                "JOIN lean_jobs j ON j.id = $2 WHERE i.id = $3 FOR UPDATE OF i, j",
-                f"outcome:{job}",
-                job,
-                instance,
-            )
-            assert row is not None and row["fresh"]
-            await self.status.execute(
-                "WITH d AS (INSERT INTO lean_dbo (name, connection) VALUES ($1, $2) RETURNING id) "
-                "UPDATE lean_instances SET status = 'Completed', ods_id = (SELECT id FROM d) "
-                "WHERE id = $3",
-                database,
-                f"Host=localhost;Database={database}",
-                instance,
-            )
-            await self.status.execute(
-                "UPDATE lean_jobs SET status = 'Completed', finished_at = now() WHERE id = $1",
-                job,
-            )
-        while await self.lean_notified.get() != f"{job}:Completed":
-            pass
 
     async def hops(self, runs: int) -> dict[str, float]:
         """Each hop alone, p50 in ms."""
@@ -369,11 +213,11 @@ async def floor(database: str, vhost: str, http_url: str) -> AsyncIterator[Floor
         "server_done timestamptz); "
         "CREATE TABLE IF NOT EXISTS floor_outbox (id bigserial PRIMARY KEY, job uuid)"
     )
-    await admin.execute(LEAN_TABLES)
+    await admin.execute(lean.TABLES)
     notified: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(CHANNEL, lambda *args: notified.put_nowait(args[3]))
     lean_notified: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(LEAN_CHANNEL, lambda *args: lean_notified.put_nowait(args[3]))
+    await listener.add_listener(lean.CHANNEL, lambda *args: lean_notified.put_nowait(args[3]))
     broker = await aio_pika.connect_robust(rabbit.amqp_url(vhost))
     channel = await broker.channel(publisher_confirms=True)
     queue = await channel.declare_queue(
@@ -503,6 +347,7 @@ class Running:
 
 def main() -> None:
     from bench.instances import TINY, Bench, clone_overhead, drop_prefixed
+    from bench.lean_stack import LeanStack
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=40, help="runs of each (create, bare, floor)")
@@ -511,13 +356,17 @@ def main() -> None:
     prefix = f"EdFi_Ods_floor{tag}_"
     running = Running()
     b = Bench(f"floor_{tag}", prefix, 8, {"Minimal": TINY})
+    lean_stack = None
     try:
         b.start()
-        (row,) = clone_overhead(b, {"Minimal": TINY}, args.pairs, running)
+        lean_stack = LeanStack()
+        (row,) = clone_overhead(b, {"Minimal": TINY}, args.pairs, running, lean_stack)
         hops = running.hops(max(10, args.pairs // 2))
     finally:
         b.close()
         running.close()
+        if lean_stack is not None:
+            lean_stack.close()
         drop_prefixed(prefix)
     result: dict[str, Any] = {"hopsMs": hops, **row}
     print(json.dumps(result, indent=2))

@@ -15,8 +15,9 @@ RabbitMQ vhost; every database the bench creates is dropped at the end.
    and for a ~100 MB template the bench generates; and against the design's floor
    (bench/floor.py: the hops DESIGN.md requires, made by the plainest code), which says how
    much of the overhead the hops themselves cost on this machine, and against the services'
-   every statement on that path made by the same plain code (its `lean` chain), which says
-   how much the guarantees' statements add and how much the services' code. Rounds
+   every statement on that path made by the same plain code (its `lean` chain) and in three
+   plain processes followed on an event stream (bench/lean_stack.py), which say how much the
+   guarantees' statements and the design's processes add and how much the services' code. Rounds
    interleaved, after three warm-up creates (a new stack's first ones are not its steady
    state).
 2. Bulk: N creates requested at once until all have ended (timed from the load generator's
@@ -59,6 +60,7 @@ from psycopg import sql
 
 from bench.common import percentile, write_results
 from bench.floor import Running
+from bench.lean_stack import LeanStack
 from services.runtime.templates import ensure_templates
 from tests.support import pg, rabbit
 from tests.support.stack import ROOT, Stack
@@ -285,7 +287,11 @@ def drop_prefixed(prefix: str) -> None:
 
 
 def clone_overhead(
-    b: Bench, templates: dict[str, str], runs: int, floor: Running | None = None
+    b: Bench,
+    templates: dict[str, str],
+    runs: int,
+    floor: Running | None = None,
+    lean_stack: LeanStack | None = None,
 ) -> list[dict[str, Any]]:
     """Each template's creates against bare clones (and, given `floor`, against the design's
     floor and the lean chain: the same hops, and the services' every statement, made by the
@@ -297,8 +303,14 @@ def clone_overhead(
         if floor is not None:
             floor.chain(TINY, f"{b.prefix}warm_{k}")
             floor.lean_chain(TINY, f"{b.prefix}warm_lean_{k}")
+        if lean_stack is not None:
+            lean_stack.create_and_follow(f"{b.prefix}warm_stack_{k}", TINY)
     rows = []
-    kinds = ["system", "bare"] + (["floor", "lean"] if floor is not None else [])
+    kinds = (
+        ["system", "bare"]
+        + (["floor", "lean"] if floor is not None else [])
+        + (["lean stack"] if lean_stack is not None else [])
+    )
     for key, template in templates.items():
         timed: dict[str, list[float]] = {kind: [] for kind in kinds}
         for i in range(runs):
@@ -311,6 +323,14 @@ def clone_overhead(
                         raise RuntimeError(f"create of {key} ended {ended}")
                 elif kind == "bare":
                     timed[kind].append(bare_clone(template, f"{b.prefix}bare_{key}_{i}"))
+                elif kind == "lean stack":
+                    assert lean_stack is not None
+                    target = f"{b.prefix}stack_{key}_{i}"
+                    started = time.perf_counter()
+                    ended = lean_stack.create_and_follow(target, template)
+                    timed[kind].append(time.perf_counter() - started)
+                    if ended != "Completed":
+                        raise RuntimeError(f"the lean stack's create of {key} ended {ended}")
                 elif kind == "floor":
                     assert floor is not None
                     timed[kind].append(floor.chain(template, f"{b.prefix}floor_{key}_{i}"))
@@ -337,6 +357,11 @@ def clone_overhead(
             row["lean"] = lean
             row["leanRatio"] = ratio(lean, base)
             row["leanOverheadMs"] = paired_overhead_ms(timed["lean"], timed["bare"])
+        if lean_stack is not None:
+            stack = summary(timed["lean stack"])
+            row["leanStack"] = stack
+            row["leanStackRatio"] = ratio(stack, base)
+            row["leanStackOverheadMs"] = paired_overhead_ms(timed["lean stack"], timed["bare"])
         rows.append(row)
     return rows
 
@@ -797,7 +822,8 @@ def report(results: dict[str, Any]) -> None:
         f"{'template':<10} {'MB':>6} {'runs':>5} {'sys p50':>9} {'sys p99':>9} "
         f"{'bare p50':>9} {'bare p99':>9} {'ratio':>6} {'over ms':>8} "
         f"{'floor p50':>9} {'floor ratio':>11} {'floor over':>10} "
-        f"{'lean p50':>9} {'lean ratio':>10} {'lean over':>9}"
+        f"{'lean p50':>9} {'lean ratio':>10} {'lean over':>9} "
+        f"{'stack p50':>9} {'stack ratio':>11} {'stack over':>10}"
     )
     print(head)
     print("-" * len(head))
@@ -812,8 +838,14 @@ def report(results: dict[str, Any]) -> None:
                 else ""
             )
             + (
-                f"{r['lean']['p50_ms']:>9.1f} {r['leanRatio']:>10} {r['leanOverheadMs']:>9}"
+                f"{r['lean']['p50_ms']:>9.1f} {r['leanRatio']:>10} {r['leanOverheadMs']:>9} "
                 if "lean" in r
+                else ""
+            )
+            + (
+                f"{r['leanStack']['p50_ms']:>9.1f} {r['leanStackRatio']:>11} "
+                f"{r['leanStackOverheadMs']:>10}"
+                if "leanStack" in r
                 else ""
             )
         )
@@ -821,7 +853,9 @@ def report(results: dict[str, Any]) -> None:
         "  over ms: the median of each run's create minus the bare clone beside it; floor: "
         "the design's hops made by the plainest code (bench/floor.py), the least a create "
         "can cost here; lean: every round trip the services make on a create's path, made by "
-        "the same plain code (what the guarantees' statements cost without the services' code)"
+        "the same plain code (what the guarantees' statements cost without the services' code); "
+        "stack: the same statements in three plain processes, a client following the job's "
+        "event stream (bench/lean_stack.py: what the design's process topology adds)"
     )
     if "floorHopsMs" in results:
         print(
@@ -973,6 +1007,13 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{r['leanOverheadMs']} ms) | bare clone {r['bare']['p50_ms']} ms | "
                 f"{r['leanRatio']} |"
             )
+        if "leanStack" in r:
+            lines.append(
+                f"| the same statements in three plain processes, {r['template']}, followed on "
+                f"the job's event stream (bench/lean_stack.py), p50 | {r['leanStack']['p50_ms']} "
+                f"ms (overhead {r['leanStackOverheadMs']} ms) | bare clone {r['bare']['p50_ms']} "
+                f"ms | {r['leanStackRatio']} |"
+            )
     for r in results["bulk"]:
         lines.append(
             f"| {r['instances']} creates at once, {r['template']}, {r['shards']} shards, "
@@ -1085,11 +1126,15 @@ def main() -> None:
         with bench_stack(f"{tag}_d", prefix, default_shards, templates, best) as b:
             print("clone overhead ...", flush=True)
             floor = Running()
+            lean_stack = None
             try:
-                results["cloneOverhead"] = clone_overhead(b, templates, runs, floor)
+                lean_stack = LeanStack()
+                results["cloneOverhead"] = clone_overhead(b, templates, runs, floor, lean_stack)
                 results["floorHopsMs"] = floor.hops(20)
             finally:
                 floor.close()
+                if lean_stack is not None:
+                    lean_stack.close()
             for r in results["cloneOverhead"]:
                 r["sizeMB"] = sizes[r["template"]]
             print("bulk ...", flush=True)
