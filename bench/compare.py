@@ -19,8 +19,9 @@ spread are noise.
 
     uv run --frozen python -m bench.compare --base b42109a --rounds 8
 
-The base must have bench/instances.py's `Bench`, `bare_clone`, `cpu_seconds`, `drop_prefixed`
-and (for `accept`) `accept` (issue 18's rounds have them).
+The base must have bench/instances.py's `Bench`, `cpu_seconds`, `drop_prefixed` and (for
+`accept`) `accept` (issue 18's rounds have them). The bare clones are this file's own, on one
+kept session, for both versions alike (the base's `bare_clone` may open a session per clone).
 """
 
 from __future__ import annotations
@@ -41,13 +42,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _measure_one(pairs: int) -> dict[str, Any]:
-    from bench.instances import TINY, Bench, bare_clone, drop_prefixed
+    import psycopg
+    from psycopg import sql
+
+    from bench.instances import TINY, Bench, drop_prefixed
+    from tests.support import pg
 
     tag = uuid.uuid4().hex[:8]
     prefix = f"EdFi_Ods_cmp{tag}_"
     b = Bench(f"cmp_{tag}", prefix, 8, {"Minimal": TINY})
     system: list[float] = []
     bare: list[float] = []
+    session = psycopg.connect(pg.SERVER, autocommit=True)  # kept, as the provisioner's is
+
+    def bare_clone(template: str, target: str) -> float:
+        started = time.perf_counter()
+        session.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(target), sql.Identifier(template)
+            )
+        )
+        return time.perf_counter() - started
+
     try:
         b.start()
         for k in range(3):
@@ -64,6 +80,7 @@ def _measure_one(pairs: int) -> dict[str, Any]:
             if i % 5 == 4:
                 drop_prefixed(prefix)
     finally:
+        session.close()
         b.close()
         drop_prefixed(prefix)
     return {

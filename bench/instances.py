@@ -11,7 +11,8 @@ RabbitMQ vhost; every database the bench creates is dropped at the end.
    large template: what the server sustains. The concurrency that does best for both is the
    one the stacks run with (EDFI_IM_CLONE_CONCURRENCY), and is printed.
 1. Clone overhead: POST -> `Completed` seen on the job's event stream, against a bare
-   `CREATE DATABASE ... TEMPLATE ...` of the same template, for the tiny development template
+   `CREATE DATABASE ... TEMPLATE ...` of the same template (every bare clone here runs on a
+   kept session, as the provisioner's do: `bare_session`), for the tiny development template
    and for a ~100 MB template the bench generates; and against the design's floor
    (bench/floor.py: the hops DESIGN.md requires, made by the plainest code), which says how
    much of the overhead the hops themselves cost on this machine, and against the services'
@@ -82,16 +83,39 @@ def ratio(system: dict[str, Any], baseline: dict[str, Any]) -> float:
     return round(system["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else 0.0
 
 
+_BARE = threading.local()
+
+
+def bare_session() -> psycopg.Connection[Any]:
+    """This thread's session for bare clones, kept from one clone to the next. The provisioner
+    clones on a kept session too, and a new session is no fair baseline: besides connecting, a
+    new backend's first CREATE DATABASE took about 5 ms longer here (its caches are cold;
+    30 and 40 interleaved pairs, 2026-11-28)."""
+    conn: psycopg.Connection[Any] | None = getattr(_BARE, "conn", None)
+    if conn is None or conn.closed:
+        conn = psycopg.connect(pg.SERVER, autocommit=True)
+        _BARE.conn = conn
+    return conn
+
+
+def end_bare_session() -> None:
+    conn: psycopg.Connection[Any] | None = getattr(_BARE, "conn", None)
+    if conn is not None:
+        conn.close()
+        _BARE.conn = None
+
+
 def bare_clone(template: str, target: str) -> float:
-    """What an operator types: CREATE DATABASE ... TEMPLATE ..., timed."""
-    with psycopg.connect(pg.SERVER, autocommit=True) as c:
-        started = time.perf_counter()
-        c.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(target), sql.Identifier(template)
-            )
+    """What an operator's session does: CREATE DATABASE ... TEMPLATE ..., timed, on this
+    thread's kept session (`bare_session`)."""
+    c = bare_session()
+    started = time.perf_counter()
+    c.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(target), sql.Identifier(template)
         )
-        return time.perf_counter() - started
+    )
+    return time.perf_counter() - started
 
 
 def make_large_template(name: str, megabytes: int) -> int:
@@ -433,12 +457,15 @@ def sweep(template: str, prefix: str, clones: int, levels: list[int]) -> dict[st
         def worker(
             level: int = level, names: Iterator[int] = names, lock: threading.Lock = lock
         ) -> None:
-            while True:
-                with lock:
-                    k = next(names, None)
-                if k is None:
-                    return
-                bare_clone(template, f"{prefix}sweep_{level}_{k}")
+            try:
+                while True:
+                    with lock:
+                        k = next(names, None)
+                    if k is None:
+                        return
+                    bare_clone(template, f"{prefix}sweep_{level}_{k}")
+            finally:
+                end_bare_session()
 
         started = time.perf_counter()
         threads = [threading.Thread(target=worker) for _ in range(level)]
