@@ -319,9 +319,10 @@ def clone_overhead(
 ) -> list[dict[str, Any]]:
     """Each template's creates against bare clones (and, given `floor`, against the design's
     floor and the lean chain: the same hops, and the services' every statement, made by the
-    plainest code, bench/floor.py), in interleaved rounds:
-    which goes first turns each run, so none always gets the warmer cache. Three warm-up
-    creates first (and floors): a new stack's first ones are not its steady state."""
+    plainest code, bench/floor.py; given `lean_stack`, against those statements in three plain
+    processes, bench/lean_stack.py), in interleaved rounds: which goes first turns each run,
+    so none always gets the warmer cache. Three warm-up creates first (and of each of the
+    others): a new stack's first ones are not its steady state."""
     for k in range(3):
         b.create_and_follow(f"Warm {k}", "Minimal")
         if floor is not None:
@@ -372,20 +373,11 @@ def clone_overhead(
             # Median of each run's create minus the bare clone beside it (ms).
             "overheadMs": paired_overhead_ms(timed["system"], timed["bare"]),
         }
-        if floor is not None:
-            f = summary(timed["floor"])
-            row["floor"] = f
-            row["floorRatio"] = ratio(f, base)
-            row["floorOverheadMs"] = paired_overhead_ms(timed["floor"], timed["bare"])
-            lean = summary(timed["lean"])
-            row["lean"] = lean
-            row["leanRatio"] = ratio(lean, base)
-            row["leanOverheadMs"] = paired_overhead_ms(timed["lean"], timed["bare"])
-        if lean_stack is not None:
-            stack = summary(timed["lean stack"])
-            row["leanStack"] = stack
-            row["leanStackRatio"] = ratio(stack, base)
-            row["leanStackOverheadMs"] = paired_overhead_ms(timed["lean stack"], timed["bare"])
+        for kind, field in (("floor", "floor"), ("lean", "lean"), ("lean stack", "leanStack")):
+            if kind in timed:
+                row[field] = summary(timed[kind])
+                row[f"{field}Ratio"] = ratio(row[field], base)
+                row[f"{field}OverheadMs"] = paired_overhead_ms(timed[kind], timed["bare"])
         rows.append(row)
     return rows
 
