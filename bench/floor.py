@@ -350,7 +350,12 @@ def main() -> None:
     from bench.lean_stack import LeanStack
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=40, help="runs of each (create, bare, floor)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=40,
+        help="runs of each (create, bare, floor, lean chain, lean stack)",
+    )
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     prefix = f"EdFi_Ods_floor{tag}_"

@@ -123,17 +123,16 @@ class ChangeFeed:
             self._wake.set()  # marks the feed behind: nothing to read or parse for anyone
             return
         said = changes.announced(payload)
-        if said is not None and said.id <= self.latest and not self._behind:
-            return  # a read already brought it
-        if (
-            said is not None
-            and said.change is not None
-            and said.id == self.latest + 1
-            and not self._behind
-            and not self._reading.locked()
-        ):
-            self._add([said.change])
-            return
+        if said is not None and not self._behind:
+            if said.id <= self.latest:
+                return  # a read already brought it
+            if (
+                said.change is not None
+                and said.id == self.latest + 1
+                and not self._reading.locked()
+            ):
+                self._add([said.change])
+                return
         self._wake.set()
 
     def _add(self, batch: list[Change]) -> None:
